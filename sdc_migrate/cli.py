@@ -1,0 +1,64 @@
+"""sdc-migrate: move an instance to another compute node of this Triton datacenter.
+
+Usage:
+  sdc-migrate [-i | -a] [-D] [-y] [--interval=SECS] [INST_UUID [DEST_CN_NAME]]
+  sdc-migrate -h | --help
+  sdc-migrate -v | --version
+
+Runs on the head node. Without INST_UUID or DEST_CN_NAME it asks for them.
+A full migration stops the instance, sends its datasets from the source
+compute node to DEST_CN_NAME, attaches it there, moves it in VMAPI and boots
+it if it was running. The source copy stays, hidden, until
+`sdc-migrate cleanup-source INST_UUID`.
+
+Options:
+  -i                Incremental: send snapshots while the instance runs, one
+                    round every --interval seconds, until the state file
+                    /var/tmp/migrator-INST_UUID-DEST_CN_NAME-EPOCH.st is
+                    removed; then stop, send the last increment and switch.
+  -a                Automatic incremental: one full and one incremental round
+                    while it runs, then finish (implies -i).
+  -D                Allow a destination whose platform is older than the source's.
+  -y                Do not ask "Are you ready to proceed?".
+  --interval=SECS   Pause between incremental rounds [default: 60].
+  -h --help         Show this help.
+  -v --version      Show the version.
+
+Exit status: 0 done; 1 failed; 2 bad usage or refused (nothing changed);
+3 instance or server not found; 4 failed and rolled back (the instance is
+where and as it was); 5 failed and needs an operator (the message says what
+to do).
+"""
+import sys
+
+from docopt import DocoptExit, docopt
+
+from . import __version__
+from .errors import MigrateError, Usage
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        try:
+            args = docopt(__doc__, argv=argv, default_help=False)
+        except DocoptExit:
+            raise Usage("bad usage; see `sdc-migrate --help`") from None
+        if args["--help"]:
+            print(__doc__.strip())
+            return 0
+        if args["--version"]:
+            print("sdc-migrate %s" % __version__)
+            return 0
+        if args["--interval"] and not args["--interval"].isdigit():
+            raise Usage("--interval takes whole seconds, not %r" % args["--interval"])
+        from .commands import migrate
+        return migrate.main(args)
+    except MigrateError as e:
+        msg = str(e)
+        sys.stdout.flush()
+        sys.stderr.write("sdc-migrate: error: %s\n" % msg)
+        return e.exit_status
+    except KeyboardInterrupt:
+        sys.stderr.write("sdc-migrate: interrupted\n")
+        return 130

@@ -1,0 +1,736 @@
+"""sdc-migrate UUID DEST: move an instance to another compute node.
+
+Gather (read-only, refusals here), show, confirm, act. Every step that
+changes something registers its undo; a failure before the switch point
+(VMAPI showing the instance on the destination) undoes them in reverse.
+"""
+import base64
+import fcntl
+import os
+import shlex
+import time
+
+from .. import zfs
+from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RolledBack
+from ..node import Node, Runner
+from ..report import (Report, estimate_text, human_duration, human_size, human_time, now)
+from ..triton import UUID_RE, Triton, admin_ip
+
+STATE_DIR = "/var/tmp"
+TCP_TUNABLES = (("tcp_max_buf", 2097152), ("tcp_xmit_hiwat", 1048576),
+                ("tcp_recv_hiwat", 1048576))
+VMAPI_WAIT = 120
+
+
+class Options:
+    def __init__(self, uuid=None, dest=None, incremental=False, auto=False,
+                 allow_older=False, yes=False, interval=60):
+        self.uuid, self.dest = uuid, dest
+        self.incremental = incremental or auto
+        self.auto = auto
+        self.allow_older = allow_older
+        self.yes = yes
+        self.interval = interval
+
+
+def vm_type(vm):
+    return "HVM" if vm.get("brand") in ("kvm", "bhyve") else "ZONE"
+
+
+class Migration:
+    def __init__(self, opts, report=None, runner=None):
+        self.opts = opts
+        self.r = report or Report()
+        self.hn = runner or Runner()
+        self.api = Triton(self.hn)
+        self.undo = []           # (description, callable), run in reverse on failure
+        self.switched = False
+        self.epoch = int(time.time())
+        self.tag = str(os.getpid())
+        self.increments = 0
+        self.stopped_at = None
+        self.booted_at = None
+        self.lock = None
+
+    # ---- gather -------------------------------------------------------------
+
+    def gather(self):
+        o, r = self.opts, self.r
+        r.line("* Please wait, gathering instance and CN data....")
+        if not UUID_RE.match(o.uuid or ""):
+            raise Refused("'%s' is not an instance UUID" % o.uuid)
+        r.step("    + retrieving instance alias, server_uuid, brand, create_timestamp,\n"
+               "      image_uuid, zone_state, quota, ram, and owner_uuid ....")
+        vm = self.api.vm(o.uuid)
+        if vm.get("state") in ("destroyed", "failed") or not vm.get("server_uuid"):
+            raise NotFound("instance %s is %s" % (o.uuid, vm.get("state") or "not on any server"))
+        tags = vm.get("tags") or {}
+        if tags.get("smartdc_role") == "nat" or (vm.get("alias") or "").startswith("nat-") \
+                and tags.get("smartdc_type") == "core":
+            raise Refused("instance %s is a fabric NAT zone: use `sdc-migrate nat-recreate %s`"
+                          % (o.uuid, o.uuid))
+        if tags.get("smartdc_type") == "core" or tags.get("smartdc_role"):
+            raise Refused("instance %s is a Triton core zone (%s): sdc-migrate does not move"
+                          " core zones" % (o.uuid, tags.get("smartdc_role") or "core"))
+        self.vm = vm
+        r.done()
+        r.step("    + checking instance for any IP addrs to potentially reserve during\n"
+               "      the migration ...")
+        self.ips = [(n["ip"], n["network_uuid"]) for n in vm.get("nics") or []
+                    if n.get("ip") and n.get("network_uuid") and n.get("ip") != "dhcp"]
+        r.done()
+        r.step("    + retrieving SRC CN hostname, SDC Version, reservation status, and\n"
+               "      IP addr ...")
+        src = self.api.server(vm["server_uuid"])
+        r.done()
+        r.step("    + retrieving DEST CN UUID, SDC Version, reservation status, and\n"
+               "      IP addr ...")
+        dst = self.api.server_by_hostname(o.dest)
+        self._check_destination(vm, src, dst)
+        r.done()
+        self.src_server, self.dst_server = src, dst
+        self.src = Node(src["hostname"], src["uuid"], admin_ip(src),
+                        trace=self.hn.trace, dry_run=self.hn.dry_run)
+        self.dst = Node(dst["hostname"], dst["uuid"], admin_ip(dst),
+                        trace=self.hn.trace, dry_run=self.hn.dry_run)
+        r.step("    + checking instance for datasets to migrate during the migration ...")
+        self._gather_datasets()
+        r.done()
+        r.line("  - Data gathering complete!")
+
+    def _check_destination(self, vm, src, dst):
+        o = self.opts
+        if dst["uuid"] == src["uuid"]:
+            raise Refused("instance %s is already on %s" % (o.uuid, o.dest))
+        if dst.get("reserved"):
+            raise Refused("destination %s is reserved" % o.dest)
+        if dst.get("status", "running") != "running" or dst.get("setup") is False:
+            raise Refused("destination %s is not running and set up (status %s)"
+                          % (o.dest, dst.get("status")))
+        if dst.get("headnode"):
+            raise Refused("destination %s is the head node" % o.dest)
+        sp, dp = src.get("current_platform") or "", dst.get("current_platform") or ""
+        if dp < sp and not o.allow_older:
+            raise Refused("destination %s runs an older platform (%s) than %s (%s);"
+                          " -D allows it" % (o.dest, dp, src["hostname"], sp))
+        need = int(vm.get("ram") or 0) * 1048576
+        free = dst.get("memory_available_bytes")
+        if free is not None and need > int(free):
+            raise Refused("destination %s has %d MB of free RAM; the instance needs %d MB"
+                          % (o.dest, int(free) // 1048576, need // 1048576))
+
+    def _gather_datasets(self):
+        uuid = self.opts.uuid
+        listing = self.src.run(zfs.list_command(), readonly=True)
+        self.datasets = zfs.instance_datasets(listing, uuid)
+        if not self.datasets:
+            raise NotFound("instance %s has no datasets on %s" % (uuid, self.src.hostname))
+        self.total = sum(d.refer for d in self.datasets)
+        # The destination's host key, read over the head node's own trusted
+        # connection: the source will accept exactly that key.
+        out = self.dst.run(["sh", "-c", "cat /var/ssh/ssh_host_ed25519_key.pub; "
+                            "zfs get -Hp -o value available zones"], readonly=True).split("\n")
+        self.dst_hostkey = " ".join(out[0].split()[:2])
+        avail = int(out[1])
+        need = sum(d.used for d in self.datasets)
+        if need > avail:
+            raise Refused("destination %s has %s free in zones; the instance needs %s"
+                          % (self.opts.dest, human_size(avail), human_size(need)))
+        cores = self.src.call(["zfs", "get", "-Hp", "-o", "value", "quota",
+                               "zones/cores/" + uuid], readonly=True)
+        self.cores_quota = cores[1].strip() if cores[0] == 0 else None
+
+    # ---- show -------------------------------------------------------------------
+
+    def paths(self):
+        base = "%s/migrator-%s-%s-%d" % (STATE_DIR, self.opts.uuid, self.opts.dest, self.epoch)
+        return base + ".log", base + ".st"
+
+    def show(self):
+        vm, o, r = self.vm, self.opts, self.r
+        log, st = self.paths()
+        dc = self.src_server.get("datacenter") or \
+            (self.src_server.get("sysinfo") or {}).get("Datacenter Name", "-")
+        self.datacenter = dc
+        pairs = [
+            ("uuid", vm["uuid"]), ("alias", vm.get("alias") or "-"),
+            ("IP Addr(s)", " ".join(ip for ip, _ in self.ips) or "-"),
+            ("datacenter", dc), ("zone state", vm.get("zone_state") or vm.get("state")),
+            ("type", vm_type(vm)), ("owner", vm.get("owner_uuid")),
+            ("create at", vm.get("create_timestamp")),
+            ("base image", vm.get("image_uuid") or self._image_of_disks() or "-"),
+            ("total dataset size", "%s across %d datasets" % (human_size(self.total),
+                                                             len(self.datasets))),
+            ("est. migration time", estimate_text(self.total)),
+            ("migration type", "Incremental" if o.incremental else "Non-Incremental"),
+        ]
+        if o.incremental:
+            pairs += [("migration log file", "%s HN:%s" % (dc, log)),
+                      ("migration state file", "%s HN:%s" % (dc, st))]
+        r.line()
+        r.line("We will be migrating:")
+        r.block("INSTANCE:", pairs)
+        r.line()
+
+        def col(server, node):
+            si = server.get("sysinfo") or {}
+            return [("Host:", node.hostname), ("UUID:", server["uuid"]),
+                    ("SDC Ver:", si.get("SDC Version", "-")),
+                    ("IP Addr:", node.ip), ("reserved:", str(bool(server.get("reserved"))).lower())]
+        left = ["%-10s%s" % p for p in col(self.src_server, self.src)] + \
+            ["migr key: /root/.ssh/migr-key-%s" % self.tag]
+        right = ["%-10s%s" % p for p in col(self.dst_server, self.dst)] + \
+            ["auth_keys bkup: /root/.ssh/authorized_keys.%s" % self.tag]
+        r.table(["SRC CN", "DEST CN"], list(zip(left, right)))
+        r.line()
+
+    def _image_of_disks(self):
+        for d in self.vm.get("disks") or []:
+            if d.get("image_uuid"):
+                return d["image_uuid"]
+        return None
+
+    # ---- act ----------------------------------------------------------------
+
+    def do(self, description, undo=None):
+        """Register the undo of a change that just succeeded."""
+        if undo is not None:
+            self.undo.append((description, undo))
+
+    def run(self):
+        """The whole migration; returns the exit status."""
+        o, r = self.opts, self.r
+        r.line()
+        r.line("           -: Welcome to the SDC Migrator :-")
+        r.line()
+        if not o.uuid:
+            o.uuid = r.prompt("UUID of Instance to Move:")
+        if not o.dest:
+            o.dest = r.prompt("Destination Server:")
+        r.line()
+        self.gather()
+        self._take_lock()
+        log, st = self.paths()
+        r.open_log(log)
+        self.show()
+        if not o.yes and not r.ask("Are you ready to proceed? [y|n]"):
+            raise Refused("not confirmed: nothing was changed")
+        r.line("Here we go...")
+        r.line()
+        self.started = now()
+        if o.incremental:
+            fd = os.open(st, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+        try:
+            self.act()
+        except Exception as e:
+            if self.switched:
+                raise NeedsOperator(
+                    "%s\n  The instance runs from %s now (VMAPI shows it there); finish by hand:"
+                    " check `sdc-vmapi /vms/%s`, boot it with `vmadm start %s` on %s if it"
+                    " should run, and remove the temporary key /root/.ssh/migr-key-%s on %s."
+                    % (e, o.dest, o.uuid, o.uuid, o.dest, self.tag, self.src.hostname)) from e
+            self.rollback(e)
+            raise RolledBack("migration of %s failed and was rolled back: %s\n"
+                             "  The instance is on %s, %s, as before."
+                             % (o.uuid, e, self.src.hostname, self.vm.get("state"))) from e
+        finally:
+            for n in (self.src, self.dst):
+                n.close()
+            if o.incremental and os.path.exists(st):
+                os.unlink(st)
+        return 0
+
+    def _take_lock(self):
+        path = "%s/sdc-migrate-%s.lock" % (STATE_DIR, self.opts.uuid)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Refused("instance %s is already being migrated (lock %s)"
+                          % (self.opts.uuid, path)) from None
+        self.lock = fd
+
+    def rollback(self, error):
+        r = self.r
+        r.line()
+        r.line("* Migration failed: %s" % error)
+        r.line("* Rolling back:")
+        while self.undo:
+            description, fn = self.undo.pop()
+            try:
+                fn()
+                r.line("    - undone: %s" % description)
+            except Exception as e:  # keep undoing the rest
+                r.line("    ! could not undo %s: %s" % (description, e))
+
+    def act(self):
+        o, r, vm = self.opts, self.r, self.vm
+        uuid, src, dst = o.uuid, self.src, self.dst
+        self.was_running = vm.get("state") == "running"
+        self.setup_key()
+        self.check_tunables()
+        self.check_origin()
+        self.reserve_ips()
+        typ = vm_type(vm)
+        label = "%s (%s)" % (uuid, vm.get("alias") or "-")
+        self.snap_base = "vmsnap-%d_ops_migration_%d" % (self.epoch, self.epoch)
+        self.sent = None
+        if o.incremental:
+            self.incremental_rounds()
+        r.line()
+        r.line("**** Runtime impact and pre-migration changes to %s instance" % typ)
+        r.line("****    %s" % label)
+        r.line("**** start here!")
+        r.line()
+        self.stop_instance()
+        self.fix_source_xml()
+        self.check_index()
+        self.final_transfer()
+        self.create_cores()
+        self.copy_config()
+        self.disable_source()
+        self.attach()
+        self.switch_vmapi()
+        self.unreserve_ips()
+        self.finish_destination()
+        self.cleanup_snapshots()
+        self.ended = now()
+        self.closing_block()
+        self.clear_keys()
+
+    # ---- steps --------------------------------------------------------------
+
+    def setup_key(self):
+        r, src, dst = self.r, self.src, self.dst
+        key = "/root/.ssh/migr-key-%s" % self.tag
+        kh = "/root/.ssh/migr-known-%s" % self.tag
+        bkup = "/root/.ssh/authorized_keys.%s" % self.tag
+        self.key, self.known_hosts, self.ak_backup = key, kh, bkup
+        r.step("    + Creating an SSH key on %s to copy to authorized_keys on\n"
+               "      %s for the migration; Key will be removed once migration completes."
+               % (src.hostname, dst.hostname))
+        pub = src.run(["sh", "-c", "umask 077 && rm -f %s %s.pub && "
+                       "ssh-keygen -q -t ed25519 -N '' -C %s -f %s && cat %s.pub && "
+                       "printf '%%s %%s\\n' %s %s > %s" % (
+                           key, key, shlex.quote("sdc-migrate-" + self.opts.uuid), key, key,
+                           shlex.quote(dst.ip), shlex.quote(self.dst_hostkey), kh)])
+        self.do("temporary key on %s" % src.hostname,
+                lambda: src.run(["rm", "-f", key, key + ".pub", kh]))
+        r.done()
+        r.step("    + Copying SSH key to %s..." % dst.hostname)
+        entry = 'from="%s",no-pty,no-agent-forwarding,no-port-forwarding,no-X11-forwarding,' \
+                'no-user-rc %s' % (src.ip, " ".join(pub.split()[:3]))
+        dst.run(["sh", "-c", "umask 077 && touch /root/.ssh/authorized_keys && "
+                 "cp -p /root/.ssh/authorized_keys %s && cat >> /root/.ssh/authorized_keys"
+                 % bkup], input=entry + "\n")
+        self.do("authorized key on %s" % dst.hostname, self._restore_authorized_keys)
+        r.done()
+
+    def _restore_authorized_keys(self):
+        self.dst.run(["sh", "-c", "mv -f %s /root/.ssh/authorized_keys" % self.ak_backup])
+
+    def clear_keys(self):
+        self.r.line("* Clearing migration SSH keys")
+        self.src.run(["rm", "-f", self.key, self.key + ".pub", self.known_hosts])
+        self._restore_authorized_keys()
+        self.undo = []
+
+    def check_tunables(self):
+        r, src, dst = self.r, self.src, self.dst
+        r.line("* Checking if tcp_max_buf, tcp_xmit_hiwat, and tcp_recv_hiwat have")
+        r.line("  been tuned on both %s and %s ..." % (src.hostname, dst.hostname))
+        for node in (src, dst):
+            out = node.run(["sh", "-c", " && ".join(
+                "ndd -get /dev/tcp %s" % name for name, _ in TCP_TUNABLES)], readonly=True)
+            values = [int(v) for v in out.split()]
+            # tcp_max_buf first: the hiwat values may not exceed it.
+            low = [(name, want, have) for (name, want), have in zip(TCP_TUNABLES, values)
+                   if have < want]
+            if not low:
+                r.line("  - nothing to do for %s" % node.hostname)
+                continue
+            node.run(["sh", "-c", " && ".join(
+                "ndd -set /dev/tcp %s %d" % (name, want) for name, want, _ in low)])
+            self.do("TCP tunables on %s" % node.hostname,
+                    lambda node=node, low=low: node.run(["sh", "-c", " && ".join(
+                        "ndd -set /dev/tcp %s %d" % (n, have) for n, _, have in reversed(low))]))
+            r.line("  - tuned %s on %s" % (", ".join(n for n, _, _ in low), node.hostname))
+
+    def check_origin(self):
+        """Keep the instance a clone of its image on the destination when possible."""
+        r, dst = self.r, self.dst
+        r.line("* Checking for origin dataset for the instance...")
+        self.incremental_from = {}
+        for ds in self.datasets:
+            image = zfs.image_origin(ds)
+            if not image:
+                if ds is self.datasets[0] or ds.origin:
+                    r.line("    + origin dataset null or non-standard (%s)" % (ds.origin or "-"))
+                    r.line("      > instance DS origin does not reference IMG_UUID@final,"
+                           " relation to")
+                    r.line("        origin DS will be lost in the course of migrating the"
+                           " instance.")
+                continue
+            r.line("    + origin dataset is %s" % ds.origin)
+            guid_src = self.src.run(["zfs", "get", "-Hp", "-o", "value", "guid", ds.origin],
+                                    readonly=True).strip()
+            st, out, _ = dst.call(["zfs", "get", "-Hp", "-o", "value", "guid", ds.origin],
+                                  readonly=True)
+            if st != 0:
+                r.line("      > origin DS doesn't exist on %s, will need to try import"
+                       % dst.hostname)
+                r.line("        of origin DS (%s)" % ds.origin[len("zones/"):])
+                r.line("* Attempting import of image (%s) to %s" % (image, dst.hostname))
+                st, out, err = dst.call(["imgadm", "import", "-q", image])
+                if st != 0:
+                    r.line("  - Image import failed: %s" % (err.strip().splitlines() or ["?"])[-1])
+                    r.line("      > relation to origin DS will be lost in the course of"
+                           " migrating the instance.")
+                    continue
+                r.line("  - Image imported successfully!")
+                st, out, _ = dst.call(["zfs", "get", "-Hp", "-o", "value", "guid", ds.origin],
+                                      readonly=True)
+            if st == 0 and out.strip() == guid_src:
+                self.incremental_from[ds.name] = ds.origin
+            else:
+                r.line("      > %s on %s is not the same snapshot; relation to origin DS"
+                       " will be lost" % (ds.origin, dst.hostname))
+
+    def reserve_ips(self):
+        r = self.r
+        if not self.ips:
+            return
+        r.line("* Temporarily reserving instance IP addrs so they don't get reprovisioned"
+               " elsewhere")
+        r.line('  in the short amount of time that the instance may show up as "destroyed"...')
+        self.reserved = []
+        for ip, net in self.ips:
+            r.step("    + reserving %s on network_uuid %s..." % (ip, net))
+            before = self.api.ip(net, ip).get("reserved", False)
+            if not before:
+                self.api.set_ip_reserved(net, ip, True)
+                self.reserved.append((ip, net))
+                self.do("reservation of %s" % ip,
+                        lambda ip=ip, net=net: self.api.set_ip_reserved(net, ip, False))
+            r.done("Done")
+
+    def unreserve_ips(self):
+        r = self.r
+        if not self.ips:
+            return
+        r.line("* Unreserving instance IP addrs since we're no longer at risk of")
+        r.line('  the instance showing up as "destroyed".')
+        for ip, net in self.reserved:
+            r.step("    - unreserving %s on network_uuid %s..." % (ip, net))
+            self.api.set_ip_reserved(net, ip, False)
+            r.done("Done")
+
+    def snapshot_round(self, n=None):
+        """Snapshot every dataset at once (one zfs call); returns the snapshot name."""
+        name = self.snap_base if n is None else "%s-%d" % (self.snap_base, n)
+        self.src.run(["zfs", "snapshot"] + ["%s@%s" % (d.name, name) for d in self.datasets])
+        self.do("snapshots %s on %s" % (name, self.src.hostname),
+                lambda: self._destroy_snapshots(self.src, name))
+        for ds in self.datasets:
+            self.r.step("    + Creating %s snapshot%s..." % (ds.name, "" if n is None else " %d" % n))
+            self.r.done()
+        return name
+
+    def _destroy_snapshots(self, node, name, ok_missing=True):
+        script = " ; ".join("zfs destroy %s" % shlex.quote("%s@%s" % (d.name, name))
+                            for d in reversed(self.datasets))
+        node.run(["sh", "-c", script + (" ; true" if ok_missing else "")])
+
+    def send_round(self, snap):
+        """Send every dataset's snapshot to the destination, CN to CN."""
+        r, first = self.r, self.sent is None
+        for ds in self.datasets:
+            from_snap = ("%s@%s" % (ds.name, self.sent)) if not first else \
+                self.incremental_from.get(ds.name)
+            r.step("    + Tranferring %s@%s ..." % (ds.name, snap))
+            self.src.run(zfs.send_pipeline(ds.name, snap, from_snap, self.dst.ip, self.key,
+                                           self.known_hosts, props=first))
+            r.done("done")
+        if first:
+            self.do("received datasets on %s" % self.dst.hostname, self._destroy_received)
+        else:
+            self.do("snapshots %s on %s" % (snap, self.dst.hostname),
+                    lambda: self._destroy_snapshots(self.dst, snap))
+        self._verify_received(snap)
+        self.sent = snap
+        self.increments += 1
+
+    def _verify_received(self, snap):
+        """zfs exit codes have lied before: compare the snapshots' GUIDs."""
+        names = ["%s@%s" % (d.name, snap) for d in self.datasets]
+        cmd = ["zfs", "get", "-Hp", "-o", "name,value", "guid"] + names
+        a = self.src.run(cmd, readonly=True)
+        b = self.dst.run(cmd, readonly=True)
+        if sorted(a.split("\n")) != sorted(b.split("\n")):
+            raise MigrateError("snapshot %s on %s differs from the source's" % (snap, self.dst.hostname))
+
+    def _destroy_received(self):
+        script = " ; ".join("zfs destroy -r %s" % shlex.quote(d.name)
+                            for d in reversed(self.datasets))
+        self.dst.run(["sh", "-c", script + " ; true"])
+
+    def incremental_rounds(self):
+        o, r = self.opts, self.r
+        _, st = self.paths()
+        n = 0
+        while True:
+            r.line("* Creating dataset snapshots on %s" % self.src.hostname)
+            snap = self.snapshot_round(n)
+            r.line("* Transferring incremental dataset snapshot %d to %s" % (n, self.dst.hostname))
+            self.send_round(snap)
+            if o.auto and n >= 1 and os.path.exists(st):
+                os.unlink(st)
+            if not os.path.exists(st):
+                break
+            r.line("    + Sleeping for %d seconds before next snapshot." % o.interval)
+            deadline = time.time() + o.interval
+            while time.time() < deadline and os.path.exists(st):
+                time.sleep(min(1.0, max(0.0, deadline - time.time())))
+            n += 1
+            if not os.path.exists(st):
+                # the operator removed it while we slept: one last live round
+                # is not needed, the final increment follows the stop.
+                break
+        self.round = n + 1
+
+    def stop_instance(self):
+        r, vm = self.r, self.vm
+        alias = vm.get("alias") or vm["uuid"]
+        if not self.was_running:
+            r.line("* Instance %s is already shutdown.  Proceeding." % alias)
+            return
+        r.step("* Instance %s is running; shutting it down, please wait .." % alias)
+        self.stopped_at = time.time()
+        self.src.run(["vmadm", "stop", vm["uuid"]])
+        self.do("stop of the instance on %s" % self.src.hostname,
+                lambda: self.src.run(["vmadm", "start", vm["uuid"]]))
+        state = self.src.run(["zoneadm", "-z", vm["uuid"], "list", "-p"], readonly=True)
+        r.done()
+        r.line("  - New state is:  %s" % ("stopped" if ":installed:" in state else state.strip()))
+
+    def fix_source_xml(self):
+        r, vm, src = self.r, self.vm, self.src
+        uuid = vm["uuid"]
+        r.line("* Source XML file modifications...")
+        xml = src.run(["cat", "/etc/zones/%s.xml" % uuid], readonly=True)
+        self.xml = xml
+        fixes = [("create-timestamp", vm.get("create_timestamp"), "JPC-1212"),
+                 ("dataset-uuid", vm.get("image_uuid") or self._image_of_disks(),
+                  "image_uuid; AGENT-629")]
+        for name, value, why in fixes:
+            r.line("    + Checking instance XML file for %s (%s)..." % (name, why))
+            if 'name="%s"' % name in xml:
+                r.line("    = %s already exists" % name)
+            elif value:
+                src.run(["zonecfg", "-z", uuid, "add attr; set name=%s; set type=string; "
+                         "set value=%s; end" % (name, value)])
+                r.line("    + added %s" % name)
+        if any('name="%s"' % n not in xml for n, v, _ in fixes if v):
+            self.xml = src.run(["cat", "/etc/zones/%s.xml" % uuid], readonly=True)
+        r.line("  - Source XML file modifications complete!")
+
+    def check_index(self):
+        r, uuid = self.r, self.vm["uuid"]
+        r.step("* Getting Zone index configuration...")
+        index = self.src.run(["cat", "/etc/zones/index"], readonly=True)
+        r.done()
+        r.line("    + checking if we need to correct it (JPC-1421)")
+        line = [l for l in index.splitlines() if l.split(":")[0].strip() == uuid]
+        if not line:
+            raise MigrateError("%s has no line in /etc/zones/index on %s" % (uuid, self.src.hostname))
+        fields = line[0].split(":")
+        # JPC-1421: an index line without the trailing uuid field breaks attach.
+        if len(fields) < 4 or fields[3] != uuid:
+            r.line("    + index line is missing its uuid field; the destination gets a"
+                   " corrected one")
+        r.line("  - Zone index configuration check complete!")
+
+    def final_transfer(self):
+        r, o = self.r, self.opts
+        if o.incremental:
+            r.line("* Creating final incrmental dataset snapshot on %s" % self.src.hostname)
+            snap = self.snapshot_round(self.round)
+        else:
+            r.line("* Creating dataset snapshots on %s" % self.src.hostname)
+            snap = self.snapshot_round()
+            r.line("* Transferring dataset snapshots to %s" % self.dst.hostname)
+        self.send_round(snap)
+        self.final_snap = snap
+
+    def create_cores(self):
+        r, uuid = self.r, self.vm["uuid"]
+        r.line("* Creating cores dataset on %s" % self.dst.hostname)
+        ds = "zones/cores/" + uuid
+        argv = ["zfs", "create", "-o", "mountpoint=/zones/%s/cores" % uuid]
+        if self.cores_quota and self.cores_quota not in ("0", "none"):
+            argv += ["-o", "quota=" + self.cores_quota]
+        st, _, err = self.dst.call(["zfs", "list", "-H", "-o", "name", ds], readonly=True)
+        if st != 0:
+            self.dst.run(argv + [ds])
+            self.do("cores dataset on %s" % self.dst.hostname,
+                    lambda: self.dst.run(["zfs", "destroy", "-r", ds]))
+        r.line("  - Created cores dataset:  %s" % ds)
+
+    def copy_config(self):
+        r, uuid = self.r, self.vm["uuid"]
+        r.step("* Transferring Zone XML to the destination...")
+        line = "%s:configured:/zones/%s:%s" % (uuid, uuid, uuid)
+        self.dst.run(["sh", "-c", "cat > /etc/zones/%s.xml && echo %s >> /etc/zones/index"
+                      % (uuid, shlex.quote(line))], input=self.xml)
+        self.do("zone configuration on %s" % self.dst.hostname,
+                lambda: self.dst.run(["sh", "-c", "rm -f /etc/zones/%s.xml && "
+                                      "sed -i.bak '/^%s:/d' /etc/zones/index && "
+                                      "rm -f /etc/zones/index.bak" % (uuid, uuid)]))
+        r.done()
+
+    def disable_source(self):
+        r, uuid = self.r, self.vm["uuid"]
+        r.step("* Disabling instance on %s..." % self.src.hostname)
+        self.src.run(["zonecfg", "-z", uuid, "set autoboot=false"])
+        autoboot = "true" if self.vm.get("autoboot", True) else "false"
+        self.do("autoboot off on %s" % self.src.hostname,
+                lambda: self.src.run(["zonecfg", "-z", uuid, "set autoboot=%s" % autoboot]))
+        r.done()
+
+    def attach(self):
+        r, uuid = self.r, self.vm["uuid"]
+        r.step("* Importing & Attaching Zone on %s..." % self.dst.hostname)
+        self.dst.run(["zoneadm", "-z", uuid, "attach"])
+        self.do("attach on %s" % self.dst.hostname,
+                lambda: self.dst.run(["zoneadm", "-z", uuid, "detach"]))
+        r.done()
+        r.line("* Restarting vmadmd on %s, to ensure detection of transferred VM's presence."
+               % self.dst.hostname)
+        self.dst.run(["svcadm", "restart", "vmadmd"])
+
+    def switch_vmapi(self):
+        r, uuid, src, dst = self.r, self.vm["uuid"], self.src, self.dst
+        r.line("* Setting attr 'do-not-inventory' for %s on %s..." % (uuid, src.hostname))
+        src.run(["zonecfg", "-z", uuid, "add attr; set name=do-not-inventory; "
+                 "set type=string; set value=true; end"])
+        self.do("do-not-inventory on %s" % src.hostname,
+                lambda: src.run(["zonecfg", "-z", uuid, "remove attr name=do-not-inventory"]))
+        r.line("    + Restarting vmadmd again on destination, to hasten update of VM's presence.")
+        r.line("    + Restarting heartbeater on destination, to hasten update of VM's presence.")
+        dst.run(["sh", "-c", "svcadm restart vmadmd && svcadm restart vm-agent"])
+        r.step("* Checking VMAPI for 'do-not-inventory' update (VMAPI will show %s's\n"
+               "  server_uuid if updated); may take up to a minute or so ..." % dst.hostname)
+        deadline = time.time() + VMAPI_WAIT
+        while True:
+            vm = self.api.vm(uuid)
+            if vm.get("server_uuid") == dst.uuid and vm.get("state") != "destroyed":
+                break
+            if time.time() > deadline:
+                raise MigrateError("VMAPI still shows %s on server %s after %d s"
+                                   % (uuid, vm.get("server_uuid"), VMAPI_WAIT))
+            self.r.out.write(".")
+            self.r.out.flush()
+            time.sleep(1)
+        self.switched = True
+        r.done("Success!")
+
+    def finish_destination(self):
+        r, vm, dst = self.r, self.vm, self.dst
+        uuid = vm["uuid"]
+        autoboot = "true" if vm.get("autoboot", True) else "false"
+        r.step("* Enabling Autostart on the %s..." % dst.hostname)
+        dst.run(["zonecfg", "-z", uuid, "set autoboot=%s" % autoboot])
+        r.done()
+        alias = vm.get("alias") or uuid
+        if self.was_running:
+            r.step("* VM %s is ready for startup, please wait for boot.." % alias)
+            dst.run(["vmadm", "start", uuid])
+            state = dst.run(["sh", "-c", "vmadm get %s >/dev/null && svcadm restart vm-agent"
+                             " && zoneadm -z %s list -p" % (uuid, uuid)], readonly=False)
+            self.booted_at = time.time()
+            st = state.strip().split(":")[2] if state.count(":") >= 2 else state.strip()
+            r.done("Done. (State is: %s)" % st)
+        else:
+            r.line(' - VM %s was in state %s when we started' % (alias, vm.get("zone_state") or
+                                                                 vm.get("state")))
+            r.line('   thus not running.  Leaving in "installed" state.')
+            dst.run(["svcadm", "restart", "vm-agent"])
+
+    def cleanup_snapshots(self):
+        r = self.r
+        r.step("* Deleting migration snapshots on %s..." % self.dst.hostname)
+        for node in (self.dst, self.src):
+            script = []
+            for d in self.datasets:
+                script.append("for s in $(zfs list -H -o name -t snapshot -d 1 %s | "
+                              "grep '@%s'); do zfs destroy $s; done"
+                              % (shlex.quote(d.name), self.snap_base))
+            node.run(["sh", "-c", " ; ".join(script) + " ; true"])
+        r.done()
+
+    def closing_block(self):
+        r, vm, o = self.r, self.vm, self.opts
+        uuid, alias = vm["uuid"], vm.get("alias") or "-"
+        dur = (self.ended - self.started).total_seconds()
+        if self.stopped_at:
+            down = (self.booted_at or time.time()) - self.stopped_at
+            downtime = human_duration(down)
+        else:
+            downtime = "0 seconds (it was not running)"
+        log, _ = self.paths()
+        r.line()
+        r.line("                    ===   Done! ===")
+        r.line()
+        r.line("%s Instance:  %s (%s)" % (vm_type(vm), uuid, alias))
+        r.line()
+        r.line("          is now installed on")
+        r.line()
+        r.line("      Dest CN:  %s (%s)" % (self.dst.hostname, self.dst.uuid))
+        r.line()
+        pairs = [("Migration started", human_time(self.started)),
+                 ("Migration ended", human_time(self.ended)),
+                 ("Duration of migration", human_duration(dur)),
+                 ("Instance downtime", downtime),
+                 ("Migration type", "Incremental" if o.incremental else "Non-Incremental"),
+                 ("# dataset increments", str(self.increments)),
+                 ("migration log file", "%s HN:%s" % (self.datacenter, log))]
+        for label, value in pairs:
+            r.line("%s:  %s" % (label.rjust(21), value))
+        r.line()
+        ip = self.src.ip
+        r.line("Don't forget to at least comment out %s" % uuid)
+        r.line("  on %s in /etc/zones/index, if not outright remove it." % self.src.hostname)
+        r.line("To remove it on %s:" % self.src.hostname)
+        r.line('   * /usr/bin/ssh %s "/usr/sbin/zonecfg -z %s delete -F"' % (ip, uuid))
+        r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs destroy zones/cores/%s"' % (ip, uuid))
+        for d in self.datasets:
+            if d.name.count("/") == 1:
+                r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs destroy -r %s"' % (ip, d.name))
+        r.line("   (or: sdc-migrate cleanup-source %s)" % uuid)
+        r.line()
+        r.line(" Please validate in AdminUI:  https://%s/vms/%s" % (self._adminui(), uuid))
+        r.line("        or validate via CLI:  /opt/smartdc/bin/sdc-vmapi /vms/%s" % uuid)
+        r.line()
+
+    def _adminui(self):
+        """Where AdminUI answers: the head node's admin IP."""
+        status, servers = self.api.call("cnapi", "/servers?headnode=true")
+        for s in servers or [] if status == 200 else []:
+            try:
+                return admin_ip(self.api.server(s["uuid"]))
+            except MigrateError:
+                pass
+        return "adminui"
+
+
+def main(args):
+    opts = Options(uuid=args["INST_UUID"], dest=args["DEST_CN_NAME"],
+                   incremental=args["-i"], auto=args["-a"], allow_older=args["-D"],
+                   yes=args["-y"], interval=int(args["--interval"] or 60))
+    m = Migration(opts)
+    try:
+        return m.run()
+    finally:
+        m.r.close()

@@ -1,0 +1,85 @@
+"""Every command sdc-migrate runs, on the head node or on a compute node,
+goes through here: argv lists, quoted once, run with `sh`.
+
+A compute node is reached over ssh with the head node's key through one
+ControlMaster connection per host, so a step costs a round trip, not a
+handshake. Commands marked read-only run under --dry-run; the others are
+only printed there.
+"""
+import os
+import shlex
+
+import sh
+
+from .errors import RemoteError
+
+SSH_KEY = "/root/.ssh/sdc.id_rsa"
+CONTROL_DIR = "/var/tmp/sdc-migrate-ssh"
+
+
+class Runner:
+    """Runs argv lists locally (the head node)."""
+
+    name = "headnode"
+
+    def __init__(self, dry_run=False, trace=None):
+        self.dry_run = dry_run
+        self.trace = trace          # callable(host, cmdline) or None
+
+    def _cmd(self, argv):
+        return sh.Command(argv[0]).bake(*argv[1:], _tty_out=False)
+
+    def run(self, argv, readonly=False, input=None):
+        """Run argv; return its stdout. Raise RemoteError if it fails."""
+        status, out, err = self.call(argv, readonly, input)
+        if status != 0:
+            raise RemoteError(self.name, [str(a) for a in argv], status, err)
+        return out
+
+    def call(self, argv, readonly=False, input=None):
+        """Run argv; return (exit status, stdout, stderr) whatever the status."""
+        argv = [str(a) for a in argv]
+        if self.trace:
+            self.trace(self.name, shlex.join(argv))
+        if self.dry_run and not readonly:
+            return 0, "", ""
+        try:
+            p = self._cmd(argv)(_in=input, _ok_code=list(range(256)), _return_cmd=True)
+        except sh.CommandNotFound:
+            return 127, "", "%s: command not found" % argv[0]
+        return (p.exit_code, p.stdout.decode(errors="replace"),
+                p.stderr.decode(errors="replace"))
+
+    def script(self, lines, readonly=False, input=None):
+        """Run several argv lists in one round trip, stopping at the first failure."""
+        return self.run(["/bin/sh", "-c", " && ".join(shlex.join(map(str, l)) for l in lines)],
+                        readonly=readonly, input=input)
+
+
+class Node(Runner):
+    """A compute node, by hostname, UUID and admin IP."""
+
+    def __init__(self, hostname, uuid, ip, dry_run=False, trace=None):
+        super().__init__(dry_run, trace)
+        self.name, self.hostname, self.uuid, self.ip = hostname, hostname, uuid, ip
+
+    def ssh_options(self):
+        os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
+        return ["-i", SSH_KEY, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                "-o", "StrictHostKeyChecking=accept-new",
+                "-o", "ControlMaster=auto", "-o", "ControlPath=%s/%%C" % CONTROL_DIR,
+                "-o", "ControlPersist=120", "-o", "ServerAliveInterval=10",
+                "-o", "LogLevel=ERROR"]
+
+    def _cmd(self, argv):
+        # The remote side gets one string: every word quoted here, once.
+        return sh.Command("ssh").bake(*self.ssh_options(), "root@" + self.ip, "--",
+                                      shlex.join(argv), _tty_out=False)
+
+    def close(self):
+        """End this host's ControlMaster connection."""
+        try:
+            sh.Command("ssh")(*self.ssh_options(), "-O", "exit", "root@" + self.ip,
+                              _ok_code=range(256), _tty_out=False)
+        except sh.ErrorReturnCode:
+            pass

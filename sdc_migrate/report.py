@@ -1,0 +1,134 @@
+"""Every line a user sees: migrator.sh's format, mirrored into the log file."""
+import datetime
+import os
+import sys
+
+from dateutil import tz
+from tabulate import tabulate
+
+DONE_COLUMN = 72
+LABEL_WIDTH = 20
+
+
+def human_time(when):
+    """migrator.sh's timestamps: 'April 28, 2014 03:43:40 PM UTC'."""
+    when = when.astimezone(tz.tzutc())
+    return when.strftime("%B %d, %Y %I:%M:%S %p UTC")
+
+
+def human_duration(seconds):
+    if seconds < 60:
+        return "%d seconds" % round(seconds)
+    if seconds < 3600:
+        return "%.2f minutes" % (seconds / 60.0)
+    return "%.2f hours" % (seconds / 3600.0)
+
+
+def human_size(nbytes):
+    mb = nbytes / 1048576.0
+    if mb >= 1024:
+        return "%.2f GBytes" % (mb / 1024.0)
+    return "%.2f MBytes" % mb
+
+
+def estimate_seconds(nbytes, rate_mb=20, overhead=120):
+    """The seed's estimate: the data at RATE MB/s plus two minutes."""
+    return nbytes / 1048576.0 / rate_mb + overhead
+
+
+def estimate_text(nbytes, rate_mb=20):
+    return "%s (@ ~%g MB / second (~%.2f GB / minute); +2 minutes extra)" % (
+        human_duration(estimate_seconds(nbytes, rate_mb)), rate_mb, rate_mb * 60 / 1024.0)
+
+
+class Report:
+    """Prints to stdout and appends the same lines to the log file."""
+
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
+        self.log = None
+        self._pending = None
+
+    def open_log(self, path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.log = os.fdopen(fd, "a")
+
+    def close(self):
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def _write(self, text, end="\n"):
+        self.out.write(text + end)
+        self.out.flush()
+
+    def _to_log(self, text):
+        if self.log:
+            self.log.write(text + "\n")
+            self.log.flush()
+
+    def line(self, text=""):
+        self._finish_pending()
+        for part in text.split("\n"):
+            self._write(part)
+            self._to_log(part)
+
+    def lines(self, texts):
+        for t in texts:
+            self.line(t)
+
+    def step(self, text):
+        """Start a step line; done() or failed() ends it."""
+        self._finish_pending()
+        self._pending = text
+        self._write(text.ljust(DONE_COLUMN), end="")
+
+    def done(self, mark="[ DONE ]"):
+        if self._pending is None:
+            return
+        self._write(mark)
+        self._to_log(self._pending.ljust(DONE_COLUMN) + mark)
+        self._pending = None
+
+    def failed(self):
+        self.done("[ FAILED ]")
+
+    def _finish_pending(self):
+        if self._pending is not None:
+            self._write("")
+            self._to_log(self._pending)
+            self._pending = None
+
+    def block(self, title, pairs, indent="     "):
+        """A label: value block, labels right-aligned as migrator.sh does."""
+        if title:
+            self.line(indent + title)
+        for label, value in pairs:
+            self.line("%s:  %s" % (label.rjust(LABEL_WIDTH), value))
+
+    def table(self, headers, rows):
+        self.line(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+
+    def ask(self, question):
+        """Ask a y/n question; only 'y' is yes, a closed stdin is no."""
+        self._finish_pending()
+        self._write(question + " ", end="")
+        try:
+            answer = sys.stdin.readline()
+        except (OSError, ValueError):
+            answer = ""
+        if not answer:
+            self._write("")
+        self._to_log(question + " " + answer.strip())
+        return answer.strip() == "y"
+
+    def prompt(self, question):
+        self._finish_pending()
+        self._write(question + " ", end="")
+        answer = sys.stdin.readline()
+        self._to_log(question + " " + answer.strip())
+        return answer.strip()
+
+
+def now():
+    return datetime.datetime.now(tz.tzutc())

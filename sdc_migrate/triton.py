@@ -1,0 +1,89 @@
+"""The head node's APIs, through Triton's own wrappers (sdc-vmapi, sdc-cnapi,
+sdc-napi, sdc-imgapi, sdc-sapi), which print an HTTP header block and a JSON
+body and exit 0 whatever the status."""
+import json
+import re
+
+from .errors import MigrateError, NotFound
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def parse_response(text):
+    """(status, body) from a wrapper's output: status line, headers, blank line, JSON."""
+    head, sep, body = text.replace("\r\n", "\n").partition("\n\n")
+    if not sep or not head.startswith("HTTP/"):
+        raise MigrateError("unexpected API output: %r" % text[:200])
+    status = int(head.split("\n", 1)[0].split()[1])
+    body = body.strip()
+    return status, (json.loads(body) if body else None)
+
+
+class Triton:
+    def __init__(self, runner):
+        self.hn = runner
+
+    def call(self, api, path, method="GET", body=None, readonly=None):
+        argv = ["sdc-" + api, path]
+        if method != "GET":
+            argv += ["-X", method]
+        if body is not None:
+            argv += ["-d", json.dumps(body)]
+        if readonly is None:
+            readonly = method == "GET"
+        out = self.hn.run(argv, readonly=readonly)
+        if self.hn.dry_run and not readonly:
+            return 200, body
+        return parse_response(out)
+
+    def get(self, api, path, what):
+        status, body = self.call(api, path)
+        if status == 404:
+            raise NotFound("%s not found" % what)
+        if status >= 300:
+            raise MigrateError("%s: %s %s" % (what, status, (body or {}).get("message", "")))
+        return body
+
+    # VMAPI
+    def vm(self, uuid):
+        return self.get("vmapi", "/vms/" + uuid, "instance %s" % uuid)
+
+    # CNAPI
+    def server(self, uuid):
+        return self.get("cnapi", "/servers/" + uuid, "server %s" % uuid)
+
+    def server_by_hostname(self, hostname):
+        servers = self.get("cnapi", "/servers?hostname=" + hostname, "server " + hostname)
+        servers = [s for s in servers if s.get("hostname") == hostname]
+        if not servers:
+            raise NotFound("compute node %s not found in CNAPI" % hostname)
+        return self.server(servers[0]["uuid"])
+
+    def servers(self):
+        return self.get("cnapi", "/servers?extras=sysinfo", "servers")
+
+    # NAPI
+    def ip(self, network_uuid, ip):
+        return self.get("napi", "/networks/%s/ips/%s" % (network_uuid, ip), "IP %s" % ip)
+
+    def set_ip_reserved(self, network_uuid, ip, reserved):
+        status, body = self.call("napi", "/networks/%s/ips/%s" % (network_uuid, ip), "PUT",
+                                 {"reserved": reserved})
+        if status >= 300:
+            raise MigrateError("NAPI: reserving %s: %s" % (ip, body))
+        return body
+
+    # IMGAPI
+    def image(self, uuid):
+        return self.get("imgapi", "/images/" + uuid, "image %s" % uuid)
+
+
+def admin_ip(server):
+    """A server's admin IP from its sysinfo, as sdc-server admin-ip finds it."""
+    sysinfo = server.get("sysinfo") or {}
+    if sysinfo.get("Admin IP"):
+        return sysinfo["Admin IP"]
+    for nic in (sysinfo.get("Network Interfaces") or {}).values():
+        if "admin" in (nic.get("NIC Names") or []) and nic.get("ip4addr"):
+            return nic["ip4addr"]
+    raise MigrateError("server %s has no admin IP in its sysinfo" % server.get("hostname"))

@@ -1,0 +1,66 @@
+"""The datasets of an instance, their snapshots, and the CN-to-CN stream."""
+import shlex
+
+# What a received stream may not carry over from the source on every platform.
+LIST_COLUMNS = ("name", "type", "origin", "used", "refer", "quota")
+
+
+class Dataset:
+    def __init__(self, name, type, origin, used, refer, quota):
+        self.name, self.type = name, type
+        self.origin = None if origin in ("-", "") else origin
+        self.used, self.refer = int(used), int(refer)
+        self.quota = 0 if quota in ("-", "none", "") else int(quota)
+
+    def __repr__(self):
+        return "Dataset(%s)" % self.name
+
+
+def list_command():
+    return ["zfs", "list", "-H", "-p", "-t", "filesystem,volume", "-o", ",".join(LIST_COLUMNS)]
+
+
+def instance_datasets(listing, uuid):
+    """The datasets that make up instance UUID, parents first, from `zfs list -H -p`.
+
+    zones/UUID and what is below it (bhyve disks, a delegated dataset), and
+    kvm's zones/UUID-diskN. The cores dataset is not sent: it is recreated.
+    """
+    top = "zones/" + uuid
+    found = []
+    for line in listing.splitlines():
+        fields = line.split("\t")
+        if len(fields) != len(LIST_COLUMNS):
+            continue
+        name = fields[0]
+        if name == top or name.startswith(top + "/") or name.startswith(top + "-disk"):
+            found.append(Dataset(*fields))
+    found.sort(key=lambda d: (d.name.count("/"), d.name))
+    return found
+
+
+def image_origin(ds):
+    """The image UUID if ds is a clone of zones/IMAGE@final, else None."""
+    if ds.origin and ds.origin.startswith("zones/") and ds.origin.endswith("@final"):
+        return ds.origin[len("zones/"):-len("@final")]
+    return None
+
+
+def send_pipeline(ds_name, snap, from_snap, dest_ip, key, known_hosts, props=False):
+    """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
+
+    The data never passes through the head node. The source checks the
+    destination's host key against the one the head node read (known_hosts),
+    never accepting a new one blindly.
+    """
+    send = ["zfs", "send"]
+    if props:
+        send.append("-p")
+    if from_snap:
+        send += ["-i", from_snap]
+    send.append("%s@%s" % (ds_name, snap))
+    ssh = ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+           "-o", "UserKnownHostsFile=" + known_hosts, "-o", "LogLevel=ERROR",
+           "-c", "aes128-gcm@openssh.com", "root@" + dest_ip,
+           shlex.join(["zfs", "recv", "-F", ds_name])]
+    return ["bash", "-o", "pipefail", "-c", shlex.join(send) + " | " + shlex.join(ssh)]

@@ -1,0 +1,582 @@
+"""tools/simdc: boot, inspect, drive and tear down the simulated datacenter."""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+
+from . import common
+from .common import path, host_dir, HOSTS, CNS, HEADNODE
+
+
+# ---- namespaces -------------------------------------------------------------
+
+def holder_pid(host):
+    return common.recorded_pid("ns-" + host)
+
+
+def nsenter(host):
+    pid = holder_pid(host)
+    if pid is None:
+        sys.exit("simdc: host %s is not up (run `tools/simdc up`)" % host)
+    return ["nsenter", "-t", str(pid), "-m", "-u", "--"]
+
+
+def host_env(host):
+    env = dict(os.environ)
+    env.update(SIMDC_DIR=common.sim_dir(), SIMDC_HOST=host, SIMDC_NET=str(common.NET),
+               HOME="/root", PYTHONPATH=common.SIM_ROOT,
+               PATH=common.HN_PATH if host == HEADNODE else common.CN_PATH)
+    return env
+
+
+def run_on(host, argv, check=True, input=None, capture=True):
+    """Run argv on host (inside its namespaces); returns CompletedProcess."""
+    p = subprocess.run(nsenter(host) + list(argv), env=host_env(host), input=input,
+                       stdout=subprocess.PIPE if capture else None,
+                       stderr=subprocess.PIPE if capture else None,
+                       text=isinstance(input, str) or input is None, cwd="/")
+    if check and p.returncode != 0:
+        raise RuntimeError("on %s: %s: exit %d: %s" % (
+            host, " ".join(argv), p.returncode, (p.stderr or "").strip()))
+    return p
+
+
+def _ns_setup_script(host):
+    """Shell run by a host's namespace holder: its private mounts, then sleep."""
+    d = common.sim_dir()
+    h = host_dir(host)
+    lines = ["set -e", "mount --make-rprivate /", "hostname %s" % host]
+    # $SIMDC_DIR must stay visible at its own path once /var/tmp is private.
+    if d.startswith("/var/tmp/"):
+        inner = os.path.join(h, "var-tmp", d[len("/var/tmp/"):])
+        lines += ["mkdir -p %s" % inner, "mount --bind %s %s" % (d, inner)]
+    lines += [
+        "mount --rbind %s/var-tmp /var/tmp" % h,
+        "mount --bind %s/etc-zones /etc/zones" % h,
+        "mount --bind %s/root-ssh /root/.ssh" % h,
+        "mount --bind %s/opt /opt" % h,
+        # host keys where SmartOS keeps them
+        "mount --bind %s/ssh /var/ssh" % h,
+        # root's own shell start-up files (pyenv and the like) are not the
+        # host's: every ssh command would pay for them.
+        "for f in .bashrc .profile; do [ -e /root/$f ] && mount --bind %s/dotfile /root/$f; done; true" % h,
+    ]
+    if host != HEADNODE:
+        lines += [
+            "mount -t tmpfs tmpfs /var/run/zfs",
+            "mount -t tmpfs tmpfs /var/lock/zfs",
+            "mount --bind %s/var-lib-zfs /var/lib/zfs" % h,
+            "mount -t overlay overlay -o lowerdir=%s/cn:/usr/sbin /usr/sbin" % common.SIM_ROOT,
+        ]
+    lines += ["touch %s/run/ns-ready" % h, "exec sleep infinity"]
+    return "\n".join(lines)
+
+
+def _start_holder(host):
+    h = host_dir(host)
+    for sub in ("var-tmp", "etc-zones", "root-ssh", "opt", "var-lib-zfs", "run", "ssh"):
+        os.makedirs(os.path.join(h, sub), exist_ok=True)
+    os.chmod(os.path.join(h, "root-ssh"), 0o700)
+    with open(os.path.join(h, "dotfile"), "w") as f:
+        f.write("# simulated host: no start-up files\n")
+    for d in ("/etc/zones", "/root/.ssh", "/var/ssh", "/var/run/zfs", "/var/lock/zfs", "/var/lib/zfs", "/run/sshd"):
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(h, "etc-zones", "index"), "w") as f:
+        f.write("global:installed:/\n")
+    log = open(os.path.join(h, "run", "ns.log"), "w")
+    p = subprocess.Popen(["unshare", "--mount", "--uts", "--propagation", "private", "--",
+                          "/bin/sh", "-c", _ns_setup_script(host)],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    common.record_pid("ns-" + host, p.pid)
+    return p
+
+
+def _wait(what, predicate, timeout=20.0, interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise RuntimeError("simdc: timed out waiting for %s" % what)
+
+
+def _spawn(name, host, argv, logname):
+    """Start a long-running process inside host's namespaces and record it."""
+    log = open(host_dir(host, "run", logname), "a")
+    p = subprocess.Popen(nsenter(host) + argv, env=host_env(host), cwd="/",
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True)
+    common.record_pid(name, p.pid)
+    return p
+
+
+# ---- up ----------------------------------------------------------------------
+
+def _is_up():
+    return os.path.exists(path("up")) and all(holder_pid(h) for h in HOSTS)
+
+
+def _write_sshd_config(host):
+    h = host_dir(host)
+    sshdir = os.path.join(h, "ssh")
+    for kind in ("ed25519", "rsa"):
+        key = os.path.join(sshdir, "ssh_host_%s_key" % kind)
+        if not os.path.exists(key):
+            subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", key,
+                            "-C", "root@" + host], check=True)
+    env = host_env(host)
+    conf = """# sshd of simulated host %(host)s
+ListenAddress %(ip)s:22
+HostKey /var/ssh/ssh_host_ed25519_key
+HostKey /var/ssh/ssh_host_rsa_key
+PidFile %(h)s/run/sshd.pid
+AuthorizedKeysFile /root/.ssh/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+MaxStartups 200
+MaxSessions 100
+LogLevel VERBOSE
+SetEnv PATH=%(path)s SIMDC_DIR=%(simdir)s SIMDC_HOST=%(host)s SIMDC_NET=%(net)s PYTHONPATH=%(pp)s
+""" % dict(host=host, ip=common.ADMIN_IPS[host], dir=sshdir, h=h, path=env["PATH"],
+           simdir=common.sim_dir(), net=common.NET, pp=common.SIM_ROOT)
+    with open(os.path.join(sshdir, "sshd_config"), "w") as f:
+        f.write(conf)
+
+
+def start_sshd(host):
+    _spawn("sshd-" + host, host,
+           ["/usr/sbin/sshd", "-D", "-f", host_dir(host, "ssh", "sshd_config"),
+            "-E", host_dir(host, "run", "sshd.log")], "sshd.out")
+
+
+def _setup_keys():
+    """The head node's sdc.id_rsa, authorized on every CN; its known_hosts."""
+    hn_ssh = host_dir(HEADNODE, "root-ssh")
+    key = os.path.join(hn_ssh, "sdc.id_rsa")
+    if not os.path.exists(key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", key,
+                        "-C", "root@headnode"], check=True)
+    pub = open(key + ".pub").read()
+    known = []
+    for host in CNS:
+        ak = host_dir(host, "root-ssh", "authorized_keys")
+        with open(ak, "w") as f:
+            f.write(pub)
+        os.chmod(ak, 0o600)
+        for kind in ("ed25519", "rsa"):
+            hk = open(host_dir(host, "ssh", "ssh_host_%s_key.pub" % kind)).read().split()
+            known.append("%s %s %s\n" % (common.ADMIN_IPS[host], hk[0], hk[1]))
+    with open(os.path.join(hn_ssh, "known_hosts"), "w") as f:
+        f.writelines(known)
+    # ssh from the head node uses its Triton key by default, as `ssh CN_IP` does there.
+    with open(os.path.join(hn_ssh, "config"), "w") as f:
+        f.write("Host *\n    IdentityFile /root/.ssh/sdc.id_rsa\n    BatchMode yes\n")
+
+
+def _start_zfs(host):
+    _spawn("zfs-fuse-" + host, host,
+           ["/usr/sbin/zfs-fuse", "--no-daemon", "--no-kstat-mount", "--max-arc-size", "128",
+            "--pidfile", "/var/run/zfs/zfs-fuse.pid"], "zfs-fuse.log")
+
+
+def _create_pool(host):
+    zpool = path("realbin", "zpool")
+    img = host_dir(host, "zones.img")
+    with open(img, "w") as f:
+        f.truncate(_parse_size(common.POOL_SIZE))
+    _wait("zfs-fuse on " + host,
+          lambda: run_on(host, [zpool, "list"], check=False).returncode == 0)
+    run_on(host, [zpool, "create", "-f", "-m", "/zones", "zones", img])
+    zfs = path("realbin", "zfs")
+    run_on(host, [zfs, "create", "zones/cores"])
+    run_on(host, [zfs, "set", "compression=off", "zones"])
+
+
+def _parse_size(s):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    s = s.strip().upper()
+    if s[-1] in units:
+        return int(float(s[:-1]) * units[s[-1]])
+    return int(s)
+
+
+def _hosts_table(hosts):
+    rows = [("HOST", "UUID", "ADMIN IP", "PLATFORM")]
+    for name in HOSTS:
+        h = hosts[name]
+        rows.append((name, h["uuid"], h["admin_ip"], h["platform"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def cmd_up(args):
+    if _is_up():
+        print(_hosts_table(common.load_hosts()))
+        return 0
+    if os.path.exists(path("hosts.json")):
+        # A half-up or crashed datacenter: end what is left, start afresh.
+        cmd_down(args, quiet=True)
+    t0 = time.time()
+    os.makedirs(path("realbin"), exist_ok=True)
+    os.makedirs(path("pids"), exist_ok=True)
+    os.makedirs(path("imgapi"), exist_ok=True)
+    for b in ("zfs", "zpool"):
+        shutil.copy2("/usr/sbin/" + b, path("realbin", b))
+    hosts = {}
+    for name in HOSTS:
+        hosts[name] = {"uuid": str(uuidlib.uuid4()), "admin_ip": common.ADMIN_IPS[name],
+                       "platform": common.platform_of(name),
+                       "ram_mb": 65536 if name == HEADNODE else 32768,
+                       "headnode": name == HEADNODE}
+    with open(path("hosts.json"), "w") as f:
+        json.dump(hosts, f, indent=2)
+    open(path("log.jsonl"), "a").close()
+    for name in HOSTS:
+        _start_holder(name)
+    for name in HOSTS:
+        _wait("namespace of " + name, lambda n=name: os.path.exists(host_dir(n, "run", "ns-ready")))
+    for name in CNS:
+        _start_zfs(name)
+    for name in HOSTS:
+        _write_sshd_config(name)
+    _setup_keys()
+    for name in HOSTS:
+        start_sshd(name)
+    _install_headnode_tools()
+    _spawn("api", HEADNODE, ["/usr/bin/python3", "-m", "simdc.api"], "api.log")
+    for name in CNS:
+        _create_pool(name)
+    _wait("the APIs", _apis_answer)
+    from . import datacenter
+    datacenter.populate(hosts)
+    for name in CNS:
+        _spawn("vm-agent-" + name, name, ["/usr/bin/python3", "-m", "simdc.vmagent", name],
+               "vm-agent.log")
+    for name in HOSTS:
+        _wait("sshd on " + name, lambda n=name: _port_open(common.ADMIN_IPS[n], 22))
+    open(path("up"), "w").write("%f\n" % time.time())
+    print(_hosts_table(hosts))
+    print("datacenter %s up in %.1f s (SIMDC_DIR=%s)" % (common.DATACENTER, time.time() - t0,
+                                                         common.sim_dir()))
+    return 0
+
+
+def _port_open(ip, port):
+    import socket
+    try:
+        socket.create_connection((ip, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _apis_answer():
+    for name in common.API_IPS:
+        try:
+            status, _ = common.api(name, "GET", "/ping", timeout=1)
+        except OSError:
+            return False
+        if status != 200:
+            return False
+    return True
+
+
+def _install_headnode_tools():
+    """Triton's /opt/smartdc/bin on the head node: the emulated sdc-* tools."""
+    bindir = host_dir(HEADNODE, "opt", "smartdc", "bin")
+    os.makedirs(bindir, exist_ok=True)
+    hn = os.path.join(common.SIM_ROOT, "hn")
+    for name in sorted(os.listdir(hn)):
+        src = os.path.join(hn, name)
+        if os.path.isfile(src) and os.access(src, os.X_OK):
+            dst = os.path.join(bindir, name)
+            if os.path.lexists(dst):
+                os.unlink(dst)
+            os.symlink(src, dst)
+
+
+# ---- down --------------------------------------------------------------------
+
+def _kill_recorded(*names, timeout=5.0):
+    """End the recorded processes NAMES together: SIGTERM, then SIGKILL."""
+    pids = [p for p in (common.recorded_pid(n) for n in names) if p is not None]
+    _kill(pids, timeout)
+    for n in names:
+        try:
+            os.unlink(path("pids", n + ".pid"))
+        except FileNotFoundError:
+            pass
+
+
+def _kill(pids, timeout=5.0):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid):
+    """True while pid runs; a zombie (ended, not yet reaped) counts as ended."""
+    try:
+        os.waitpid(pid, os.WNOHANG)   # reap it if it is our child
+    except ChildProcessError:
+        pass
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _ns_members(holder):
+    """Processes in the holder's mount namespace (sessions, agents, workloads)."""
+    try:
+        ns = os.readlink("/proc/%d/ns/mnt" % holder)
+    except OSError:
+        return []
+    members = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != holder:
+            try:
+                if os.readlink("/proc/%s/ns/mnt" % d) == ns:
+                    members.append(int(d))
+            except OSError:
+                pass
+    return members
+
+
+def cmd_down(args, quiet=False):
+    if not os.path.exists(path("pids")):
+        if not quiet:
+            print("simdc: nothing to take down")
+        return 0
+    names = [f[:-4] for f in os.listdir(path("pids")) if f.endswith(".pid")]
+    _kill_recorded(*[n for n in names if n.startswith(("workload-", "vm-agent-", "api", "sshd-"))])
+    exports = [subprocess.Popen(nsenter(h) + [path("realbin", "zpool"), "export", "-f", "zones"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for h in CNS if holder_pid(h) and common.recorded_pid("zfs-fuse-" + h)]
+    for p in exports:
+        p.wait()
+    _kill_recorded(*["zfs-fuse-" + h for h in CNS], timeout=10)
+    # What else still lives in a host's namespace was started inside it (ssh
+    # sessions, a tool's ControlMaster): end it with its host.
+    members = []
+    for host in HOSTS:
+        holder = holder_pid(host)
+        if holder:
+            members += _ns_members(holder)
+    _kill(members, timeout=2)
+    _kill_recorded(*["ns-" + h for h in HOSTS])
+    _kill_recorded(*[n[:-4] for n in os.listdir(path("pids"))])
+    shutil.rmtree(common.sim_dir(), ignore_errors=True)
+    if not quiet:
+        print("datacenter down")
+    return 0
+
+
+# ---- status, exec ----------------------------------------------------------------
+
+def cmd_status(args):
+    hosts = common.load_hosts()
+    rows = []
+    for name in HOSTS:
+        h = hosts.get(name, {})
+        r = {"host": name, "uuid": h.get("uuid"), "admin_ip": common.ADMIN_IPS[name],
+             "namespace": bool(holder_pid(name)),
+             "sshd": bool(common.recorded_pid("sshd-" + name))}
+        if name != HEADNODE:
+            r["zfs"] = bool(common.recorded_pid("zfs-fuse-" + name))
+            r["vm_agent"] = bool(common.recorded_pid("vm-agent-" + name))
+        else:
+            r["api"] = bool(common.recorded_pid("api"))
+        rows.append(r)
+    up = _is_up()
+    if args.json:
+        print(json.dumps({"up": up, "dir": common.sim_dir(), "hosts": rows}))
+    else:
+        print("datacenter %s: %s (%s)" % (common.DATACENTER, "up" if up else "down", common.sim_dir()))
+        for r in rows:
+            flags = " ".join("%s=%s" % (k, "ok" if v else "DOWN") for k, v in r.items()
+                             if isinstance(v, bool))
+            print("  %-14s %-36s %-12s %s" % (r["host"], r["uuid"] or "-", r["admin_ip"], flags))
+    return 0 if up else 1
+
+
+def cmd_exec(args):
+    if args.host not in HOSTS:
+        sys.exit("simdc: unknown host %s (hosts: %s)" % (args.host, ", ".join(HOSTS)))
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        sys.exit("simdc exec: no command given")
+    argv = nsenter(args.host) + cmd
+    os.execvpe(argv[0], argv, host_env(args.host))
+
+
+# ---- seq, log, faults ------------------------------------------------------------
+
+def cmd_seq(args):
+    p = run_on(args.host, ["simdc-datadir", args.uuid], check=False)
+    if p.returncode != 0:
+        sys.exit("simdc seq: %s" % (p.stderr.strip() or "no such instance on " + args.host))
+    f = os.path.join(p.stdout.strip(), "simdc-seq")
+    r = run_on(args.host, ["cat", f], check=False)
+    if r.returncode != 0:
+        sys.exit("simdc seq: %s has no %s" % (args.host, f))
+    if args.dump:
+        sys.stdout.write(r.stdout)
+    else:
+        lines = [l for l in r.stdout.splitlines() if l.strip()]
+        print(lines[-1].split()[0] if lines else 0)
+    return 0
+
+
+def cmd_log(args):
+    try:
+        f = open(path("log.jsonl"))
+    except FileNotFoundError:
+        return 0
+    with f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if args.host and rec.get("host") != args.host:
+                continue
+            if args.json:
+                sys.stdout.write(json.dumps(rec) + "\n")
+            else:
+                print("%.3f %-14s rc=%-3s %6.3fs  %s" % (
+                    rec["start"], rec["host"], rec["rc"], rec["end"] - rec["start"],
+                    " ".join(rec["argv"])))
+    return 0
+
+
+def cmd_fault(args):
+    if args.action == "clear":
+        with common.locked("faults"):
+            if os.path.exists(path("faults.json")):
+                os.unlink(path("faults.json"))
+        for host in CNS:
+            if holder_pid(host):
+                run_on(host, ["zfs", "destroy", "zones/simdc-fill"], check=False)
+        return 0
+    if args.action == "list":
+        print(json.dumps(common._load_faults(), indent=2))
+        return 0
+    if not args.host or not args.prefix:
+        sys.exit("usage: simdc fault add HOST PREFIX... [--times N] [--after-bytes N] [--exit N]")
+    if args.host not in HOSTS:
+        sys.exit("simdc: unknown host %s" % args.host)
+    fault = {"host": args.host, "prefix": args.prefix, "times": args.times,
+             "after_bytes": args.after_bytes, "exit": args.exit}
+    with common.locked("faults"):
+        faults = common._load_faults()
+        faults.append(fault)
+        with open(path("faults.json"), "w") as f:
+            json.dump(faults, f)
+    return 0
+
+
+def cmd_sshd(args):
+    if args.host not in HOSTS:
+        sys.exit("simdc: unknown host %s" % args.host)
+    if args.action == "stop":
+        _kill_recorded("sshd-" + args.host)
+    else:
+        if not common.recorded_pid("sshd-" + args.host):
+            start_sshd(args.host)
+            _wait("sshd on " + args.host, lambda: _port_open(common.ADMIN_IPS[args.host], 22))
+    return 0
+
+
+def cmd_fill(args):
+    """Fill HOST's pool: a reservation takes every free byte, as a full disk would."""
+    if args.host not in CNS:
+        sys.exit("simdc: %s has no pool" % args.host)
+    zfs = path("realbin", "zfs")
+    avail = run_on(args.host, [zfs, "get", "-Hp", "-o", "value", "available", "zones"]).stdout.strip()
+    run_on(args.host, [zfs, "create", "-o", "mountpoint=none", "-o",
+                       "reservation=%s" % avail, "zones/simdc-fill"])
+    return 0
+
+
+def cmd_provision(args):
+    from . import provision
+    return provision.main(args)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="simdc", description="The simulated Triton datacenter.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="boot the datacenter (idempotent)").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="end everything it started").set_defaults(func=cmd_down)
+    s = sub.add_parser("status")
+    s.add_argument("-j", "--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+    s = sub.add_parser("exec", help="run a command on a host: exec HOST -- CMD [ARG...]")
+    s.add_argument("host")
+    s.add_argument("cmd", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_exec)
+    s = sub.add_parser("provision", help="create an instance the way Triton would")
+    s.add_argument("--brand", default="joyent",
+                   choices=["joyent", "joyent-minimal", "lx", "kvm", "bhyve"])
+    s.add_argument("--docker", action="store_true")
+    s.add_argument("--alias")
+    s.add_argument("--server", default="source-server")
+    s.add_argument("--size", type=int, default=1, help="MB of random data")
+    s.add_argument("--disks", type=int, default=None)
+    s.add_argument("--state", default="running", choices=["running", "stopped"])
+    s.add_argument("--fabric", action="store_true")
+    s.add_argument("--nat", action="store_true")
+    s.add_argument("--core", action="store_true")
+    s.add_argument("--delegate", action="store_true")
+    s.set_defaults(func=cmd_provision)
+    s = sub.add_parser("seq")
+    s.add_argument("--dump", action="store_true")
+    s.add_argument("host")
+    s.add_argument("uuid")
+    s.set_defaults(func=cmd_seq)
+    s = sub.add_parser("log")
+    s.add_argument("-j", "--json", action="store_true")
+    s.add_argument("--host")
+    s.set_defaults(func=cmd_log)
+    s = sub.add_parser("fault")
+    s.add_argument("action", choices=["add", "clear", "list"])
+    s.add_argument("host", nargs="?")
+    s.add_argument("prefix", nargs="*")
+    s.add_argument("--times", type=int, default=1)
+    s.add_argument("--after-bytes", type=int, default=None)
+    s.add_argument("--exit", type=int, default=1)
+    s.set_defaults(func=cmd_fault)
+    s = sub.add_parser("sshd")
+    s.add_argument("host")
+    s.add_argument("action", choices=["stop", "start"])
+    s.set_defaults(func=cmd_sshd)
+    s = sub.add_parser("fill")
+    s.add_argument("host")
+    s.set_defaults(func=cmd_fill)
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("simdc: must run as root (namespaces, zfs-fuse, sshd)")
+    return args.func(args) or 0
