@@ -273,6 +273,7 @@ class Migration:
         self.check_tunables()
         self.check_origin()
         self.reserve_ips()
+        self.raise_bhyve_quota()
         typ = vm_type(vm)
         label = "%s (%s)" % (uuid, vm.get("alias") or "-")
         self.snap_base = "vmsnap-%d_ops_migration_%d" % (self.epoch, self.epoch)
@@ -296,6 +297,7 @@ class Migration:
         self.unreserve_ips()
         self.finish_destination()
         self.cleanup_snapshots()
+        self.restore_bhyve_quota()
         self.ended = now()
         self.closing_block()
         self.clear_keys()
@@ -426,6 +428,28 @@ class Migration:
             r.step("    - unreserving %s on network_uuid %s..." % (ip, net))
             self.api.set_ip_reserved(net, ip, False)
             r.done("Done")
+
+    def raise_bhyve_quota(self):
+        """bhyve's quota is exactly its disks: snapshots need room above it."""
+        self.bhyve_quota = None
+        if self.vm.get("brand") != "bhyve":
+            return
+        top = self.datasets[0]
+        self.bhyve_quota = str(top.quota) if top.quota else "none"
+        self.r.step("* Raising the quota of %s for the migration snapshots..." % top.name)
+        self.src.run(["zfs", "set", "quota=none", top.name])
+        self.do("quota of %s on %s" % (top.name, self.src.hostname),
+                lambda: self.src.run(["zfs", "set", "quota=" + self.bhyve_quota, top.name]))
+        self.r.done()
+
+    def restore_bhyve_quota(self):
+        if self.bhyve_quota is None:
+            return
+        top = self.datasets[0].name
+        self.r.step("* Restoring the quota of %s on both CNs..." % top)
+        for node in (self.dst, self.src):
+            node.run(["zfs", "set", "quota=" + self.bhyve_quota, top])
+        self.r.done()
 
     def snapshot_round(self, n=None):
         """Snapshot every dataset at once (one zfs call); returns the snapshot name."""
@@ -708,7 +732,6 @@ class Migration:
         for d in self.datasets:
             if d.name.count("/") == 1:
                 r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs destroy -r %s"' % (ip, d.name))
-        r.line("   (or: sdc-migrate cleanup-source %s)" % uuid)
         r.line()
         r.line(" Please validate in AdminUI:  https://%s/vms/%s" % (self._adminui(), uuid))
         r.line("        or validate via CLI:  /opt/smartdc/bin/sdc-vmapi /vms/%s" % uuid)

@@ -1,0 +1,89 @@
+"""Fixtures: the simulated datacenter (tools/simdc) the end-to-end tests run in.
+
+The suite boots one datacenter of its own (SIMDC_DIR /var/tmp/simdc-test,
+addresses 127.0.30.x unless SIMDC_DIR/SIMDC_NET say otherwise) and takes it
+down at the end, whatever happened.
+"""
+import json
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIMDC = os.path.join(ROOT, "tools", "simdc")
+
+
+def parse_http(text):
+    """(status, headers, body) from an sdc-* wrapper's output."""
+    head, _, body = text.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = dict(l.split(": ", 1) for l in lines[1:] if ": " in l)
+    return status, headers, (json.loads(body) if body.strip() else None)
+
+
+class Datacenter:
+    def __init__(self, env):
+        self.env = env
+
+    def simdc(self, *args, input=None, check=True):
+        p = subprocess.run([SIMDC] + [str(a) for a in args], env=self.env, input=input,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if check and p.returncode != 0:
+            raise AssertionError("simdc %s failed (%d): %s%s" % (
+                " ".join(map(str, args)), p.returncode, p.stdout, p.stderr))
+        return p
+
+    def exec(self, host, *argv, input=None, check=True):
+        return self.simdc("exec", host, "--", *argv, input=input, check=check)
+
+    def api(self, api, path, *args):
+        out = self.exec("headnode", "sdc-" + api, path, *args).stdout
+        return parse_http(out)
+
+    def vm(self, uuid):
+        return self.api("vmapi", "/vms/" + uuid)[2]
+
+    def hosts(self):
+        with open(os.path.join(self.env["SIMDC_DIR"], "hosts.json")) as f:
+            return json.load(f)
+
+    def provision(self, *args):
+        out = self.simdc("provision", *args).stdout
+        return out.strip().splitlines()[-1]
+
+    def seq(self, host, uuid):
+        return int(self.simdc("seq", host, uuid).stdout.strip())
+
+    def seq_lines(self, host, uuid):
+        out = self.simdc("seq", "--dump", host, uuid).stdout
+        return [l.split() for l in out.splitlines() if l.strip()]
+
+    def log(self, host=None):
+        args = ["log", "-j"] + (["--host", host] if host else [])
+        return [json.loads(l) for l in self.simdc(*args).stdout.splitlines()]
+
+    def migrate(self, *args, input=None):
+        return self.exec("headnode", "sdc-migrate", *args, input=input, check=False)
+
+    def zfs_names(self, host):
+        out = self.exec(host, "zfs", "list", "-H", "-t", "all", "-o", "name").stdout
+        return out.split()
+
+
+def dc_env(dirname="/var/tmp/simdc-test", net="30"):
+    env = dict(os.environ)
+    env.setdefault("SIMDC_DIR", dirname)
+    env.setdefault("SIMDC_NET", net)
+    return env
+
+
+@pytest.fixture(scope="session")
+def dc():
+    d = Datacenter(dc_env())
+    d.simdc("up")
+    try:
+        yield d
+    finally:
+        d.simdc("down", check=False)

@@ -1,0 +1,161 @@
+"""sdc-migrate UUID DEST, checked from outside the tool: VMAPI, both CNs'
+pools and zone configuration, and the workload's own records."""
+import subprocess
+import time
+
+from conftest import SIMDC
+
+
+def datadir(dc, host, uuid):
+    return dc.exec(host, "simdc-datadir", uuid).stdout.strip()
+
+
+def data_digest(dc, host, uuid):
+    """sha1 of every file of the instance's data but the live sequence file."""
+    d = datadir(dc, host, uuid)
+    out = dc.exec(host, "sh", "-c", "cd %s && find . -type f ! -name simdc-seq | sort | "
+                  "xargs -r sha1sum" % d).stdout
+    return out
+
+
+def authorized_keys(dc, host):
+    return dc.exec(host, "cat", "/root/.ssh/authorized_keys").stdout
+
+
+def assert_migrated(dc, uuid, before, out, src="source-server", dst="dest-server"):
+    hosts = dc.hosts()
+    vm = dc.vm(uuid)
+    assert vm["server_uuid"] == hosts[dst]["uuid"], out
+    assert vm["state"] == before["state"]
+    # the source copy: hidden from inventory, intact for cleanup-source
+    xml = dc.exec(src, "cat", "/etc/zones/%s.xml" % uuid).stdout
+    assert 'name="do-not-inventory"' in xml
+    assert "zones/" + uuid in dc.zfs_names(src)
+    # no migration snapshot left on either side, no temporary key anywhere
+    for host in (src, dst):
+        assert not [n for n in dc.zfs_names(host) if "_ops_migration_" in n]
+        assert "migr-key" not in dc.exec(host, "ls", "/root/.ssh").stdout
+        assert "sdc-migrate-" not in authorized_keys(dc, host)
+    # the destination's data is the source's as of the stop
+    assert data_digest(dc, src, uuid) == data_digest(dc, dst, uuid)
+    # the seed's blocks
+    for block in ("-: Welcome to the SDC Migrator :-", "We will be migrating:", "SRC CN",
+                  "DEST CN", "Here we go...", "[ DONE ]", "===   Done! ===",
+                  "Instance downtime:", "# dataset increments:",
+                  '/usr/sbin/zonecfg -z %s delete -F"' % uuid,
+                  "or validate via CLI:  /opt/smartdc/bin/sdc-vmapi /vms/%s" % uuid,
+                  "* Clearing migration SSH keys"):
+        assert block in out, block
+    return vm
+
+
+def assert_sequence_continues(dc, uuid, src="source-server", dst="dest-server"):
+    """Every line written on the source before the stop is on the destination,
+    and the destination's workload went on from the next number."""
+    old = dc.seq_lines(src, uuid)
+    time.sleep(0.5)
+    new = dc.seq_lines(dst, uuid)
+    assert new[:len(old)] == old
+    numbers = [int(l[0]) for l in new]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    assert len(new) > len(old), "the workload did not resume on the destination"
+    assert new[len(old)][1] != old[-1][1]          # written by a new boot
+
+
+def test_running_zone_on_a_fabric_network_whose_image_is_not_on_dest(dc):
+    uuid = dc.provision("--fabric", "--size", "4", "--alias", "fabric-kirby")
+    before = dc.vm(uuid)
+    image = before["image_uuid"]
+    assert "zones/%s@final" % image not in dc.zfs_names("dest-server")
+    time.sleep(0.5)
+    p = dc.migrate("-y", uuid, "dest-server")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "origin DS doesn't exist on dest-server, will need to try import" in p.stdout
+    assert "Image imported successfully!" in p.stdout
+    vm = assert_migrated(dc, uuid, before, p.stdout)
+    assert_sequence_continues(dc, uuid)
+    # still a clone of its image on the destination, and the same NIC and IP
+    origin = dc.exec("dest-server", "zfs", "get", "-H", "-o", "value", "origin",
+                     "zones/" + uuid).stdout.strip()
+    assert origin == "zones/%s@final" % image
+    assert [(n["ip"], n["mac"]) for n in vm["nics"]] == [(n["ip"], n["mac"]) for n in before["nics"]]
+    nic = before["nics"][0]
+    ip = dc.api("napi", "/networks/%s/ips/%s" % (nic["network_uuid"], nic["ip"]))[2]
+    assert ip["belongs_to_uuid"] == uuid and not ip["reserved"] and not ip.get("free")
+
+
+def test_running_joyent_zone_full(dc):
+    uuid = dc.provision("--size", "8", "--alias", "kirby")
+    before = dc.vm(uuid)
+    time.sleep(0.5)
+    p = dc.migrate("-y", uuid, "dest-server")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "migration type:  Non-Incremental" in p.stdout
+    assert "# dataset increments:  1" in p.stdout
+    assert_migrated(dc, uuid, before, p.stdout)
+    assert_sequence_continues(dc, uuid)
+
+
+def test_stopped_lx_docker_container_full(dc):
+    uuid = dc.provision("--brand", "lx", "--docker", "--state", "stopped", "--size", "2")
+    before = dc.vm(uuid)
+    p = dc.migrate("-y", uuid, "dest-server")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert 'Leaving in "installed" state.' in p.stdout
+    vm = assert_migrated(dc, uuid, before, p.stdout)
+    assert vm["state"] == "stopped" and vm["docker"] is True
+    assert dc.exec("dest-server", "zoneadm", "-z", uuid, "list", "-p").stdout.split(":")[2] == "installed"
+
+
+def test_running_kvm_with_two_disks_incremental(dc):
+    uuid = dc.provision("--brand", "kvm", "--disks", "2", "--size", "4")
+    before = dc.vm(uuid)
+    cmd = [SIMDC, "exec", "headnode", "--", "sdc-migrate", "-y", "-i", "--interval", "2",
+           uuid, "dest-server"]
+    p = subprocess.Popen(cmd, env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    state = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ls = dc.exec("headnode", "sh", "-c", "ls /var/tmp/migrator-%s-dest-server-*.st "
+                     "/var/tmp/migrator-%s-dest-server-*.log 2>/dev/null" % (uuid, uuid),
+                     check=False).stdout.split()
+        st = [f for f in ls if f.endswith(".st")]
+        logs = [f for f in ls if f.endswith(".log")]
+        if st and logs:
+            log = dc.exec("headnode", "cat", logs[0]).stdout
+            if "snapshot 1 to dest-server" in log and log.count("Sleeping for 2 seconds") >= 2:
+                state = st[0]
+                break
+        time.sleep(0.5)
+    assert state, "two incremental rounds never happened"
+    # the instance is still running on the source during the rounds
+    assert dc.vm(uuid)["server_uuid"] == before["server_uuid"]
+    assert dc.vm(uuid)["state"] == "running"
+    dc.exec("headnode", "rm", state)
+    out, _ = p.communicate(timeout=180)
+    assert p.returncode == 0, out
+    assert "migration type:  Incremental" in out
+    assert "migration state file:" in out
+    vm = assert_migrated(dc, uuid, before, out)
+    for disk in ("disk0", "disk1"):
+        assert "zones/%s-%s" % (uuid, disk) in dc.zfs_names("dest-server")
+    assert vm["brand"] == "kvm"
+    assert_sequence_continues(dc, uuid)
+
+
+def test_running_bhyve_with_two_disks_automatic(dc):
+    uuid = dc.provision("--brand", "bhyve", "--disks", "2", "--size", "4")
+    before = dc.vm(uuid)
+    quota = dc.exec("source-server", "zfs", "get", "-Hp", "-o", "value", "quota",
+                    "zones/" + uuid).stdout.strip()
+    p = dc.migrate("-y", "-a", "--interval", "1", uuid, "dest-server")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "# dataset increments:  3" in p.stdout
+    assert_migrated(dc, uuid, before, p.stdout)
+    for disk in ("disk0", "disk1"):
+        assert "zones/%s/%s" % (uuid, disk) in dc.zfs_names("dest-server")
+    for host in ("source-server", "dest-server"):
+        assert dc.exec(host, "zfs", "get", "-Hp", "-o", "value", "quota",
+                       "zones/" + uuid).stdout.strip() == quota
+    assert_sequence_continues(dc, uuid)

@@ -1,0 +1,76 @@
+"""Parsing what Triton's tools print, against the samples."""
+import os
+import shlex
+
+import pytest
+
+from sdc_migrate import triton, zfs
+from sdc_migrate.errors import MigrateError
+
+SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "triton-samples")
+
+
+def sample(name):
+    path = os.path.join(SAMPLES, name)
+    if not os.path.exists(path):
+        pytest.skip("samples not beside the checkout")
+    return open(path).read()
+
+
+def test_parse_response_reads_the_wrappers_header_block():
+    text = "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\r\n" + \
+        sample("vmapi-error-notfound.json")
+    status, body = triton.parse_response(text)
+    assert status == 404 and body["code"] == "ResourceNotFound"
+
+
+def test_parse_response_of_the_napi_sample_transcript():
+    text = sample("sdc-napi-output-create-nictag.txt")
+    text = text[text.index("HTTP/"):]
+    status, body = triton.parse_response(text)
+    assert status == 200 and "name" in body
+
+
+def test_parse_response_refuses_what_is_not_http():
+    with pytest.raises(MigrateError):
+        triton.parse_response("curl: (7) Failed to connect")
+
+
+def test_admin_ip_from_sysinfo_network_interfaces():
+    import json
+    server = {"hostname": "cn", "sysinfo": json.loads(sample("sysinfo-cn.json"))}
+    server["sysinfo"].pop("Admin IP", None)
+    ip = triton.admin_ip(server)
+    nics = server["sysinfo"]["Network Interfaces"].values()
+    assert ip in [n.get("ip4addr") for n in nics if "admin" in n.get("NIC Names", [])]
+
+
+LISTING = "\n".join("\t".join(row) for row in [
+    ("zones/cores/U", "filesystem", "-", "100", "100", "1000"),
+    ("zones/U", "filesystem", "zones/IMG@final", "5000", "9000", "10737418240"),
+    ("zones/U-disk0", "volume", "zones/IMG@final", "7000", "7000", "-"),
+    ("zones/U-disk1", "volume", "-", "3000", "3000", "-"),
+    ("zones/U/disk0", "volume", "zones/IMG@final", "7000", "7000", "-"),
+    ("zones/UU", "filesystem", "-", "1", "1", "-"),
+    ("zones/IMG", "filesystem", "-", "1", "1", "-"),
+])
+
+
+def test_instance_datasets_are_the_zone_its_children_and_kvm_disks_parents_first():
+    names = [d.name for d in zfs.instance_datasets(LISTING, "U")]
+    assert names == ["zones/U", "zones/U-disk0", "zones/U-disk1", "zones/U/disk0"]
+
+
+def test_image_origin_only_for_image_final_snapshots():
+    ds = zfs.instance_datasets(LISTING, "U")
+    assert [zfs.image_origin(d) for d in ds] == ["IMG", "IMG", None, "IMG"]
+
+
+def test_send_pipeline_quotes_every_word_once():
+    argv = zfs.send_pipeline("zones/U", "snap-1", "zones/U@snap-0", "127.0.10.12",
+                             "/root/.ssh/migr-key-1", "/root/.ssh/migr-known-1")
+    assert argv[:3] == ["bash", "-o", "pipefail"]
+    send, ssh = argv[-1].split(" | ")
+    assert shlex.split(send) == ["zfs", "send", "-i", "zones/U@snap-0", "zones/U@snap-1"]
+    words = shlex.split(ssh)
+    assert "StrictHostKeyChecking=yes" in words and words[-1] == "zfs recv -F zones/U"
