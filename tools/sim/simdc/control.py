@@ -68,6 +68,8 @@ def _ns_setup_script(host):
     ]
     if host != HEADNODE:
         lines += [
+            # the pool mounts on an empty /zones of the host's own
+            "mount -t tmpfs tmpfs /zones",
             "mount -t tmpfs tmpfs /var/run/zfs",
             "mount -t tmpfs tmpfs /var/lock/zfs",
             "mount --bind %s/var-lib-zfs /var/lib/zfs" % h,
@@ -84,7 +86,7 @@ def _start_holder(host):
     os.chmod(os.path.join(h, "root-ssh"), 0o700)
     with open(os.path.join(h, "dotfile"), "w") as f:
         f.write("# simulated host: no start-up files\n")
-    for d in ("/etc/zones", "/root/.ssh", "/var/ssh", "/var/run/zfs", "/var/lock/zfs", "/var/lib/zfs", "/run/sshd"):
+    for d in ("/zones", "/etc/zones", "/root/.ssh", "/var/ssh", "/var/run/zfs", "/var/lock/zfs", "/var/lib/zfs", "/run/sshd"):
         os.makedirs(d, exist_ok=True)
     with open(os.path.join(h, "etc-zones", "index"), "w") as f:
         f.write("global:installed:/\n")

@@ -96,6 +96,8 @@ def _build_images(builder):
         _run(builder, [zfs, "snapshot", ds + "@final"])
         stream = path("imgapi", uuid + ".build")
         _run(builder, ["sh", "-c", "%s send %s@final > %s" % (zfs, ds, stream)])
+        # unmounted first: zfs-fuse calls a just-written mounted dataset busy
+        _run(builder, [zfs, "umount", ds])
         _run(builder, [zfs, "destroy", "-r", ds])
         manifest = {"v": 2, "uuid": uuid, "owner": ADMIN_UUID, "name": name,
                     "version": version, "state": "unactivated", "disabled": False,
