@@ -29,6 +29,7 @@ Exit status: 0 done; 1 failed; 2 bad usage or refused (nothing changed);
 where and as it was); 5 failed and needs an operator (the message says what
 to do).
 """
+import importlib
 import sys
 
 from docopt import DocoptExit, docopt
@@ -36,17 +37,31 @@ from docopt import DocoptExit, docopt
 from . import __version__
 from .errors import MigrateError, Usage
 
+# sdc-migrate SUBCOMMAND ...: each a module in commands/ with its own docopt
+# USAGE and main(args) -> exit status.
+SUBCOMMANDS = {}
+
+
+def parse(usage, argv):
+    """docopt, with --help printed here and bad usage as a Usage error."""
+    try:
+        args = docopt(usage, argv=argv, default_help=False)
+    except DocoptExit:
+        name = usage.strip().split(":", 1)[0]
+        raise Usage("bad usage; see `%s --help`" % name) from None
+    if args.get("--help"):
+        print(usage.strip())
+        raise SystemExit(0)
+    return args
+
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
-        try:
-            args = docopt(__doc__, argv=argv, default_help=False)
-        except DocoptExit:
-            raise Usage("bad usage; see `sdc-migrate --help`") from None
-        if args["--help"]:
-            print(__doc__.strip())
-            return 0
+        if argv and argv[0] in SUBCOMMANDS:
+            module = importlib.import_module(".commands." + SUBCOMMANDS[argv[0]], __package__)
+            return module.main(parse(module.USAGE, argv[1:])) or 0
+        args = parse(__doc__, argv)
         if args["--version"]:
             print("sdc-migrate %s" % __version__)
             return 0
@@ -55,9 +70,8 @@ def main(argv=None):
         from .commands import migrate
         return migrate.main(args)
     except MigrateError as e:
-        msg = str(e)
         sys.stdout.flush()
-        sys.stderr.write("sdc-migrate: error: %s\n" % msg)
+        sys.stderr.write("sdc-migrate: error: %s\n" % e)
         return e.exit_status
     except KeyboardInterrupt:
         sys.stderr.write("sdc-migrate: interrupted\n")

@@ -34,8 +34,9 @@ class RemoteError(MigrateError):
 
     def __init__(self, host, argv, status, stderr):
         self.host, self.argv, self.status, self.stderr = host, argv, status, stderr
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
-        super().__init__("%s: `%s` exited %s: %s" % (host, " ".join(argv)[:200], status, last))
+        lines = [l.strip() for l in stderr.strip().splitlines() if l.strip()]
+        said = " / ".join(lines[-3:]) if lines else "no message"
+        super().__init__("%s: `%s` exited %s: %s" % (host, " ".join(argv)[:120], status, said))
 
 
 class RolledBack(MigrateError):

@@ -81,14 +81,19 @@ class Report:
         """Start a step line; done() or failed() ends it."""
         self._finish_pending()
         self._pending = text
-        self._write(text.ljust(DONE_COLUMN), end="")
+        self._write(self._pad(text), end="")
 
     def done(self, mark="[ DONE ]"):
         if self._pending is None:
             return
         self._write(mark)
-        self._to_log(self._pending.ljust(DONE_COLUMN) + mark)
+        self._to_log(self._pad(self._pending) + mark)
         self._pending = None
+
+    @staticmethod
+    def _pad(text):
+        last = text.rsplit("\n", 1)[-1]
+        return text + " " * max(1, DONE_COLUMN - len(last))
 
     def failed(self):
         self.done("[ FAILED ]")

@@ -46,12 +46,13 @@ def image_origin(ds):
     return None
 
 
-def send_pipeline(ds_name, snap, from_snap, dest_ip, key, known_hosts, props=False):
+def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False):
     """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
 
     The data never passes through the head node. The source checks the
     destination's host key against the one the head node read (known_hosts),
-    never accepting a new one blindly.
+    never accepting a new one blindly, and connects from its admin IP, the
+    only address the temporary key is authorized from.
     """
     send = ["zfs", "send"]
     if props:
@@ -61,6 +62,7 @@ def send_pipeline(ds_name, snap, from_snap, dest_ip, key, known_hosts, props=Fal
     send.append("%s@%s" % (ds_name, snap))
     ssh = ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
            "-o", "UserKnownHostsFile=" + known_hosts, "-o", "LogLevel=ERROR",
+           "-o", "BindAddress=" + src_ip,
            "-c", "aes128-gcm@openssh.com", "root@" + dest_ip,
            shlex.join(["zfs", "recv", "-F", ds_name])]
     return ["bash", "-o", "pipefail", "-c", shlex.join(send) + " | " + shlex.join(ssh)]

@@ -28,8 +28,11 @@ class Datacenter:
         self.env = env
 
     def simdc(self, *args, input=None, check=True):
-        p = subprocess.run([SIMDC] + [str(a) for a in args], env=self.env, input=input,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # bytes, decoded here: text mode would turn the APIs' CRLF into LF
+        p = subprocess.run([SIMDC] + [str(a) for a in args], env=self.env,
+                           input=None if input is None else input.encode(),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdout, p.stderr = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
         if check and p.returncode != 0:
             raise AssertionError("simdc %s failed (%d): %s%s" % (
                 " ".join(map(str, args)), p.returncode, p.stdout, p.stderr))

@@ -33,6 +33,15 @@ class Options:
         self.interval = interval
 
 
+def zone_state(listing, uuid):
+    """The state field of UUID's line in `zoneadm list -p` output."""
+    for line in listing.splitlines():
+        f = line.split(":")
+        if len(f) > 2 and f[1] == uuid:
+            return f[2]
+    return "unknown"
+
+
 def vm_type(vm):
     return "HVM" if vm.get("brand") in ("kvm", "bhyve") else "ZONE"
 
@@ -474,7 +483,7 @@ class Migration:
             from_snap = ("%s@%s" % (ds.name, self.sent)) if not first else \
                 self.incremental_from.get(ds.name)
             r.step("    + Tranferring %s@%s ..." % (ds.name, snap))
-            self.src.run(zfs.send_pipeline(ds.name, snap, from_snap, self.dst.ip, self.key,
+            self.src.run(zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip, self.key,
                                            self.known_hosts, props=first))
             r.done("done")
         if first:
@@ -535,9 +544,10 @@ class Migration:
         self.src.run(["vmadm", "stop", vm["uuid"]])
         self.do("stop of the instance on %s" % self.src.hostname,
                 lambda: self.src.run(["vmadm", "start", vm["uuid"]]))
-        state = self.src.run(["zoneadm", "-z", vm["uuid"], "list", "-p"], readonly=True)
+        state = zone_state(self.src.run(["zoneadm", "-z", vm["uuid"], "list", "-p"],
+                                        readonly=True), vm["uuid"])
         r.done()
-        r.line("  - New state is:  %s" % ("stopped" if ":installed:" in state else state.strip()))
+        r.line("  - New state is:  %s" % ("stopped" if state == "installed" else state))
 
     def fix_source_xml(self):
         r, vm, src = self.r, self.vm, self.src
@@ -671,11 +681,10 @@ class Migration:
         if self.was_running:
             r.step("* VM %s is ready for startup, please wait for boot.." % alias)
             dst.run(["vmadm", "start", uuid])
-            state = dst.run(["sh", "-c", "vmadm get %s >/dev/null && svcadm restart vm-agent"
-                             " && zoneadm -z %s list -p" % (uuid, uuid)], readonly=False)
+            out = dst.run(["sh", "-c", "zoneadm -z %s list -p && svcadm restart vm-agent"
+                           % uuid])
             self.booted_at = time.time()
-            st = state.strip().split(":")[2] if state.count(":") >= 2 else state.strip()
-            r.done("Done. (State is: %s)" % st)
+            r.done("Done. (State is: %s)" % zone_state(out, uuid))
         else:
             r.line(' - VM %s was in state %s when we started' % (alias, vm.get("zone_state") or
                                                                  vm.get("state")))

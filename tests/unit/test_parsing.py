@@ -67,10 +67,11 @@ def test_image_origin_only_for_image_final_snapshots():
 
 
 def test_send_pipeline_quotes_every_word_once():
-    argv = zfs.send_pipeline("zones/U", "snap-1", "zones/U@snap-0", "127.0.10.12",
+    argv = zfs.send_pipeline("zones/U", "snap-1", "zones/U@snap-0", "127.0.10.11", "127.0.10.12",
                              "/root/.ssh/migr-key-1", "/root/.ssh/migr-known-1")
     assert argv[:3] == ["bash", "-o", "pipefail"]
     send, ssh = argv[-1].split(" | ")
     assert shlex.split(send) == ["zfs", "send", "-i", "zones/U@snap-0", "zones/U@snap-1"]
     words = shlex.split(ssh)
     assert "StrictHostKeyChecking=yes" in words and words[-1] == "zfs recv -F zones/U"
+    assert "BindAddress=127.0.10.11" in words

@@ -88,6 +88,11 @@ def _start_holder(host):
         f.write("# simulated host: no start-up files\n")
     for d in ("/zones", "/etc/zones", "/root/.ssh", "/var/ssh", "/var/run/zfs", "/var/lock/zfs", "/var/lib/zfs", "/run/sshd"):
         os.makedirs(d, exist_ok=True)
+    # zfs-fuse removes a pool's mountpoint on export; a removed /zones would
+    # take every host's mounts on it along (in every namespace). A file in
+    # the machine's own /zones keeps anyone from removing it.
+    with open("/zones/.simdc-keep", "w") as f:
+        f.write("simulated CNs mount their pools on /zones: keep this directory\n")
     with open(os.path.join(h, "etc-zones", "index"), "w") as f:
         f.write("global:installed:/\n")
     log = open(os.path.join(h, "run", "ns.log"), "w")
