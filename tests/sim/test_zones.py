@@ -239,6 +239,9 @@ class CNRoot:
         wl.start, wl.stop = self.workload.start, self.workload.stop
         zl = types.ModuleType("simdc.zfslib")
         zl.data_dir = lambda uuid: "/zones/%s/root" % uuid
+        zl.brand_of = lambda uuid: "joyent"
+        zl.disk0_dataset = lambda uuid, brand: None
+        zl.ensure_mounted = lambda ds: True
         monkeypatch.setitem(sys.modules, "simdc.workload", wl)
         monkeypatch.setitem(sys.modules, "simdc.zfslib", zl)
 

@@ -519,7 +519,14 @@ def boot(name):
                             % (entry["name"], state))
         uuid = entry["uuid"] or entry["name"]
         h = host()
-        data_dir = _zfslib().data_dir(uuid)
+        # A zone boots from its datasets: mounted, or the workload would write
+        # beside them (zfs-fuse may leave a child unmounted after recv -F).
+        zl = _zfslib()
+        for ds in ("zones/" + uuid, zl.disk0_dataset(uuid, zl.brand_of(uuid))):
+            if ds and not zl.ensure_mounted(ds):
+                raise ZoneError("zone '%s': unable to boot zone: %s is not mounted"
+                                % (entry["name"], ds))
+        data_dir = zl.data_dir(uuid)
         try:
             pid = _workload().start(uuid, data_dir, h)
         except (OSError, RuntimeError) as e:
