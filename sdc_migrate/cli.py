@@ -5,6 +5,11 @@ Usage:
   sdc-migrate -h | --help
   sdc-migrate -v | --version
 
+Subcommands, each with its own --help:
+  sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME] [CN_NAME...]
+  sdc-migrate cleanup-source [-y] [--comment-out] INST_UUID
+  sdc-migrate nat-recreate [-y] (--list [CN_NAME] | NAT_UUID [DEST_CN_NAME])
+
 Runs on the head node. Without INST_UUID or DEST_CN_NAME it asks for them.
 A full migration stops the instance, sends its datasets from the source
 compute node to DEST_CN_NAME, attaches it there, moves it in VMAPI and boots
@@ -38,8 +43,12 @@ from . import __version__
 from .errors import MigrateError, Usage
 
 # sdc-migrate SUBCOMMAND ...: each a module in commands/ with its own docopt
-# USAGE and main(args) -> exit status.
-SUBCOMMANDS = {}
+# USAGE (`sdc-migrate SUBCOMMAND ...` lines) and main(args) -> exit status.
+SUBCOMMANDS = {
+    "estimate": "estimate",
+    "cleanup-source": "cleanup_source",
+    "nat-recreate": "nat_recreate",
+}
 
 
 def parse(usage, argv):
@@ -60,7 +69,8 @@ def main(argv=None):
     try:
         if argv and argv[0] in SUBCOMMANDS:
             module = importlib.import_module(".commands." + SUBCOMMANDS[argv[0]], __package__)
-            return module.main(parse(module.USAGE, argv[1:])) or 0
+            # the whole argv: a subcommand's usage reads `sdc-migrate NAME ...`
+            return module.main(parse(module.USAGE, argv)) or 0
         args = parse(__doc__, argv)
         if args["--version"]:
             print("sdc-migrate %s" % __version__)

@@ -1,5 +1,6 @@
 """Every line a user sees: migrator.sh's format, mirrored into the log file."""
 import datetime
+import json
 import os
 import sys
 
@@ -47,11 +48,15 @@ class Report:
     def __init__(self, out=None):
         self.out = out or sys.stdout
         self.log = None
+        self._early = []        # lines printed before the log file exists
         self._pending = None
 
     def open_log(self, path):
+        """Start the log (root only: mode 0600) with every line printed so far."""
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.log = os.fdopen(fd, "a")
+        self.log.write("".join(line + "\n" for line in self._early))
+        self._early = []
 
     def close(self):
         if self.log:
@@ -66,6 +71,8 @@ class Report:
         if self.log:
             self.log.write(text + "\n")
             self.log.flush()
+        else:
+            self._early.append(text)
 
     def line(self, text=""):
         self._finish_pending()
@@ -110,6 +117,10 @@ class Report:
             self.line(indent + title)
         for label, value in pairs:
             self.line("%s:  %s" % (label.rjust(LABEL_WIDTH), value))
+
+    def json(self, obj):
+        """One JSON object on one line (-j), for scripts."""
+        self.line(json.dumps(obj, sort_keys=True))
 
     def table(self, headers, rows):
         self.line(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))

@@ -3,6 +3,7 @@ sdc-napi, sdc-imgapi, sdc-sapi), which print an HTTP header block and a JSON
 body and exit 0 whatever the status."""
 import json
 import re
+import urllib.parse
 
 from .errors import MigrateError, NotFound
 
@@ -48,6 +49,13 @@ class Triton:
     def vm(self, uuid):
         return self.get("vmapi", "/vms/" + uuid, "instance %s" % uuid)
 
+    def vms(self, **query):
+        """ListVms with these filters, e.g. vms(state="active", **{"tag.smartdc_role": "nat"})."""
+        return self.get("vmapi", "/vms?" + urllib.parse.urlencode(sorted(query.items())), "instances")
+
+    def job(self, uuid):
+        return self.get("vmapi", "/jobs/" + uuid, "job %s" % uuid)
+
     # CNAPI
     def server(self, uuid):
         return self.get("cnapi", "/servers/" + uuid, "server %s" % uuid)
@@ -63,6 +71,13 @@ class Triton:
         return self.get("cnapi", "/servers?extras=sysinfo", "servers")
 
     # NAPI
+    def network(self, uuid):
+        return self.get("napi", "/networks/" + uuid, "network %s" % uuid)
+
+    def networks(self, **query):
+        return self.get("napi", "/networks?" + urllib.parse.urlencode(sorted(query.items())),
+                        "networks")
+
     def ip(self, network_uuid, ip):
         return self.get("napi", "/networks/%s/ips/%s" % (network_uuid, ip), "IP %s" % ip)
 
@@ -76,6 +91,18 @@ class Triton:
     # IMGAPI
     def image(self, uuid):
         return self.get("imgapi", "/images/" + uuid, "image %s" % uuid)
+
+    # SAPI
+    def sapi_instance(self, uuid):
+        return self.get("sapi", "/instances/" + uuid, "SAPI instance %s" % uuid)
+
+    def sapi_service(self, name):
+        """The one SAPI service of that name (e.g. "nat")."""
+        services = self.get("sapi", "/services?name=" + urllib.parse.quote(name),
+                            "SAPI service " + name)
+        if len(services) != 1:
+            raise MigrateError("SAPI has %d services named %r, not one" % (len(services), name))
+        return services[0]
 
 
 def admin_ip(server):

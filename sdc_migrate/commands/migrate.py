@@ -220,10 +220,10 @@ class Migration:
         self.gather()
         self._take_lock()
         log, st = self.paths()
-        r.open_log(log)
         self.show()
         if not o.yes and not r.ask("Are you ready to proceed? [y|n]"):
             raise Refused("not confirmed: nothing was changed")
+        r.open_log(log)
         r.line("Here we go...")
         r.line()
         self.started = now()
@@ -244,11 +244,19 @@ class Migration:
                              "  The instance is on %s, %s, as before."
                              % (o.uuid, e, self.src.hostname, self.vm.get("state"))) from e
         finally:
-            for n in (self.src, self.dst):
-                n.close()
             if o.incremental and os.path.exists(st):
                 os.unlink(st)
         return 0
+
+    def release(self):
+        """End the ssh connections and drop the lock, however the run ended."""
+        for n in (getattr(self, "src", None), getattr(self, "dst", None)):
+            if n is not None:
+                n.close()
+        if self.lock is not None:
+            os.unlink(self.lock_path)
+            os.close(self.lock)
+            self.lock = None
 
     def _take_lock(self):
         path = "%s/sdc-migrate-%s.lock" % (STATE_DIR, self.opts.uuid)
@@ -259,7 +267,7 @@ class Migration:
             os.close(fd)
             raise Refused("instance %s is already being migrated (lock %s)"
                           % (self.opts.uuid, path)) from None
-        self.lock = fd
+        self.lock, self.lock_path = fd, path
 
     def rollback(self, error):
         r = self.r
@@ -765,4 +773,5 @@ def main(args):
     try:
         return m.run()
     finally:
+        m.release()
         m.r.close()

@@ -159,3 +159,64 @@ def test_running_bhyve_with_two_disks_automatic(dc):
         assert dc.exec(host, "zfs", "get", "-Hp", "-o", "value", "quota",
                        "zones/" + uuid).stdout.strip() == quota
     assert_sequence_continues(dc, uuid)
+
+
+def dc_state(dc, uuid):
+    """What an operator would look at to see whether anything changed."""
+    vm = dc.vm(uuid)
+    for k in ("last_modified",):
+        vm.pop(k, None)
+    ips = [dc.api("napi", "/networks/%s/ips/%s" % (n["network_uuid"], n["ip"]))[2]
+           for n in vm["nics"]]
+    return {
+        "vm": (vm["server_uuid"], vm["state"]),
+        "ips": [(i["ip"], i.get("reserved"), i.get("belongs_to_uuid")) for i in ips],
+        "pools": {h: sorted(n for n in dc.zfs_names(h) if uuid in n)
+                  for h in ("source-server", "dest-server", "old-server")},
+        "zones": {h: dc.exec(h, "cat", "/etc/zones/index").stdout
+                  for h in ("source-server", "dest-server", "old-server")},
+        "keys": {h: dc.exec(h, "ls", "/root/.ssh").stdout
+                 for h in ("source-server", "dest-server", "old-server")},
+        "headnode": dc.exec("headnode", "sh", "-c", "ls /var/tmp | grep -v simdc || true").stdout,
+    }
+
+
+def test_asks_for_what_is_missing_and_a_no_changes_nothing(dc):
+    uuid = dc.provision("--size", "1")
+    before = dc_state(dc, uuid)
+    p = dc.migrate(input="%s\ndest-server\nn\n" % uuid)
+    assert p.returncode == 2
+    assert "UUID of Instance to Move:" in p.stdout and "Destination Server:" in p.stdout
+    assert "Are you ready to proceed? [y|n]" in p.stdout
+    assert p.stderr.strip().count("\n") == 0 and "nothing was changed" in p.stderr
+    assert dc_state(dc, uuid) == before
+    # a closed stdin is a no too
+    p = dc.migrate(uuid, "dest-server", input="")
+    assert p.returncode == 2 and dc_state(dc, uuid) == before
+
+
+def test_older_platform_needs_D(dc):
+    uuid = dc.provision("--size", "1", "--state", "stopped")
+    before = dc_state(dc, uuid)
+    p = dc.migrate("-y", uuid, "old-server")
+    assert p.returncode == 2 and "older platform" in p.stderr
+    assert dc_state(dc, uuid) == before
+    p = dc.migrate("-y", "-D", uuid, "old-server")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert dc.vm(uuid)["server_uuid"] == dc.hosts()["old-server"]["uuid"]
+
+
+def test_delegated_dataset_travels_and_the_log_has_the_same_lines(dc):
+    uuid = dc.provision("--delegate", "--size", "1", "--alias", "it's a \"test\"; $(touch /tmp/x) `id`")
+    before = dc.vm(uuid)
+    dc.exec("source-server", "sh", "-c", "echo precious > /zones/%s/data/file" % uuid)
+    p = dc.migrate("-y", uuid, "dest-server")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert_migrated(dc, uuid, before, p.stdout)
+    assert dc.exec("dest-server", "cat", "/zones/%s/data/file" % uuid).stdout == "precious\n"
+    assert dc.vm(uuid)["alias"] == before["alias"]
+    logs = dc.exec("headnode", "sh", "-c", "ls /var/tmp/migrator-%s-*.log" % uuid).stdout.split()
+    assert len(logs) == 1
+    assert dc.exec("headnode", "stat", "-c", "%a", logs[0]).stdout.strip() == "600"
+    assert dc.exec("headnode", "cat", logs[0]).stdout == p.stdout
+    assert dc.exec("headnode", "sh", "-c", "ls /var/tmp/sdc-migrate-*.lock 2>/dev/null || true").stdout == ""

@@ -1,0 +1,264 @@
+"""sdc-migrate estimate: how long moving instances off compute nodes would take.
+
+Usage:
+  sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME] [CN_NAME...]
+  sdc-migrate estimate -h | --help
+
+The successor of mig-estimator.sh. On the head node it covers the compute
+nodes named, or every set-up compute node but the head node when none is
+named, with one remote call per compute node; on a compute node (no
+/opt/smartdc/bin/sdc-cnapi there) it covers that node's own instances.
+
+Per instance: UUID, alias, brand, state, the size of all its datasets (what
+`zfs list` reports as REFER, kvm's zones/UUID-diskN and bhyve's
+zones/UUID/diskN included: what a migration sends) and the time a migration
+would take at the rate, plus the two minutes every migration spends besides
+the data. Per compute node the purge figure: the time to migrate every
+instance off it, one after another. NAT zones (moved by
+`sdc-migrate nat-recreate`), core zones (not moved) and the hidden copies
+that migrations leave behind (removed by `sdc-migrate cleanup-source`) are
+listed but not counted.
+
+Options:
+  --rate=MBPS               Transfer rate in MB/s [default: 20].
+  --measure=DEST_CN_NAME    Measure the rate first: send a 64 MB test stream
+                            from each compute node to DEST_CN_NAME, as a
+                            migration sends (zfs send | ssh | zfs recv, with a
+                            temporary key), remove it, and use that rate.
+  -j                        One JSON object per instance and one per compute node.
+  -h --help                 Show this help.
+
+Exit status: 0 done; 1 a compute node could not be read (the others are
+reported); 2 bad usage or refused; 3 compute node not found.
+"""
+import json
+import os
+import time
+
+from .. import zfs
+from ..cnlink import TempKey
+from ..errors import MigrateError, Refused, Usage
+from ..node import Node, Runner
+from ..report import Report, estimate_seconds, human_duration, human_size
+from ..triton import Triton, admin_ip
+
+USAGE = __doc__
+HEADNODE_TOOL = "/opt/smartdc/bin/sdc-cnapi"
+OVERHEAD = 120
+MEASURE_MB = 64
+SEPARATOR = "--- sdc-migrate estimate ---"
+# alias last: it is the one field a user chose.
+VMADM_FIELDS = "uuid,brand,state,do_not_inventory,tags.smartdc_role,alias"
+
+
+def listing_commands():
+    """What one remote call runs on a compute node: its zones, then its datasets."""
+    return [["vmadm", "list", "-p", "-o", VMADM_FIELDS], ["echo", SEPARATOR],
+            zfs.list_command()]
+
+
+def parse_rate(text):
+    try:
+        rate = float(text)
+    except (TypeError, ValueError):
+        rate = 0
+    if not rate > 0:
+        raise Usage("--rate takes a positive number of MB/s, not %r" % text)
+    return rate
+
+
+def note_for(brand, dni, role):
+    if dni == "true":
+        return "hidden copy left by a migration: sdc-migrate cleanup-source"
+    if role == "nat":
+        return "NAT zone: sdc-migrate nat-recreate"
+    if role:
+        return "core zone (%s): not moved" % role
+    return None
+
+
+def parse_listing(out):
+    """Instances from the output of listing_commands(), with their datasets."""
+    zones_part, sep, datasets_part = out.partition(SEPARATOR + "\n")
+    if not sep:
+        raise MigrateError("unexpected listing output: %r" % out[:200])
+    instances = []
+    for line in zones_part.splitlines():
+        f = line.split(":")
+        if len(f) < 6:
+            continue
+        uuid, brand, state, dni, role = f[:5]
+        datasets = zfs.instance_datasets(datasets_part, uuid)
+        instances.append({
+            "uuid": uuid, "alias": ":".join(f[5:]), "brand": brand, "state": state,
+            "datasets": [d.name for d in datasets], "bytes": sum(d.refer for d in datasets),
+            "note": note_for(brand, dni, role)})
+    instances.sort(key=lambda i: (i["note"] is not None, i["alias"], i["uuid"]))
+    return instances
+
+
+def summarize(cn, instances, rate, measured):
+    """Each instance's estimate and the compute node's purge figure."""
+    movable = [i for i in instances if i["note"] is None]
+    for i in instances:
+        i["estimate_seconds"] = round(estimate_seconds(i["bytes"], rate, OVERHEAD), 1) \
+            if i["note"] is None else None
+    total = sum(i["bytes"] for i in movable)
+    return {"cn": cn["hostname"], "server_uuid": cn["uuid"], "instances": len(movable),
+            "bytes": total,
+            "purge_seconds": round(sum(i["estimate_seconds"] for i in movable), 1),
+            "rate_mb": round(rate, 1), "rate_measured": measured,
+            "not_counted": len(instances) - len(movable)}
+
+
+def instance_rows(instances):
+    return [[i["uuid"], i["alias"] or "-", i["brand"], i["state"], str(len(i["datasets"])),
+             human_size(i["bytes"]),
+             human_duration(i["estimate_seconds"]) if i["note"] is None else i["note"]]
+            for i in instances]
+
+
+def count(n, what):
+    return "%d %s%s" % (n, what, "" if n == 1 else "s")
+
+
+def purge_line(s):
+    how = "measured" if s["rate_measured"] else "at"
+    return ("  purge %s:  %s across %s: %s (%s ~%g MB / second; +2 minutes"
+            " extra each)" % (s["cn"], human_size(s["bytes"]), count(s["instances"], "instance"),
+                              human_duration(s["purge_seconds"]), how, s["rate_mb"]))
+
+
+class Estimate:
+    def __init__(self, rate=20.0, as_json=False, measure=None, names=(), report=None,
+                 runner=None):
+        self.rate, self.as_json, self.measure, self.names = rate, as_json, measure, list(names)
+        self.r = report or Report()
+        self.hn = runner or Runner()
+        self.failed = 0
+
+    def run(self):
+        if os.path.exists(HEADNODE_TOOL):
+            cns = self.head_node_targets()
+        else:
+            cns = [self.this_node()]
+        rates = self.measure_rates(cns) if self.measure else {}
+        for cn, node in cns:
+            self.one(cn, node, *rates.get(cn["uuid"], (self.rate, False)))
+        return 1 if self.failed else 0
+
+    def this_node(self):
+        """On a compute node: itself, run locally."""
+        if self.measure:
+            raise Refused("--measure needs the head node (it sends between compute nodes)")
+        info = json.loads(self.hn.run(["sysinfo"], readonly=True))
+        host = info.get("Hostname") or os.uname().nodename
+        if any(n != host for n in self.names):
+            raise Refused("on a compute node, estimate covers only its own instances (%s);"
+                          " run it on the head node for %s" % (host, ", ".join(self.names)))
+        self.hn.name = host
+        return {"hostname": host, "uuid": info.get("UUID")}, self.hn
+
+    def head_node_targets(self):
+        api = Triton(self.hn)
+        if self.names:
+            servers = [api.server_by_hostname(n) for n in dict.fromkeys(self.names)]
+        else:
+            servers = [s for s in api.servers() if s.get("setup") and not s.get("headnode")]
+            servers.sort(key=lambda s: s.get("hostname") or "")
+        self.dest = api.server_by_hostname(self.measure) if self.measure else None
+        return [(s, self.node(s)) for s in servers]
+
+    def node(self, server):
+        return Node(server["hostname"], server["uuid"], admin_ip(server), trace=self.hn.trace)
+
+    def one(self, cn, node, rate, measured):
+        try:
+            instances = parse_listing(node.script(listing_commands(), readonly=True))
+        except MigrateError as e:
+            self.failed += 1
+            if self.as_json:
+                self.r.json({"type": "cn", "cn": cn["hostname"], "server_uuid": cn["uuid"],
+                             "error": str(e)})
+            else:
+                self.r.line("%s: cannot list its instances: %s" % (cn["hostname"], e))
+                self.r.line()
+            return
+        finally:
+            if isinstance(node, Node):
+                node.close()
+        summary = summarize(cn, instances, rate, measured)
+        if self.as_json:
+            for i in instances:
+                self.r.json(dict(i, type="instance", cn=cn["hostname"],
+                                 server_uuid=cn["uuid"], rate_mb=summary["rate_mb"]))
+            self.r.json(dict(summary, type="cn"))
+            return
+        ip = getattr(node, "ip", None)
+        self.r.line("%s (%s%s): %s" % (cn["hostname"], cn["uuid"], ", " + ip if ip else "",
+                                       count(len(instances), "instance")))
+        if instances:
+            self.r.table(["UUID", "ALIAS", "BRAND", "STATE", "DATASETS", "SIZE",
+                          "EST. MIGRATION TIME"], instance_rows(instances))
+        self.r.line(purge_line(summary))
+        self.r.line()
+
+    # ---- --measure ----------------------------------------------------------
+
+    def measure_rates(self, cns):
+        """{server uuid: (MB/s, True)} for every compute node but the destination."""
+        dst = self.node(self.dest)
+        rates = {}
+        try:
+            for cn, node in cns:
+                if cn["uuid"] == self.dest["uuid"]:
+                    if not self.as_json:
+                        self.r.line("* %s is the measure's destination: its rate stays"
+                                    " %g MB / second" % (cn["hostname"], self.rate))
+                    continue
+                rate = measure(node, dst)
+                rates[cn["uuid"]] = (rate, True)
+                if not self.as_json:
+                    self.r.line("* Measured %s -> %s: %.1f MB / second (%d MB, zfs send |"
+                                " ssh | zfs recv)" % (cn["hostname"], dst.hostname, rate,
+                                                      MEASURE_MB))
+        finally:
+            dst.close()
+        if not self.as_json:
+            self.r.line()
+        return rates
+
+
+def measure(src, dst):
+    """MB/s of a MEASURE_MB test stream from src to dst, sent as a migration sends it.
+
+    The scratch dataset (random data, so that nothing compresses it away), its
+    snapshot, the received copy and the temporary key are removed whatever
+    happens. The round trip of one remote command is subtracted from the time.
+    """
+    tag = "measure-%d" % os.getpid()
+    ds = "zones/sdc-migrate-%s" % tag
+    key = TempKey(src, dst, tag, "sdc-migrate-estimate")
+    try:
+        src.run(["zfs", "create", "-o", "compression=off", "-o",
+                 "mountpoint=/" + ds, ds])
+        src.script([["dd", "if=/dev/urandom", "of=/%s/data" % ds, "bs=1048576",
+                     "count=%d" % MEASURE_MB], ["zfs", "snapshot", ds + "@measure"]])
+        key.create()
+        t0 = time.time()
+        src.run(["true"], readonly=True)
+        rtt = time.time() - t0
+        t0 = time.time()
+        src.run(zfs.send_pipeline(ds, "measure", None, src.ip, dst.ip, key.key,
+                                  key.known_hosts))
+        seconds = max(time.time() - t0 - rtt, 0.001)
+    finally:
+        for node in (dst, src):
+            node.call(["zfs", "destroy", "-r", ds])
+        key.remove()
+    return MEASURE_MB / seconds
+
+
+def main(args):
+    rate = parse_rate(args["--rate"])
+    return Estimate(rate, args["-j"], args["--measure"], args["CN_NAME"]).run()
