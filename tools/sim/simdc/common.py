@@ -150,6 +150,20 @@ def take_fault(host, argv):
     return None
 
 
+def ssh_session(host):
+    """'CLIENT_IP:PORT/SID' for a command that came in through HOST's own sshd, else None.
+
+    The client port names the ssh connection (one ControlMaster connection
+    carries many sessions) and the session id the remote command of one
+    session (sshd gives each its own), so `simdc log` can tell how many
+    round trips a tool made to a host.
+    """
+    conn = os.environ.get("SSH_CONNECTION", "").split()
+    if len(conn) != 4 or conn[2] != ADMIN_IPS.get(host):
+        return None
+    return "%s:%s/%d" % (conn[0], conn[1], os.getsid(0))
+
+
 def emulated(main):
     """Wrap an emulated command's main(argv) -> rc: faults, logging, exit.
 
@@ -183,7 +197,9 @@ def emulated(main):
                 sys.stdout.flush()
             except BrokenPipeError:
                 pass
-            log_call(host, argv, rc, start, time.time())
+            session = ssh_session(host)
+            log_call(host, argv, rc, start, time.time(),
+                     **({"ssh_session": session} if session else {}))
         os._exit(rc)
     return run
 
