@@ -590,12 +590,57 @@ def test_sapi(dc):
     assert [s["uuid"] for s in svcs] == [svc["uuid"]]
     st, got, _ = dc.call("sapi", "GET", "/services/" + svc["uuid"])
     assert got == svc
-    st, inst, _ = dc.call("sapi", "POST", "/instances", {"service_uuid": svc["uuid"]})
+    # exists: only the record (a service with no zone params cannot deploy one)
+    st, inst, _ = dc.call("sapi", "POST", "/instances",
+                          {"service_uuid": svc["uuid"], "exists": True})
     st, insts, _ = dc.call("sapi", "GET", "/instances?service_uuid=" + svc["uuid"])
     assert [i["uuid"] for i in insts] == [inst["uuid"]]
     st, _, _ = dc.call("sapi", "DELETE", "/instances/" + inst["uuid"])
     assert st == 204
     st, _, _ = dc.call("sapi", "GET", "/instances/" + inst["uuid"])
+    assert st == 404
+
+
+def test_create_vm_validates_and_needs_a_reachable_server(dc):
+    """CreateVm refuses bad input with VMAPI's ValidationFailed, and a server
+    the simulator cannot run the provision on with NoAllocatableServersError
+    (the API runs alone here: no CN is up); nothing is left behind."""
+    st, body, _ = dc.call("vmapi", "POST", "/vms", {"brand": "joyent"})
+    assert st == 409 and body["code"] == "ValidationFailed"
+    assert {e["field"] for e in body["errors"]} >= {"owner_uuid", "networks", "image_uuid"}
+    net = ensure_admin_network(dc)
+    st, body, _ = dc.call("vmapi", "POST", "/vms", {
+        "owner_uuid": OWNER, "brand": "joyent-minimal", "networks": [{"uuid": net["uuid"]}],
+        "image_uuid": "4e3b8c1a-0b9f-4f5e-9c41-1d2f0a7b6e01"})
+    assert st == 409 and body["errors"][0]["field"] == "image_uuid"
+    st, _, _ = dc.call("imgapi", "POST", "/images", {
+        "uuid": "4e3b8c1a-0b9f-4f5e-9c41-1d2f0a7b6e01", "name": "base", "version": "1",
+        "type": "zone-dataset", "os": "smartos", "owner": OWNER})
+    st, _, _ = dc.call("cnapi", "POST", "/servers/%s/sysinfo" % CN2_UUID,
+                       {"sysinfo": sysinfo_for(CN2_UUID, "dest-server", "127.0.61.12")})
+    vm = "c4eac4ea-0000-4000-8000-000000000001"
+    st, body, _ = dc.call("vmapi", "POST", "/vms", {
+        "uuid": vm, "owner_uuid": OWNER, "brand": "joyent-minimal",
+        "networks": [{"uuid": net["uuid"]}], "server_uuid": CN2_UUID,
+        "image_uuid": "4e3b8c1a-0b9f-4f5e-9c41-1d2f0a7b6e01"})
+    assert st == 409 and body["code"] == "NoAllocatableServersError", body
+    assert dc.call("vmapi", "GET", "/vms/" + vm)[0] == 404
+
+
+def test_sapi_instance_of_a_vm_service_is_deployed_through_vmapi(dc):
+    """Without `exists`, CreateInstance provisions the zone: here VMAPI refuses
+    it (no image in the service params), so SAPI answers with that error and
+    keeps no record."""
+    st, app, _ = dc.call("sapi", "POST", "/applications", {"name": "sdc2", "owner_uuid": OWNER})
+    st, svc, _ = dc.call("sapi", "POST", "/services",
+                         {"name": "nat", "application_uuid": app["uuid"],
+                          "params": {"tags": {"smartdc_role": "nat"}}})
+    st, body, _ = dc.call("sapi", "POST", "/instances", {"service_uuid": svc["uuid"]})
+    assert st == 409 and body["code"] == "ValidationFailed"
+    st, insts, _ = dc.call("sapi", "GET", "/instances?service_uuid=" + svc["uuid"])
+    assert insts == []
+    st, body, _ = dc.call("sapi", "POST", "/instances",
+                          {"service_uuid": "dddddddd-0000-4000-8000-000000000001"})
     assert st == 404
 
 

@@ -496,7 +496,7 @@ def vmapi_put_vms(req):
     # VMs this server held that it no longer reports are gone.
     for raw in STORE.list("vm"):
         if raw.get("server_uuid") == server_uuid and raw["uuid"] not in vms \
-                and raw.get("state") != "destroyed":
+                and raw.get("state") not in ("destroyed", "provisioning", "failed"):
             _mark_destroyed(raw)
     server = STORE.get("server", server_uuid)
     if server is not None:
@@ -505,28 +505,215 @@ def vmapi_put_vms(req):
     return Response(200, None)
 
 
+def _sim_workflow():
+    """simdc.workflow, imported late: the API also runs alone (tests/sim) without it."""
+    if __package__ in (None, ""):
+        from simdc import workflow
+    else:
+        from . import workflow
+    return workflow
+
+
+def _new_job(name, vm_uuid, params, execution="running"):
+    ts = now_iso()
+    job = {"name": name, "uuid": new_uuid(), "execution": execution,
+           "params": dict(params, vm_uuid=vm_uuid), "exec_after": ts, "created_at": ts,
+           "timeout": 3600 if name.startswith("provision") else 180,
+           "chain_results": [], "vm_uuid": vm_uuid}
+    STORE.put("job", job["uuid"], job)
+    return job
+
+
+def _run_job(job_uuid, steps, on_failure=None):
+    """Run a job's steps in a thread, as the workflow runner does, without the
+    store lock (the CN's vm-agent reports to VMAPI in the middle of it).
+
+    steps: [(name, fn)]; each fn returns the step's result text.
+    """
+    def record(name, result, error, started):
+        with STORE:
+            job = STORE.get("job", job_uuid)
+            job["chain_results"].append({"name": name, "result": result, "error": error,
+                                         "started_at": started, "finished_at": now_iso()})
+            if error:
+                job["execution"] = "failed"
+            STORE.put("job", job_uuid, job)
+
+    def run():
+        for name, fn in steps:
+            started = now_iso()
+            try:
+                result = fn()
+            except Exception as e:  # noqa: BLE001 - a failed task fails the job
+                record(name, "", "%s" % e, started)
+                if on_failure:
+                    try:
+                        on_failure()
+                    except Exception:  # noqa: BLE001
+                        pass
+                return
+            record(name, result or "OK", "", started)
+        with STORE:
+            job = STORE.get("job", job_uuid)
+            job["execution"] = "succeeded"
+            STORE.put("job", job_uuid, job)
+    threading.Thread(target=run, daemon=True).start()
+
+
+def wait_job(job_uuid, timeout=300.0):
+    """The job once it ended (succeeded or failed), polled without the lock."""
+    deadline = time.time() + timeout
+    while True:
+        with STORE:
+            job = STORE.get("job", job_uuid)
+        if job is None or job["execution"] in ("succeeded", "failed", "canceled"):
+            return job
+        if time.time() > deadline:
+            return job
+        time.sleep(0.1)
+
+
+def _simulated_cn(server_uuid):
+    """The simulated CN holding server_uuid when it is up, else None (the API alone)."""
+    host = common.host_by_uuid(server_uuid) if server_uuid else None
+    if host is None:
+        return None
+    return host if _sim_workflow().host_up(host) else None
+
+
+def destroy_vm(raw):
+    """DeleteVm's work: a job that destroys the VM on its CN (then VMAPI marks it
+    destroyed and frees its NICs), or, with no CN to run it on, at once."""
+    host = _simulated_cn(raw.get("server_uuid")) if raw.get("state") != "destroyed" else None
+    params = {"owner_uuid": raw.get("owner_uuid"), "uuid": raw["uuid"],
+              "server_uuid": raw.get("server_uuid"), "task": "destroy"}
+    if host is None:
+        if raw.get("state") != "destroyed":
+            _mark_destroyed(raw)
+        job = _new_job("destroy-%s" % raw["uuid"], raw["uuid"], params, "succeeded")
+        ts = now_iso()
+        job["chain_results"] = [{"result": "Machine destroyed", "error": "",
+                                 "started_at": ts, "finished_at": ts}]
+        STORE.put("job", job["uuid"], job)
+        return job
+    job = _new_job("destroy-%s" % raw["uuid"], raw["uuid"], params)
+    wf = _sim_workflow()
+
+    def mark():
+        with STORE:
+            vm = STORE.get("vm", raw["uuid"])
+            if vm and vm.get("state") != "destroyed":
+                _mark_destroyed(vm)
+        return "Machine destroyed"
+    _run_job(job["uuid"], [("cnapi.machine_destroy",
+                            lambda: wf.destroy_on_cn(host, raw["uuid"]) or "vmadm delete"),
+                           ("vmapi.mark_destroyed", mark)])
+    return job
+
+
 def vmapi_delete_vm(req):
     raw = _load_vm(req)
-    job_uuid = new_uuid()
+    job = destroy_vm(raw)
+    return Response(202, {"vm_uuid": raw["uuid"], "job_uuid": job["uuid"]},
+                    headers=[("workflow-api", "http://workflow.%s.sim" % common.DATACENTER)])
+
+
+def _placement(params):
+    """DAPI, in short: the named server, else the setup, running, unreserved
+    compute node (never the head node) with the most unreserved RAM."""
+    ram = int(params.get("ram") or 0)
+    if params.get("server_uuid"):
+        s = STORE.get("server", params["server_uuid"])
+        if s is None:
+            raise vmapi_validation([invalid_param("server_uuid", "Server not found")])
+        return s
+    fits = []
+    for s in STORE.list("server"):
+        out = server_out(s)
+        if out.get("headnode") or out.get("reserved") or not out.get("setup") \
+                or out.get("status") != "running" or out["unreserved_ram"] < ram:
+            continue
+        fits.append((-out["unreserved_ram"], s["uuid"], s))
+    if not fits:
+        raise ApiError(409, "NoAllocatableServersError", "No compute resources available")
+    return min(fits)[2]
+
+
+def vmapi_create_vm(req):
+    """CreateVm (POST /vms): validate, place, then a provision job that asks NAPI
+    for the NICs and creates the VM on its CN; 202 with the job at once."""
+    body = dict(req.body) if isinstance(req.body, dict) else {}
+    errs = [missing_param(f) for f in ("owner_uuid", "networks", "brand")
+            if not body.get(f)]
+    if body.get("brand") not in (None, "") and body["brand"] not in \
+            ("joyent", "joyent-minimal", "lx"):
+        errs.append(invalid_param("brand", "Only zone brands are provisioned here"))
+    if not body.get("image_uuid"):
+        errs.append(missing_param("image_uuid"))
+    if body.get("networks") and (not isinstance(body["networks"], list) or not all(
+            isinstance(n, dict) and valid_uuid(n.get("uuid")) for n in body["networks"])):
+        errs.append(invalid_param("networks", "Invalid networks"))
+    for k in ("uuid", "owner_uuid", "server_uuid", "image_uuid"):
+        if body.get(k) and not valid_uuid(body[k]):
+            errs.append(invalid_param(k, "Invalid UUID"))
+    if errs:
+        raise vmapi_validation(errs)
+    vm_uuid = body.get("uuid") or new_uuid()
+    if STORE.get("vm", vm_uuid):
+        raise vmapi_validation([invalid_param("uuid", "Already exists")])
+    for n in body["networks"]:
+        if STORE.get("network", n["uuid"]) is None:
+            raise vmapi_validation([invalid_param("networks", "Network %s not found"
+                                                  % n["uuid"])])
+    if STORE.get("image", body["image_uuid"]) is None:
+        raise vmapi_validation([invalid_param("image_uuid", "Image not found")])
+    server = _placement(body)
+    host = _simulated_cn(server["uuid"])
+    if host is None:
+        raise ApiError(409, "NoAllocatableServersError",
+                       "Server %s cannot be reached" % server["uuid"])
     ts = now_iso()
-    if raw.get("state") != "destroyed":
-        _mark_destroyed(raw)
-    job = {
-        "name": "destroy-%s" % raw["uuid"],
-        "uuid": job_uuid,
-        "execution": "succeeded",
-        "params": {"owner_uuid": raw.get("owner_uuid"), "uuid": raw["uuid"],
-                   "vm_uuid": raw["uuid"], "server_uuid": raw.get("server_uuid"),
-                   "task": "destroy"},
-        "exec_after": ts,
-        "created_at": ts,
-        "timeout": 180,
-        "chain_results": [{"result": "Machine destroyed", "error": "", "started_at": ts,
-                           "finished_at": ts}],
-        "vm_uuid": raw["uuid"],
-    }
-    STORE.put("job", job_uuid, job)
-    return Response(202, {"vm_uuid": raw["uuid"], "job_uuid": job_uuid},
+    # The placeholder VMAPI shows until the CN's vm-agent reports the real one.
+    STORE.put("vm", vm_uuid, {"uuid": vm_uuid, "alias": body.get("alias"),
+                              "brand": body["brand"], "owner_uuid": body["owner_uuid"],
+                              "image_uuid": body["image_uuid"], "server_uuid": server["uuid"],
+                              "state": "provisioning", "zone_state": "provisioning",
+                              "ram": body.get("ram"), "tags": body.get("tags") or {},
+                              "create_timestamp": ts, "last_modified": ts})
+    job = _new_job("provision-%s" % vm_uuid, vm_uuid,
+                   {"owner_uuid": body["owner_uuid"], "server_uuid": server["uuid"],
+                    "task": "provision"})
+    wf = _sim_workflow()
+    made = {}
+
+    def nics():
+        made["nics"] = wf.nics_for(body["networks"], vm_uuid, body["owner_uuid"])
+        return "NICs " + ", ".join(n["ip"] for n in made["nics"])
+
+    def create():
+        payload = wf.payload(vm_uuid, body["brand"], body.get("alias"), body["owner_uuid"],
+                             body["image_uuid"], made["nics"], ram=int(body.get("ram") or 256),
+                             tags=body.get("tags"),
+                             customer_metadata=body.get("customer_metadata"),
+                             internal_metadata=body.get("internal_metadata"),
+                             quota=int(body.get("quota") or 10))
+        wf.create_on_cn(host, payload, body["image_uuid"])
+        return "vmadm create on " + host
+
+    def boot():
+        wf.boot_and_report(host, vm_uuid, body.get("autoboot", True) is not False)
+        return "VM provisioned"
+
+    def failed():
+        wf.delete_nics(made.get("nics") or [])
+        with STORE:
+            vm = STORE.get("vm", vm_uuid)
+            if vm and vm.get("state") == "provisioning":
+                vm["state"] = vm["zone_state"] = "failed"
+                STORE.put("vm", vm_uuid, vm)
+    _run_job(job["uuid"], [("napi.provision_nics", nics), ("cnapi.machine_create", create),
+                           ("cnapi.machine_boot", boot)], on_failure=failed)
+    return Response(202, {"vm_uuid": vm_uuid, "job_uuid": job["uuid"]},
                     headers=[("workflow-api", "http://workflow.%s.sim" % common.DATACENTER)])
 
 
@@ -1742,14 +1929,56 @@ def sapi_list_instances(req):
     return Response(200, _sapi_list("instance", req.params, ("service_uuid", "type")))
 
 
+def _assemble(app, svc, inst, field):
+    """SAPI's attributes.assemble: instance over service over application."""
+    out = {}
+    for o in (app, svc, inst):
+        out.update((o or {}).get(field) or {})
+    return out
+
+
+# What SAPI passes on to the zone's customer_metadata (sanitizeMetadata); the
+# rest of the metadata is config-agent's, read from SAPI.
+SAPI_ZONE_METADATA = ("SAPI_URL", "sapi_url", "SAPI-URL", "sapi-url", "user-script",
+                      "assets-ip")
+
+
 def sapi_create_instance(req):
+    """CreateInstance: the record, then the zone through VMAPI's CreateVm (as
+    SAPI's deployInstance does), unless `exists` adopts a zone already there.
+    Waits for the provision unless ?async=true (then the job_uuid is returned)."""
     body = req.body if isinstance(req.body, dict) else {}
-    if not body.get("service_uuid"):
-        raise ApiError(409, "MissingParameter", "missing parameters",
-                       [missing_param("service_uuid")])
-    inst = _sapi_obj("instance", body, ("service_uuid",))
-    inst["type"] = body.get("type", "vm")
-    STORE.put("instance", inst["uuid"], inst)
+    with STORE:
+        if not body.get("service_uuid"):
+            raise ApiError(409, "MissingParameter", "missing parameters",
+                           [missing_param("service_uuid")])
+        svc = STORE.get("service", body["service_uuid"])
+        if svc is None:
+            raise not_found("no such service: %s" % body["service_uuid"])
+        inst = _sapi_obj("instance", body, ("service_uuid",))
+        inst["type"] = body.get("type", "vm")
+        if body.get("exists") or svc.get("type", "vm") != "vm":
+            STORE.put("instance", inst["uuid"], inst)
+            return Response(200, inst)
+        app = STORE.get("application", svc.get("application_uuid")) or {}
+        params = _assemble(app, svc, inst, "params")
+        metadata = _assemble(app, svc, inst, "metadata")
+        params.update(owner_uuid=app.get("owner_uuid"), uuid=inst["uuid"],
+                      brand="joyent-minimal",
+                      customer_metadata={k: metadata[k] for k in SAPI_ZONE_METADATA
+                                         if metadata.get(k)})
+        vmreq = Request("POST", "/vms", "", {}, params, {}, {})
+        created = vmapi_create_vm(vmreq).body
+        STORE.put("instance", inst["uuid"], inst)
+    if to_bool(req.params.get("async")):
+        return Response(200, dict(inst, job_uuid=created["job_uuid"]))
+    job = wait_job(created["job_uuid"])
+    if job is None or job["execution"] != "succeeded":
+        with STORE:
+            STORE.delete("instance", inst["uuid"])
+        errors = [r["error"] for r in (job or {}).get("chain_results", []) if r.get("error")]
+        raise ApiError(500, "InternalError", "failed to provision instance %s: %s"
+                       % (inst["uuid"], "; ".join(errors) or "job did not finish"))
     return Response(200, inst)
 
 
@@ -1761,11 +1990,27 @@ def sapi_get_instance(req):
 
 
 def sapi_delete_instance(req):
-    o = STORE.get("instance", req.match["uuid"])
-    if o is None:
-        raise not_found("instance %s not found" % req.match["uuid"])
-    STORE.delete("instance", o["uuid"])
+    """DeleteInstance: the zone through VMAPI (waiting for the job), then the record."""
+    with STORE:
+        o = STORE.get("instance", req.match["uuid"])
+        if o is None:
+            raise not_found("instance %s not found" % req.match["uuid"])
+        vm = STORE.get("vm", o["uuid"])
+        job = destroy_vm(vm) if vm and vm.get("state") != "destroyed" else None
+    if job is not None:
+        job = wait_job(job["uuid"])
+        if job is None or job["execution"] != "succeeded":
+            errors = [r["error"] for r in (job or {}).get("chain_results", []) if r.get("error")]
+            raise ApiError(500, "InternalError", "failed to delete VM %s: %s"
+                           % (o["uuid"], "; ".join(errors) or "job did not finish"))
+    with STORE:
+        STORE.delete("instance", o["uuid"])
     return Response(204, None)
+
+
+# Handlers that wait for a job: they take the store lock themselves, for short
+# moments, so that the job (and the CN's vm-agent) can use the store meanwhile.
+UNLOCKED = (sapi_create_instance, sapi_delete_instance)
 
 
 def sapi_ping(req):
@@ -1784,6 +2029,7 @@ ROUTES = {
         ("GET", _r("/ping"), vmapi_ping),
         ("GET", _r("/vms"), vmapi_list_vms),
         ("PUT", _r("/vms"), vmapi_put_vms),
+        ("POST", _r("/vms"), vmapi_create_vm),
         ("GET", _r("/vms/:uuid"), vmapi_get_vm),
         ("DELETE", _r("/vms/:uuid"), vmapi_delete_vm),
         ("GET", _r("/jobs"), vmapi_list_jobs),
@@ -1965,8 +2211,11 @@ class Handler(BaseHTTPRequestHandler):
                 body = parse_body(raw, self.headers.get("Content-Type"))
                 params = parse_query(split.query)
                 req = Request(method, path, split.query, self.headers, body, params, match)
-                with STORE:
+                if handler in UNLOCKED:
                     resp = handler(req)
+                else:
+                    with STORE:
+                        resp = handler(req)
         except ApiError as e:
             resp = Response(e.status, e.body())
             if e.status == 405:

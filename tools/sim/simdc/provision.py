@@ -3,31 +3,19 @@
 NAPI provisions the NICs, the CN imports the image and runs `vmadm create`,
 and VMAPI learns of the instance from the CN's vm-agent, as in Triton.
 """
-import json
 import sys
 import time
 import uuid as uuidlib
 
-from . import common, datacenter
+from . import common, datacenter, workflow
 from .control import run_on
 
 
 def _nic(network_uuid, vm_uuid, owner, primary, ip=None):
-    body = {"network_uuid": network_uuid, "belongs_to_uuid": vm_uuid,
-            "belongs_to_type": "zone", "owner_uuid": owner, "primary": primary}
-    if ip:
-        body["ip"] = ip
-    status, nic = common.api("napi", "POST", "/nics", body)
-    if status >= 300:
-        sys.exit("simdc provision: NAPI refused a NIC: %s" % nic)
-    status, net = common.api("napi", "GET", "/networks/" + network_uuid)
-    return {"interface": "net%d" % (0 if primary else 1), "mac": nic["mac"], "ip": nic["ip"],
-            "netmask": nic.get("netmask") or net.get("netmask"),
-            "gateway": nic.get("gateway") or net.get("gateway"),
-            "nic_tag": nic.get("nic_tag") or net.get("nic_tag"),
-            "vlan_id": nic.get("vlan_id", net.get("vlan_id", 0)),
-            "network_uuid": network_uuid, "primary": primary,
-            "mtu": net.get("mtu", 1500)}
+    try:
+        return workflow.nic(network_uuid, vm_uuid, owner, primary, ip)
+    except workflow.WorkflowError as e:
+        sys.exit("simdc provision: %s" % e)
 
 
 def main(args):
@@ -53,6 +41,8 @@ def main(args):
     if args.nat:
         alias = alias or "nat-" + nets["fabric"]
         tags.update(smartdc_role="nat", smartdc_type="core")
+        # whose fabric it serves, as VMAPI's provisionFabricNats passes it
+        internal["com.joyent:ipnat_owner"] = dc["owner_uuid"]
     elif args.core:
         alias = alias or "imgapi0"
         tags.update(smartdc_role="imgapi", smartdc_type="core")
@@ -63,44 +53,41 @@ def main(args):
     nics = []
     if args.nat:
         _, fabric = common.api("napi", "GET", "/networks/" + nets["fabric"])
-        nics.append(_nic(nets["external"], vm_uuid, owner, True))
-        nics.append(_nic(nets["fabric"], vm_uuid, owner, False, ip=fabric["gateway"]))
+        try:
+            nics = workflow.nics_for([{"uuid": nets["external"], "primary": True,
+                                       "allow_ip_spoofing": True},
+                                      {"uuid": nets["fabric"], "ip": fabric["gateway"],
+                                       "allow_ip_spoofing": True}], vm_uuid, owner)
+        except workflow.WorkflowError as e:
+            sys.exit("simdc provision: %s" % e)
     elif args.fabric:
         nics.append(_nic(nets["fabric"], vm_uuid, owner, True))
     else:
         nics.append(_nic(nets["external"], vm_uuid, owner, True))
 
     host = args.server
-    run_on(host, ["imgadm", "import", "-q", image])
-    payload = {"uuid": vm_uuid, "brand": brand, "alias": alias, "owner_uuid": owner,
-               "ram": 256, "max_physical_memory": 256, "cpu_cap": 100,
-               "quota": 10, "nics": nics, "tags": tags,
-               "customer_metadata": {"simdc:note": "provisioned by simdc"},
-               "internal_metadata": internal, "autoboot": False,
-               "billing_id": str(uuidlib.uuid4()),
-               "create_timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+    payload = workflow.payload(vm_uuid, brand, alias, owner, image, nics, tags=tags,
+                               customer_metadata={"simdc:note": "provisioned by simdc"},
+                               internal_metadata=internal)
     if brand in ("kvm", "bhyve"):
         n = args.disks or 2
+        del payload["image_uuid"]
         payload["disks"] = [{"image_uuid": image, "boot": True, "size": 10240, "model": "virtio"}]
         payload["disks"] += [{"size": 1024, "model": "virtio"} for _ in range(n - 1)]
         payload["ram"] = payload["max_physical_memory"] = 1024
-    else:
-        payload["image_uuid"] = image
     if args.docker:
         payload["docker"] = True
     if args.delegate:
         payload["delegate_dataset"] = True
-    p = run_on(host, ["vmadm", "create"], input=json.dumps(payload), check=False)
-    if p.returncode != 0:
-        sys.exit("simdc provision: vmadm create failed on %s: %s" % (host, p.stderr.strip()))
+    try:
+        workflow.create_on_cn(host, payload, image)
+    except workflow.WorkflowError as e:
+        sys.exit("simdc provision: %s" % e)
     datadir = run_on(host, ["simdc-datadir", vm_uuid]).stdout.strip()
     if args.size:
         run_on(host, ["sh", "-c", "head -c %d /dev/urandom > %s/simdc-data"
                       % (args.size * 1048576, datadir)])
-    if args.state == "running":
-        run_on(host, ["vmadm", "update", vm_uuid, "autoboot=true"])
-        run_on(host, ["vmadm", "start", vm_uuid])
-    run_on(host, ["svcadm", "restart", "vm-agent"])
+    workflow.boot_and_report(host, vm_uuid, args.state == "running")
     want = "running" if args.state == "running" else "stopped"
     deadline = time.time() + 30
     while True:
@@ -112,8 +99,10 @@ def main(args):
         time.sleep(0.2)
     if args.nat:
         common.api("napi", "PUT", "/networks/" + nets["fabric"], {"gateway_provisioned": True})
+        # exists: the zone is there already; SAPI adopts it (as sdcadm does)
+        # instead of deploying another one.
         common.api("sapi", "POST", "/instances",
-                   {"uuid": vm_uuid, "service_uuid": dc["sapi"]["nat_service"],
+                   {"uuid": vm_uuid, "service_uuid": dc["sapi"]["nat_service"], "exists": True,
                     "params": {"alias": alias, "server_uuid": common.load_hosts()[host]["uuid"]},
                     "metadata": {"com.joyent:ipnat_subnet": "127.17.%d.0/24" % common.NET}})
     print(vm_uuid)
