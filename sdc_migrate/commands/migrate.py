@@ -4,7 +4,6 @@ Gather (read-only, refusals here), show, confirm, act. Every step that
 changes something registers its undo; a failure before the switch point
 (VMAPI showing the instance on the destination) undoes them in reverse.
 """
-import base64
 import fcntl
 import os
 import shlex
@@ -13,6 +12,9 @@ import time
 from .. import zfs
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RolledBack
 from ..node import Node, Runner
+from ..procedure import Journal
+from dateutil.parser import isoparse as parse_time
+
 from ..report import (Report, estimate_text, human_duration, human_size, human_time, now)
 from ..triton import UUID_RE, Triton, admin_ip
 
@@ -52,8 +54,8 @@ class Migration:
         self.r = report or Report()
         self.hn = runner or Runner()
         self.api = Triton(self.hn)
-        self.undo = []           # (description, callable), run in reverse on failure
-        self.switched = False
+        self.journal = None      # every change and its undo (procedure.Journal)
+        self.resuming = False    # an interrupted run's data is on the destination
         self.epoch = int(time.time())
         self.tag = str(os.getpid())
         self.increments = 0
@@ -66,8 +68,6 @@ class Migration:
     def gather(self):
         o, r = self.opts, self.r
         r.line("* Please wait, gathering instance and CN data....")
-        if not UUID_RE.match(o.uuid or ""):
-            raise Refused("'%s' is not an instance UUID" % o.uuid)
         r.step("    + retrieving instance alias, server_uuid, brand, create_timestamp,\n"
                "      image_uuid, zone_state, quota, ram, and owner_uuid ....")
         vm = self.api.vm(o.uuid)
@@ -138,9 +138,15 @@ class Migration:
         # The destination's host key, read over the head node's own trusted
         # connection: the source will accept exactly that key.
         out = self.dst.run(["sh", "-c", "cat /var/ssh/ssh_host_ed25519_key.pub; "
-                            "zfs get -Hp -o value available zones"], readonly=True).split("\n")
+                            "zfs get -Hp -o value available zones; " +
+                            shlex.join(zfs.list_command())], readonly=True).split("\n")
         self.dst_hostkey = " ".join(out[0].split()[:2])
         avail = int(out[1])
+        there = [d.name for d in zfs.instance_datasets("\n".join(out[2:]), uuid)]
+        self.on_dest = set(there)
+        if there and not self.resuming:
+            raise Refused("destination %s already has %s: a copy of this instance is there"
+                          " (remove it, or migrate elsewhere)" % (self.opts.dest, ", ".join(there)))
         need = sum(d.used for d in self.datasets)
         if need > avail:
             raise Refused("destination %s has %s free in zones; the instance needs %s"
@@ -201,10 +207,16 @@ class Migration:
 
     # ---- act ----------------------------------------------------------------
 
-    def do(self, description, undo=None):
-        """Register the undo of a change that just succeeded."""
-        if undo is not None:
-            self.undo.append((description, undo))
+    def changed(self, undo, what, data=False, **args):
+        """Journal a change that just succeeded: self.undo_<undo>(**args) undoes it.
+
+        data=True marks what a resumed run reuses (snapshots, received
+        datasets) rather than undoes.
+        """
+        self.journal.change(undo, what, data, **args)
+
+    def node(self, which):
+        return self.src if which == "src" else self.dst
 
     def run(self):
         """The whole migration; returns the exit status."""
@@ -217,8 +229,14 @@ class Migration:
         if not o.dest:
             o.dest = r.prompt("Destination Server:")
         r.line()
-        self.gather()
+        if not UUID_RE.match(o.uuid or ""):
+            raise Refused("'%s' is not an instance UUID" % o.uuid)
         self._take_lock()
+        interrupted = Journal.unfinished(o.uuid)
+        if interrupted:
+            if self.resume(interrupted[-1]):
+                return 0
+        self.gather()
         log, st = self.paths()
         self.show()
         if not o.yes and not r.ask("Are you ready to proceed? [y|n]"):
@@ -227,26 +245,85 @@ class Migration:
         r.line("Here we go...")
         r.line()
         self.started = now()
+        self.was_running = self.vm.get("state") == "running"
+        self.journal = Journal(Journal.path_for(o.uuid, o.dest, self.epoch))
+        self.journal.write({
+            "t": "begin", "uuid": o.uuid, "dest": o.dest, "epoch": self.epoch, "tag": self.tag,
+            "started": self.started.isoformat(), "incremental": o.incremental,
+            "was_running": self.was_running, "datacenter": self.datacenter,
+            "src": {"hostname": self.src.hostname, "uuid": self.src.uuid, "ip": self.src.ip},
+            "dst": {"hostname": self.dst.hostname, "uuid": self.dst.uuid, "ip": self.dst.ip}})
         if o.incremental:
-            fd = os.open(st, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.close(fd)
+            os.close(os.open(st, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             self.act()
-        except Exception as e:
-            if self.switched:
-                raise NeedsOperator(
-                    "%s\n  The instance runs from %s now (VMAPI shows it there); finish by hand:"
-                    " check `sdc-vmapi /vms/%s`, boot it with `vmadm start %s` on %s if it"
-                    " should run, and remove the temporary key /root/.ssh/migr-key-%s on %s."
-                    % (e, o.dest, o.uuid, o.uuid, o.dest, self.tag, self.src.hostname)) from e
-            self.rollback(e)
-            raise RolledBack("migration of %s failed and was rolled back: %s\n"
-                             "  The instance is on %s, %s, as before."
-                             % (o.uuid, e, self.src.hostname, self.vm.get("state"))) from e
+        except (Exception, KeyboardInterrupt) as e:
+            self.fail(e)
         finally:
             if o.incremental and os.path.exists(st):
                 os.unlink(st)
         return 0
+
+    def fail(self, error):
+        """Undo what was done (before the switch) and raise what happened."""
+        o, r = self.opts, self.r
+        what = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        rerun = "sdc-migrate -y %s %s" % (o.uuid, o.dest)
+        if self.journal.switched:
+            raise NeedsOperator(
+                "%s\n  VMAPI shows %s on %s already: run `%s` again to finish the migration"
+                " (journal %s)." % (what, o.uuid, o.dest, rerun, self.journal.path)) from None
+        r.line()
+        r.line("* Migration failed: %s" % what)
+        r.line("* Rolling back:")
+        if not self.rollback():
+            raise NeedsOperator(
+                "migration of %s failed (%s) and could not be undone completely: fix what the"
+                " lines above name, then run `%s` again to finish or undo it (journal %s)."
+                % (o.uuid, what, rerun, self.journal.path)) from None
+        self.journal.write({"t": "end", "outcome": "rolled-back"})
+        raise RolledBack("migration of %s failed and was rolled back: %s\n"
+                         "  The instance is on %s, %s, as before."
+                         % (o.uuid, what, self.src.hostname, self.vm.get("state"))) from None
+
+    def resume(self, journal):
+        """Finish or undo an interrupted migration; True if it is finished."""
+        o, r, b = self.opts, self.r, journal.begin
+        if b.get("dest") != o.dest:
+            raise Refused("a migration of %s to %s was interrupted (journal %s): run"
+                          " `sdc-migrate %s %s` to finish or undo it first"
+                          % (o.uuid, b.get("dest"), journal.path, o.uuid, b.get("dest")))
+        self.journal, self.epoch, self.tag = journal, b["epoch"], b["tag"]
+        self.src = Node(trace=self.hn.trace, dry_run=self.hn.dry_run, **b["src"])
+        self.dst = Node(trace=self.hn.trace, dry_run=self.hn.dry_run, **b["dst"])
+        self.datasets = zfs.instance_datasets(self.src.run(zfs.list_command(), readonly=True),
+                                              o.uuid)
+        r.open_log(self.paths()[0])
+        r.line("* Found the journal of an interrupted migration: %s" % journal.path)
+        self.vm = self.api.vm(o.uuid)
+        if journal.switched or self.vm.get("server_uuid") == self.dst.uuid:
+            r.line("  - VMAPI shows the instance on %s: finishing the migration"
+                   % self.dst.hostname)
+            self.was_running = b["was_running"]
+            self.datacenter = b["datacenter"]
+            self.started = parse_time(b["started"])
+            stops = journal.of("stop")
+            self.stopped_at = stops[0]["at"] if stops else None
+            if not journal.switched:
+                self.mark_switched()
+            self.after_switch()
+            return True
+        r.line("  - the instance is still on %s: undoing what that run changed, keeping"
+               " the data it sent" % self.src.hostname)
+        if not self.rollback(keep_data=True):
+            raise NeedsOperator("could not undo the interrupted migration of %s: fix what the"
+                                " lines above name and run the same command again" % o.uuid)
+        journal.write({"t": "end", "outcome": "superseded"})
+        self.resuming = True
+        self.epoch, self.tag = int(time.time()), str(os.getpid())
+        r.close()
+        r.line()
+        return False
 
     def release(self):
         """End the ssh connections and drop the lock, however the run ended."""
@@ -269,23 +346,24 @@ class Migration:
                           % (self.opts.uuid, path)) from None
         self.lock, self.lock_path = fd, path
 
-    def rollback(self, error):
-        r = self.r
-        r.line()
-        r.line("* Migration failed: %s" % error)
-        r.line("* Rolling back:")
-        while self.undo:
-            description, fn = self.undo.pop()
+    def rollback(self, keep_data=False):
+        """Undo the journal's pending changes, newest first; True if all were undone."""
+        clean = True
+        for i, rec in reversed(self.journal.pending()):
+            if keep_data and rec["data"]:
+                continue
             try:
-                fn()
-                r.line("    - undone: %s" % description)
+                getattr(self, "undo_" + rec["undo"])(**rec["args"])
+                self.journal.mark_undone(i)
+                self.r.line("    - undone: %s" % rec["what"])
             except Exception as e:  # keep undoing the rest
-                r.line("    ! could not undo %s: %s" % (description, e))
+                clean = False
+                self.r.line("    ! could not undo %s: %s" % (rec["what"], e))
+        return clean
 
     def act(self):
         o, r, vm = self.opts, self.r, self.vm
-        uuid, src, dst = o.uuid, self.src, self.dst
-        self.was_running = vm.get("state") == "running"
+        uuid = o.uuid
         self.setup_key()
         self.check_tunables()
         self.check_origin()
@@ -311,6 +389,10 @@ class Migration:
         self.disable_source()
         self.attach()
         self.switch_vmapi()
+        self.after_switch()
+
+    def after_switch(self):
+        """Past the switch the migration only goes forward."""
         self.unreserve_ips()
         self.finish_destination()
         self.cleanup_snapshots()
@@ -318,6 +400,17 @@ class Migration:
         self.ended = now()
         self.closing_block()
         self.clear_keys()
+        self.journal.write({"t": "end", "outcome": "done"})
+
+    # What stays as it is once VMAPI shows the instance on the destination.
+    PERMANENT = ("tunables", "stop", "received", "cores", "config", "autoboot", "attach",
+                 "hidden")
+
+    def mark_switched(self):
+        self.journal.write({"t": "switched"})
+        for i, rec in self.journal.pending():
+            if rec["undo"] in self.PERMANENT:
+                self.journal.mark_undone(i)
 
     # ---- steps --------------------------------------------------------------
 
@@ -335,8 +428,7 @@ class Migration:
                        "printf '%%s %%s\\n' %s %s > %s" % (
                            key, key, shlex.quote("sdc-migrate-" + self.opts.uuid), key, key,
                            shlex.quote(dst.ip), shlex.quote(self.dst_hostkey), kh)])
-        self.do("temporary key on %s" % src.hostname,
-                lambda: src.run(["rm", "-f", key, key + ".pub", kh]))
+        self.changed("key", "temporary key on %s" % src.hostname, key=key, known_hosts=kh)
         r.done()
         r.step("    + Copying SSH key to %s..." % dst.hostname)
         entry = 'from="%s",no-pty,no-agent-forwarding,no-port-forwarding,no-X11-forwarding,' \
@@ -344,17 +436,22 @@ class Migration:
         dst.run(["sh", "-c", "umask 077 && touch /root/.ssh/authorized_keys && "
                  "cp -p /root/.ssh/authorized_keys %s && cat >> /root/.ssh/authorized_keys"
                  % bkup], input=entry + "\n")
-        self.do("authorized key on %s" % dst.hostname, self._restore_authorized_keys)
+        self.changed("authorized", "authorized key on %s" % dst.hostname, backup=bkup)
         r.done()
 
-    def _restore_authorized_keys(self):
-        self.dst.run(["sh", "-c", "mv -f %s /root/.ssh/authorized_keys" % self.ak_backup])
+    def undo_key(self, key, known_hosts):
+        self.src.run(["rm", "-f", key, key + ".pub", known_hosts])
+
+    def undo_authorized(self, backup):
+        self.dst.run(["mv", "-f", backup, "/root/.ssh/authorized_keys"])
 
     def clear_keys(self):
         self.r.line("* Clearing migration SSH keys")
-        self.src.run(["rm", "-f", self.key, self.key + ".pub", self.known_hosts])
-        self._restore_authorized_keys()
-        self.undo = []
+        for name in ("authorized", "key"):
+            for i, rec in self.journal.pending():
+                if rec["undo"] == name:
+                    getattr(self, "undo_" + name)(**rec["args"])
+                    self.journal.mark_undone(i)
 
     def check_tunables(self):
         r, src, dst = self.r, self.src, self.dst
@@ -372,10 +469,14 @@ class Migration:
                 continue
             node.run(["sh", "-c", " && ".join(
                 "ndd -set /dev/tcp %s %d" % (name, want) for name, want, _ in low)])
-            self.do("TCP tunables on %s" % node.hostname,
-                    lambda node=node, low=low: node.run(["sh", "-c", " && ".join(
-                        "ndd -set /dev/tcp %s %d" % (n, have) for n, _, have in reversed(low))]))
+            self.changed("tunables", "TCP tunables on %s" % node.hostname,
+                         node="src" if node is src else "dst",
+                         values=[(n, have) for n, _, have in reversed(low)])
             r.line("  - tuned %s on %s" % (", ".join(n for n, _, _ in low), node.hostname))
+
+    def undo_tunables(self, node, values):
+        self.node(node).run(["sh", "-c", " && ".join(
+            "ndd -set /dev/tcp %s %d" % (n, v) for n, v in values)])
 
     def check_origin(self):
         """Keep the instance a clone of its image on the destination when possible."""
@@ -424,15 +525,12 @@ class Migration:
         r.line("* Temporarily reserving instance IP addrs so they don't get reprovisioned"
                " elsewhere")
         r.line('  in the short amount of time that the instance may show up as "destroyed"...')
-        self.reserved = []
         for ip, net in self.ips:
             r.step("    + reserving %s on network_uuid %s..." % (ip, net))
             before = self.api.ip(net, ip).get("reserved", False)
             if not before:
                 self.api.set_ip_reserved(net, ip, True)
-                self.reserved.append((ip, net))
-                self.do("reservation of %s" % ip,
-                        lambda ip=ip, net=net: self.api.set_ip_reserved(net, ip, False))
+                self.changed("reservation", "reservation of %s" % ip, ip=ip, network=net)
             r.done("Done")
 
     def unreserve_ips(self):
@@ -441,10 +539,16 @@ class Migration:
             return
         r.line("* Unreserving instance IP addrs since we're no longer at risk of")
         r.line('  the instance showing up as "destroyed".')
-        for ip, net in self.reserved:
-            r.step("    - unreserving %s on network_uuid %s..." % (ip, net))
-            self.api.set_ip_reserved(net, ip, False)
-            r.done("Done")
+        for i, rec in self.journal.pending():
+            if rec["undo"] == "reservation":
+                ip, net = rec["args"]["ip"], rec["args"]["network"]
+                r.step("    - unreserving %s on network_uuid %s..." % (ip, net))
+                self.undo_reservation(ip, net)
+                self.journal.mark_undone(i)
+                r.done("Done")
+
+    def undo_reservation(self, ip, network):
+        self.api.set_ip_reserved(network, ip, False)
 
     def raise_bhyve_quota(self):
         """bhyve's quota is exactly its disks: snapshots need room above it."""
@@ -455,53 +559,81 @@ class Migration:
         self.bhyve_quota = str(top.quota) if top.quota else "none"
         self.r.step("* Raising the quota of %s for the migration snapshots..." % top.name)
         self.src.run(["zfs", "set", "quota=none", top.name])
-        self.do("quota of %s on %s" % (top.name, self.src.hostname),
-                lambda: self.src.run(["zfs", "set", "quota=" + self.bhyve_quota, top.name]))
+        self.changed("quota", "quota of %s on %s" % (top.name, self.src.hostname),
+                     dataset=top.name, quota=self.bhyve_quota)
         self.r.done()
 
     def restore_bhyve_quota(self):
-        if self.bhyve_quota is None:
-            return
-        top = self.datasets[0].name
-        self.r.step("* Restoring the quota of %s on both CNs..." % top)
-        for node in (self.dst, self.src):
-            node.run(["zfs", "set", "quota=" + self.bhyve_quota, top])
-        self.r.done()
+        for i, rec in self.journal.pending():
+            if rec["undo"] == "quota":
+                a = rec["args"]
+                self.r.step("* Restoring the quota of %s on both CNs..." % a["dataset"])
+                self.dst.run(["zfs", "set", "quota=" + a["quota"], a["dataset"]])
+                self.undo_quota(**a)
+                self.journal.mark_undone(i)
+                self.r.done()
+
+    def undo_quota(self, dataset, quota):
+        self.src.run(["zfs", "set", "quota=" + quota, dataset])
 
     def snapshot_round(self, n=None):
         """Snapshot every dataset at once (one zfs call); returns the snapshot name."""
         name = self.snap_base if n is None else "%s-%d" % (self.snap_base, n)
         self.src.run(["zfs", "snapshot"] + ["%s@%s" % (d.name, name) for d in self.datasets])
-        self.do("snapshots %s on %s" % (name, self.src.hostname),
-                lambda: self._destroy_snapshots(self.src, name))
+        if n in (None, 0):
+            self.changed("snapshots", "migration snapshots on %s" % self.src.hostname,
+                         data=True, node="src")
         for ds in self.datasets:
             self.r.step("    + Creating %s snapshot%s..." % (ds.name, "" if n is None else " %d" % n))
             self.r.done()
         return name
 
-    def _destroy_snapshots(self, node, name, ok_missing=True):
-        script = " ; ".join("zfs destroy %s" % shlex.quote("%s@%s" % (d.name, name))
-                            for d in reversed(self.datasets))
-        node.run(["sh", "-c", script + (" ; true" if ok_missing else "")])
+    def undo_snapshots(self, node):
+        """Destroy every migration snapshot of the instance's datasets on node."""
+        names = " ".join(shlex.quote(d.name) for d in self.datasets)
+        self.node(node).run(["sh", "-c",
+                             "for s in $(zfs list -H -o name -t snapshot -d 1 %s 2>/dev/null | "
+                             "grep '@vmsnap-.*_ops_migration_'); do zfs destroy \"$s\" || "
+                             "exit 1; done" % names])
 
     def send_round(self, snap):
         """Send every dataset's snapshot to the destination, CN to CN."""
         r, first = self.r, self.sent is None
+        common = self._common_snapshots() if first and self.on_dest else {}
         for ds in self.datasets:
             from_snap = ("%s@%s" % (ds.name, self.sent)) if not first else \
-                self.incremental_from.get(ds.name)
+                common.get(ds.name) or self.incremental_from.get(ds.name)
             r.step("    + Tranferring %s@%s ..." % (ds.name, snap))
             self.src.run(zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip, self.key,
                                            self.known_hosts, props=first))
             r.done("done")
         if first:
-            self.do("received datasets on %s" % self.dst.hostname, self._destroy_received)
-        else:
-            self.do("snapshots %s on %s" % (snap, self.dst.hostname),
-                    lambda: self._destroy_snapshots(self.dst, snap))
+            self.changed("received", "received datasets on %s" % self.dst.hostname, data=True,
+                         datasets=[d.name for d in self.datasets])
         self._verify_received(snap)
         self.sent = snap
         self.increments += 1
+
+    def _common_snapshots(self):
+        """For each dataset already on the destination (an interrupted run sent it),
+        the newest snapshot both sides have, matched by GUID: only what is newer
+        is sent again."""
+        names = [d.name for d in self.datasets if d.name in self.on_dest]
+        cmd = ["zfs", "list", "-H", "-p", "-o", "name,guid", "-t", "snapshot", "-d", "1"] + names
+        have = {}
+        for node in (self.src, self.dst):
+            st, out, _ = node.call(cmd, readonly=True)
+            have[node] = [tuple(l.split("\t")) for l in out.splitlines() if "\t" in l]
+        dst_guids = {guid for _, guid in have[self.dst]}
+        common = {}
+        for name, guid in have[self.src]:       # oldest first: the last match wins
+            if guid in dst_guids:
+                common[name.split("@")[0]] = name
+        for name in names:
+            if name not in common:
+                raise MigrateError("%s on %s shares no snapshot with %s: remove it there to"
+                                   " send it whole" % (name, self.dst.hostname, self.src.hostname))
+        return common
 
     def _verify_received(self, snap):
         """zfs exit codes have lied before: compare the snapshots' GUIDs."""
@@ -512,9 +644,8 @@ class Migration:
         if sorted(a.split("\n")) != sorted(b.split("\n")):
             raise MigrateError("snapshot %s on %s differs from the source's" % (snap, self.dst.hostname))
 
-    def _destroy_received(self):
-        script = " ; ".join("zfs destroy -r %s" % shlex.quote(d.name)
-                            for d in reversed(self.datasets))
+    def undo_received(self, datasets):
+        script = " ; ".join("zfs destroy -r %s" % shlex.quote(d) for d in reversed(datasets))
         self.dst.run(["sh", "-c", script + " ; true"])
 
     def incremental_rounds(self):
@@ -550,12 +681,15 @@ class Migration:
         r.step("* Instance %s is running; shutting it down, please wait .." % alias)
         self.stopped_at = time.time()
         self.src.run(["vmadm", "stop", vm["uuid"]])
-        self.do("stop of the instance on %s" % self.src.hostname,
-                lambda: self.src.run(["vmadm", "start", vm["uuid"]]))
+        self.changed("stop", "stop of the instance on %s" % self.src.hostname, uuid=vm["uuid"],
+                     at=self.stopped_at)
         state = zone_state(self.src.run(["zoneadm", "-z", vm["uuid"], "list", "-p"],
                                         readonly=True), vm["uuid"])
         r.done()
         r.line("  - New state is:  %s" % ("stopped" if state == "installed" else state))
+
+    def undo_stop(self, uuid, at=None):
+        self.src.run(["sh", "-c", "vmadm start %s && svcadm restart vm-agent" % uuid])
 
     def fix_source_xml(self):
         r, vm, src = self.r, self.vm, self.src
@@ -616,9 +750,11 @@ class Migration:
         st, _, err = self.dst.call(["zfs", "list", "-H", "-o", "name", ds], readonly=True)
         if st != 0:
             self.dst.run(argv + [ds])
-            self.do("cores dataset on %s" % self.dst.hostname,
-                    lambda: self.dst.run(["zfs", "destroy", "-r", ds]))
+            self.changed("cores", "cores dataset on %s" % self.dst.hostname, dataset=ds)
         r.line("  - Created cores dataset:  %s" % ds)
+
+    def undo_cores(self, dataset):
+        self.dst.run(["zfs", "destroy", "-r", dataset])
 
     def copy_config(self):
         r, uuid = self.r, self.vm["uuid"]
@@ -626,39 +762,44 @@ class Migration:
         line = "%s:configured:/zones/%s:%s" % (uuid, uuid, uuid)
         self.dst.run(["sh", "-c", "cat > /etc/zones/%s.xml && echo %s >> /etc/zones/index"
                       % (uuid, shlex.quote(line))], input=self.xml)
-        self.do("zone configuration on %s" % self.dst.hostname,
-                lambda: self.dst.run(["sh", "-c", "rm -f /etc/zones/%s.xml && "
-                                      "sed -i.bak '/^%s:/d' /etc/zones/index && "
-                                      "rm -f /etc/zones/index.bak" % (uuid, uuid)]))
+        self.changed("config", "zone configuration on %s" % self.dst.hostname, uuid=uuid)
         r.done()
+
+    def undo_config(self, uuid):
+        self.dst.run(["sh", "-c", "rm -f /etc/zones/%s.xml && sed -i.bak '/^%s:/d' "
+                      "/etc/zones/index && rm -f /etc/zones/index.bak" % (uuid, uuid)])
 
     def disable_source(self):
         r, uuid = self.r, self.vm["uuid"]
         r.step("* Disabling instance on %s..." % self.src.hostname)
         self.src.run(["zonecfg", "-z", uuid, "set autoboot=false"])
         autoboot = "true" if self.vm.get("autoboot", True) else "false"
-        self.do("autoboot off on %s" % self.src.hostname,
-                lambda: self.src.run(["zonecfg", "-z", uuid, "set autoboot=%s" % autoboot]))
+        self.changed("autoboot", "autoboot off on %s" % self.src.hostname, uuid=uuid,
+                     value=autoboot)
         r.done()
+
+    def undo_autoboot(self, uuid, value):
+        self.src.run(["zonecfg", "-z", uuid, "set autoboot=%s" % value])
 
     def attach(self):
         r, uuid = self.r, self.vm["uuid"]
         r.step("* Importing & Attaching Zone on %s..." % self.dst.hostname)
         self.dst.run(["zoneadm", "-z", uuid, "attach"])
-        self.do("attach on %s" % self.dst.hostname,
-                lambda: self.dst.run(["zoneadm", "-z", uuid, "detach"]))
+        self.changed("attach", "attach on %s" % self.dst.hostname, uuid=uuid)
         r.done()
         r.line("* Restarting vmadmd on %s, to ensure detection of transferred VM's presence."
                % self.dst.hostname)
         self.dst.run(["svcadm", "restart", "vmadmd"])
+
+    def undo_attach(self, uuid):
+        self.dst.run(["sh", "-c", "zoneadm -z %s detach && svcadm restart vm-agent" % uuid])
 
     def switch_vmapi(self):
         r, uuid, src, dst = self.r, self.vm["uuid"], self.src, self.dst
         r.line("* Setting attr 'do-not-inventory' for %s on %s..." % (uuid, src.hostname))
         src.run(["zonecfg", "-z", uuid, "add attr; set name=do-not-inventory; "
                  "set type=string; set value=true; end"])
-        self.do("do-not-inventory on %s" % src.hostname,
-                lambda: src.run(["zonecfg", "-z", uuid, "remove attr name=do-not-inventory"]))
+        self.changed("hidden", "do-not-inventory on %s" % src.hostname, uuid=uuid)
         r.line("    + Restarting vmadmd again on destination, to hasten update of VM's presence.")
         r.line("    + Restarting heartbeater on destination, to hasten update of VM's presence.")
         dst.run(["sh", "-c", "svcadm restart vmadmd && svcadm restart vm-agent"])
@@ -675,8 +816,12 @@ class Migration:
             self.r.out.write(".")
             self.r.out.flush()
             time.sleep(1)
-        self.switched = True
+        self.mark_switched()
         r.done("Success!")
+
+    def undo_hidden(self, uuid):
+        self.src.run(["sh", "-c", "zonecfg -z %s 'remove attr name=do-not-inventory' && "
+                      "svcadm restart vm-agent" % uuid])
 
     def finish_destination(self):
         r, vm, dst = self.r, self.vm, self.dst
@@ -702,13 +847,12 @@ class Migration:
     def cleanup_snapshots(self):
         r = self.r
         r.step("* Deleting migration snapshots on %s..." % self.dst.hostname)
-        for node in (self.dst, self.src):
-            script = []
-            for d in self.datasets:
-                script.append("for s in $(zfs list -H -o name -t snapshot -d 1 %s | "
-                              "grep '@%s'); do zfs destroy $s; done"
-                              % (shlex.quote(d.name), self.snap_base))
-            node.run(["sh", "-c", " ; ".join(script) + " ; true"])
+        self.undo_snapshots("dst")
+        for i, rec in self.journal.pending():
+            if rec["undo"] in ("snapshots", "received"):
+                if rec["undo"] == "snapshots":
+                    self.undo_snapshots(**rec["args"])
+                self.journal.mark_undone(i)
         r.done()
 
     def closing_block(self):

@@ -1,0 +1,82 @@
+"""The journal of a migration, on the head node.
+
+Every change a migration makes is written here, with what undoes it, before
+the next step starts: a run killed at any point (SIGKILL, a dropped
+connection, a head node reboot) leaves enough for the next run of the same
+command to finish it or undo it. One JSON object a line, fsynced:
+
+  {"t": "begin", ...}            what the migration is and the instance was
+  {"t": "change", "undo": NAME, "what": TEXT, "args": {...}, "data": bool}
+  {"t": "undone", "i": N}        change N was undone (or no longer needs undoing)
+  {"t": "switched"}              VMAPI showed the instance on the destination
+  {"t": "end", "outcome": ...}   done, rolled-back, needs-operator or superseded
+"""
+import glob
+import json
+import os
+
+STATE_DIR = "/var/tmp"
+
+
+class Journal:
+    def __init__(self, path):
+        self.path = path
+        self.records = []
+        if os.path.exists(path):
+            with open(path) as f:
+                for line in f:
+                    try:
+                        self.records.append(json.loads(line))
+                    except ValueError:
+                        pass        # a line cut by a crash: the rest is sound
+
+    @staticmethod
+    def path_for(uuid, dest, epoch):
+        return "%s/migrator-%s-%s-%d.journal" % (STATE_DIR, uuid, dest, epoch)
+
+    @staticmethod
+    def unfinished(uuid):
+        """Journals of UUID's migrations that never ended, oldest first."""
+        found = []
+        for p in sorted(glob.glob("%s/migrator-%s-*.journal" % (STATE_DIR, uuid))):
+            j = Journal(p)
+            if j.records and not j.ended:
+                found.append(j)
+        return found
+
+    def write(self, record):
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.records.append(record)
+
+    @property
+    def begin(self):
+        return self.records[0] if self.records and self.records[0]["t"] == "begin" else {}
+
+    @property
+    def ended(self):
+        return any(r["t"] == "end" for r in self.records)
+
+    @property
+    def switched(self):
+        return any(r["t"] == "switched" for r in self.records)
+
+    def change(self, undo, what, data=False, **args):
+        self.write({"t": "change", "undo": undo, "what": what, "args": args, "data": data})
+
+    def pending(self):
+        """The changes not undone yet, in the order they were made, with their index."""
+        changes = [(i, r) for i, r in enumerate(self.records) if r["t"] == "change"]
+        undone = {r["i"] for r in self.records if r["t"] == "undone"}
+        return [(i, r) for i, r in changes if i not in undone]
+
+    def mark_undone(self, i):
+        self.write({"t": "undone", "i": i})
+
+    def of(self, undo):
+        """The args of every pending change named undo."""
+        return [r["args"] for _, r in self.pending() if r["undo"] == undo]
