@@ -29,19 +29,32 @@ class Runner:
     def _cmd(self, argv):
         return sh.Command(argv[0]).bake(*argv[1:], _tty_out=False)
 
-    def run(self, argv, readonly=False, input=None):
-        """Run argv; return its stdout. Raise RemoteError if it fails."""
-        status, out, err = self.call(argv, readonly, input)
+    def run(self, argv, readonly=False, input=None, on_line=None):
+        """Run argv; return its stdout. Raise RemoteError if it fails.
+
+        With on_line, stderr lines go to it as they come (see stream()).
+        """
+        if on_line is None:
+            status, out, err = self.call(argv, readonly, input)
+        else:
+            status, out, err = self.stream(argv, on_line, readonly, input)
         if status != 0:
             raise RemoteError(self.name, [str(a) for a in argv], status, err)
         return out
 
-    def call(self, argv, readonly=False, input=None):
-        """Run argv; return (exit status, stdout, stderr) whatever the status."""
+    def _start(self, argv, readonly):
+        """argv as strings, traced; None if --dry-run must not run it."""
         argv = [str(a) for a in argv]
         if self.trace:
             self.trace(self.name, shlex.join(argv))
         if self.dry_run and not readonly:
+            return None
+        return argv
+
+    def call(self, argv, readonly=False, input=None):
+        """Run argv; return (exit status, stdout, stderr) whatever the status."""
+        argv = self._start(argv, readonly)
+        if argv is None:
             return 0, "", ""
         try:
             p = self._cmd(argv)(_in=input, _ok_code=list(range(256)), _return_cmd=True)
@@ -49,6 +62,35 @@ class Runner:
             return 127, "", "%s: command not found" % argv[0]
         return (p.exit_code, p.stdout.decode(errors="replace"),
                 p.stderr.decode(errors="replace"))
+
+    def stream(self, argv, on_line, readonly=False, input=None):
+        """Run argv, handing each stderr line to on_line(line) as it comes.
+
+        Returns (exit status, stdout, stderr) as call() does; the lines
+        on_line returns true for (progress it consumed) are left out of that
+        stderr, so an error message is not buried under them. An exception
+        in on_line is dropped: a progress display never breaks a command.
+        """
+        argv = self._start(argv, readonly)
+        if argv is None:
+            return 0, "", ""
+        kept = []
+
+        def err(line):
+            try:
+                consumed = on_line(line.rstrip("\n"))
+            except Exception:   # noqa: BLE001 - see above
+                consumed = False
+            if not consumed:
+                kept.append(line)
+
+        try:
+            p = self._cmd(argv)(_in=input, _err=err, _ok_code=list(range(256)), _bg=True,
+                                _bg_exc=False, _decode_errors="replace")
+            p.wait()
+        except sh.CommandNotFound:
+            return 127, "", "%s: command not found" % argv[0]
+        return p.exit_code, p.stdout.decode(errors="replace"), "".join(kept)
 
     def script(self, lines, readonly=False, input=None):
         """Run several argv lists in one round trip, stopping at the first failure."""

@@ -50,6 +50,8 @@ class Report:
         self.log = None
         self._early = []        # lines printed before the log file exists
         self._pending = None
+        self._progress = False  # a progress line is on the terminal
+        self._broken = False    # the pending step's line was ended for it
 
     def open_log(self, path):
         """Start the log (root only: mode 0600) with every line printed so far."""
@@ -74,6 +76,32 @@ class Report:
         else:
             self._early.append(text)
 
+    def isatty(self):
+        try:
+            return self.out.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def progress(self, text):
+        """A transfer's progress line, redrawn in place; on a terminal only, never logged.
+
+        During a step it goes on the line below the step's, and done() puts
+        the step's mark there once the transfer is over.
+        """
+        if not self.isatty():
+            return
+        if not self._progress and self._pending is not None and not self._broken:
+            self.out.write("\n")
+            self._broken = True
+        self.out.write("\r" + text + "\x1b[K")
+        self.out.flush()
+        self._progress = True
+
+    def _clear_progress(self):
+        if self._progress:
+            self.out.write("\r\x1b[K")
+            self._progress = False
+
     def line(self, text=""):
         self._finish_pending()
         for part in text.split("\n"):
@@ -91,8 +119,12 @@ class Report:
         self._write(self._pad(text), end="")
 
     def done(self, mark="[ DONE ]"):
+        self._clear_progress()
         if self._pending is None:
             return
+        if self._broken:
+            self._write(" " * DONE_COLUMN, end="")
+            self._broken = False
         self._write(mark)
         self._to_log(self._pad(self._pending) + mark)
         self._pending = None
@@ -106,8 +138,11 @@ class Report:
         self.done("[ FAILED ]")
 
     def _finish_pending(self):
+        self._clear_progress()
         if self._pending is not None:
-            self._write("")
+            if not self._broken:
+                self._write("")
+            self._broken = False
             self._to_log(self._pending)
             self._pending = None
 

@@ -46,15 +46,20 @@ def image_origin(ds):
     return None
 
 
-def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False):
+def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False,
+                  progress=False):
     """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
 
     The data never passes through the head node. The source checks the
     destination's host key against the one the head node read (known_hosts),
     never accepting a new one blindly, and connects from its admin IP, the
-    only address the temporary key is authorized from.
+    only address the temporary key is authorized from. With progress, zfs
+    send prints its estimate and a line a second on stderr (-vP), for
+    progress.Meter.
     """
     send = ["zfs", "send"]
+    if progress:
+        send.append("-vP")
     if props:
         send.append("-p")
     if from_snap:
