@@ -69,11 +69,11 @@ def parse_rate(text):
 
 def note_for(brand, dni, role):
     if dni == "true":
-        return "hidden copy left by a migration: sdc-migrate cleanup-source"
+        return "(hidden copy: cleanup-source)"
     if role == "nat":
-        return "NAT zone: sdc-migrate nat-recreate"
+        return "(NAT zone: nat-recreate)"
     if role:
-        return "core zone (%s): not moved" % role
+        return "(core zone %s: not moved)" % role
     return None
 
 
@@ -198,8 +198,8 @@ class Estimate:
         self.r.line("%s (%s%s): %s" % (cn["hostname"], cn["uuid"], ", " + ip if ip else "",
                                        count(len(instances), "instance")))
         if instances:
-            self.r.table(["UUID", "ALIAS", "BRAND", "STATE", "DATASETS", "SIZE",
-                          "EST. MIGRATION TIME"], instance_rows(instances))
+            self.r.table(["UUID", "ALIAS", "BRAND", "STATE", "DATASETS", "SIZE", "ESTIMATE"],
+                         instance_rows(instances))
         self.r.line(purge_line(summary))
         self.r.line()
 
