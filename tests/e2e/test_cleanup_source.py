@@ -1,0 +1,84 @@
+"""sdc-migrate cleanup-source in the simulated datacenter: after a migration
+it removes exactly the old copy on the source; it refuses, removing nothing,
+for an instance that never moved."""
+
+
+def zone_files(dc, host):
+    """A compute node's zone configuration: index lines and XML files."""
+    index = dc.exec(host, "cat", "/etc/zones/index").stdout.splitlines()
+    xmls = dc.exec(host, "ls", "/etc/zones").stdout.split()
+    return index, xmls
+
+
+def state(dc, host):
+    return set(dc.zfs_names(host)), zone_files(dc, host)
+
+
+def migrate(dc, *provision):
+    uuid = dc.provision(*provision)
+    p = dc.migrate("-y", uuid, "dest-server")
+    assert p.returncode == 0, p.stdout + p.stderr
+    return uuid
+
+
+def test_removes_exactly_the_old_copy_of_a_kvm_instance(dc):
+    uuid = migrate(dc, "--brand", "kvm", "--disks", "2", "--size", "1", "--state", "stopped")
+    neighbour = dc.provision("--size", "1", "--state", "stopped", "--alias", "stays")
+    (src_zfs, (src_index, src_xmls)), dst = state(dc, "source-server"), state(dc, "dest-server")
+    p = dc.migrate("cleanup-source", "-y", uuid)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert '/usr/sbin/zonecfg -z %s delete -F"' % uuid in p.stdout
+    # the old copy's datasets, XML and index line, and nothing else
+    gone = {"zones/" + uuid, "zones/%s-disk0" % uuid, "zones/%s-disk1" % uuid,
+            "zones/cores/" + uuid}
+    zfs_after, (index_after, xmls_after) = state(dc, "source-server")
+    assert src_zfs - zfs_after == gone and zfs_after <= src_zfs
+    assert [l for l in src_index if l not in index_after] == \
+        ["%s:installed:/zones/%s:%s" % (uuid, uuid, uuid)]
+    assert set(src_xmls) - set(xmls_after) == {uuid + ".xml"} and len(index_after) == \
+        len(src_index) - 1
+    assert neighbour + ".xml" in xmls_after and "zones/" + neighbour in zfs_after
+    # the live copy is untouched
+    assert state(dc, "dest-server") == dst
+    vm = dc.vm(uuid)
+    assert vm["server_uuid"] == dc.hosts()["dest-server"]["uuid"] and vm["state"] == "stopped"
+    # a second run finds nothing more to remove
+    p = dc.migrate("cleanup-source", "-y", uuid)
+    assert p.returncode == 2 and "nothing removed" in p.stderr
+
+
+def test_comment_out_then_remove_without_the_log(dc):
+    uuid = migrate(dc, "--size", "1", "--state", "stopped", "--alias", "kirby")
+    before = state(dc, "source-server")
+    p = dc.migrate("cleanup-source", "-y", "--comment-out", uuid)
+    assert p.returncode == 0, p.stdout + p.stderr
+    zfs_after, (index, xmls) = state(dc, "source-server")
+    assert zfs_after == before[0] and xmls == before[1][1]
+    assert [l for l in before[1][0] if l not in index] == \
+        ["%s:installed:/zones/%s:%s" % (uuid, uuid, uuid)]
+    assert "#%s:installed:/zones/%s:%s" % (uuid, uuid, uuid) in index
+    # with the migration's log gone it finds the hidden copy by looking
+    dc.exec("headnode", "sh", "-c", "mkdir -p /var/tmp/moved && mv /var/tmp/migrator-%s-*.log "
+            "/var/tmp/moved/" % uuid)
+    p = dc.migrate("cleanup-source", "-y", uuid)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "looking for a hidden copy on every compute node" in p.stdout
+    zfs_after, (index, xmls) = state(dc, "source-server")
+    assert before[0] - zfs_after == {"zones/" + uuid, "zones/cores/" + uuid}
+    assert not [l for l in index if uuid in l] and uuid + ".xml" not in xmls
+
+
+def test_refuses_an_instance_that_never_moved(dc):
+    uuid = dc.provision("--size", "1", "--alias", "homebody")
+    before = [state(dc, h) for h in ("source-server", "dest-server")]
+    for args in (["-y", uuid], ["-y", "--comment-out", uuid]):
+        p = dc.migrate("cleanup-source", *args)
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert p.stderr.count("\n") == 1 and "nothing removed" in p.stderr
+    assert [state(dc, h) for h in ("source-server", "dest-server")] == before
+    assert dc.vm(uuid)["state"] == "running"
+
+
+def test_unknown_instance_is_not_found(dc):
+    p = dc.migrate("cleanup-source", "-y", "00000000-0000-4000-8000-000000000000")
+    assert p.returncode == 3 and p.stdout == "" and p.stderr.count("\n") == 1
