@@ -10,7 +10,7 @@ import shlex
 import time
 
 from .. import zfs
-from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RolledBack
+from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RemoteError, RolledBack
 from ..node import Node, Runner
 from ..procedure import Journal
 from dateutil.parser import isoparse as parse_time
@@ -103,7 +103,13 @@ class Migration:
         self.dst = Node(dst["hostname"], dst["uuid"], admin_ip(dst),
                         trace=self.hn.trace, dry_run=self.hn.dry_run)
         r.step("    + checking instance for datasets to migrate during the migration ...")
-        self._gather_datasets()
+        try:
+            self._gather_datasets()
+        except RemoteError as e:
+            if e.status != 255:
+                raise
+            raise Refused("cannot reach %s over ssh: %s" % (e.host, e.stderr.strip() or
+                                                           "connection failed")) from None
         r.done()
         r.line("  - Data gathering complete!")
 
@@ -310,6 +316,9 @@ class Migration:
             stops = journal.of("stop")
             self.stopped_at = stops[0]["at"] if stops else None
             if not journal.switched:
+                # Attached there and reported by its vm-agent before the run
+                # could hide the source copy: hide it now, or both CNs report it.
+                self.hide_source()
                 self.mark_switched()
             self.after_switch()
             return True
@@ -535,17 +544,17 @@ class Migration:
 
     def unreserve_ips(self):
         r = self.r
-        if not self.ips:
+        reserved = [(i, rec) for i, rec in self.journal.pending() if rec["undo"] == "reservation"]
+        if not reserved:
             return
         r.line("* Unreserving instance IP addrs since we're no longer at risk of")
         r.line('  the instance showing up as "destroyed".')
-        for i, rec in self.journal.pending():
-            if rec["undo"] == "reservation":
-                ip, net = rec["args"]["ip"], rec["args"]["network"]
-                r.step("    - unreserving %s on network_uuid %s..." % (ip, net))
-                self.undo_reservation(ip, net)
-                self.journal.mark_undone(i)
-                r.done("Done")
+        for i, rec in reserved:
+            ip, net = rec["args"]["ip"], rec["args"]["network"]
+            r.step("    - unreserving %s on network_uuid %s..." % (ip, net))
+            self.undo_reservation(ip, net)
+            self.journal.mark_undone(i)
+            r.done("Done")
 
     def undo_reservation(self, ip, network):
         self.api.set_ip_reserved(network, ip, False)
@@ -794,11 +803,21 @@ class Migration:
     def undo_attach(self, uuid):
         self.dst.run(["sh", "-c", "zoneadm -z %s detach && svcadm restart vm-agent" % uuid])
 
+    HIDE = "add attr; set name=do-not-inventory; set type=string; set value=true; end"
+
+    def hide_source(self):
+        """The source copy out of inventory and never booting by itself (idempotent)."""
+        uuid = self.vm["uuid"]
+        xml = self.src.run(["cat", "/etc/zones/%s.xml" % uuid], readonly=True)
+        script = "zonecfg -z %s 'set autoboot=false'" % uuid
+        if 'name="do-not-inventory"' not in xml:
+            script += " && zonecfg -z %s %s" % (uuid, shlex.quote(self.HIDE))
+        self.src.run(["sh", "-c", script + " && svcadm restart vm-agent"])
+
     def switch_vmapi(self):
         r, uuid, src, dst = self.r, self.vm["uuid"], self.src, self.dst
         r.line("* Setting attr 'do-not-inventory' for %s on %s..." % (uuid, src.hostname))
-        src.run(["zonecfg", "-z", uuid, "add attr; set name=do-not-inventory; "
-                 "set type=string; set value=true; end"])
+        src.run(["zonecfg", "-z", uuid, self.HIDE])
         self.changed("hidden", "do-not-inventory on %s" % src.hostname, uuid=uuid)
         r.line("    + Restarting vmadmd again on destination, to hasten update of VM's presence.")
         r.line("    + Restarting heartbeater on destination, to hasten update of VM's presence.")

@@ -132,7 +132,8 @@ def take_fault(host, argv):
     A fault is {host, prefix: [..], times, after_bytes, exit}: the next
     `times` commands on `host` whose argv (basename of argv[0]) starts with
     `prefix` fail with `exit`, or, with after_bytes, get their data stream
-    cut after that many bytes.
+    cut after that many bytes; with delay, they first sleep that long (and
+    with exit 0 then run normally).
     """
     if not os.path.exists(path("faults.json")):
         return None
@@ -178,6 +179,11 @@ def emulated(main):
         rc = 1
         try:
             fault = take_fault(host, argv)
+            if fault and fault.get("delay"):
+                # a slow command, for tests that interrupt a step in flight
+                time.sleep(fault["delay"])
+                if fault.get("exit") == 0:
+                    fault = None
             if fault and fault.get("after_bytes") is None:
                 sys.stderr.write("%s: simulated failure (simdc fault)\n" % argv[0])
                 rc = fault.get("exit", 1)

@@ -492,11 +492,12 @@ def cmd_fault(args):
         print(json.dumps(common._load_faults(), indent=2))
         return 0
     if not args.host or not args.prefix:
-        sys.exit("usage: simdc fault add HOST PREFIX... [--times N] [--after-bytes N] [--exit N]")
+        sys.exit("usage: simdc fault add HOST PREFIX... [--times N] [--after-bytes N] [--exit N]"
+                 " [--delay SECS]")
     if args.host not in HOSTS:
         sys.exit("simdc: unknown host %s" % args.host)
     fault = {"host": args.host, "prefix": args.prefix, "times": args.times,
-             "after_bytes": args.after_bytes, "exit": args.exit}
+             "after_bytes": args.after_bytes, "exit": args.exit, "delay": args.delay}
     with common.locked("faults"):
         faults = common._load_faults()
         faults.append(fault)
@@ -581,6 +582,8 @@ def main(argv=None):
     s.add_argument("--times", type=int, default=1)
     s.add_argument("--after-bytes", type=int, default=None)
     s.add_argument("--exit", type=int, default=1)
+    s.add_argument("--delay", type=float, default=None,
+                   help="sleep this long first (with --exit 0: then run normally)")
     s.set_defaults(func=cmd_fault)
     s = sub.add_parser("sshd")
     s.add_argument("host")
@@ -589,7 +592,15 @@ def main(argv=None):
     s = sub.add_parser("fill")
     s.add_argument("host")
     s.set_defaults(func=cmd_fill)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    tail = []
+    if argv[:1] == ["fault"] and "--" in argv:
+        # fault add HOST [options] -- PREFIX...: a prefix may hold option-like words
+        i = argv.index("--")
+        argv, tail = argv[:i], argv[i + 1:]
     args = ap.parse_args(argv)
+    if tail:
+        args.prefix = list(args.prefix) + tail
     if os.geteuid() != 0:
         sys.exit("simdc: must run as root (namespaces, zfs-fuse, sshd)")
     return args.func(args) or 0

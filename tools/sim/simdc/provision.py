@@ -85,8 +85,11 @@ def main(args):
         sys.exit("simdc provision: %s" % e)
     datadir = run_on(host, ["simdc-datadir", vm_uuid]).stdout.strip()
     if args.size:
-        run_on(host, ["sh", "-c", "head -c %d /dev/urandom > %s/simdc-data"
-                      % (args.size * 1048576, datadir)])
+        # A snapshot makes zfs-fuse commit its transaction group, so that
+        # `used` counts the data now, as it would on illumos a few seconds later.
+        run_on(host, ["sh", "-c", "head -c %d /dev/urandom > %s/simdc-data && "
+                      "zfs snapshot zones/%s@simdc-settle && zfs destroy zones/%s@simdc-settle"
+                      % (args.size * 1048576, datadir, vm_uuid, vm_uuid)])
     workflow.boot_and_report(host, vm_uuid, args.state == "running")
     want = "running" if args.state == "running" else "stopped"
     deadline = time.time() + 30

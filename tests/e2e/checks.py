@@ -1,0 +1,79 @@
+"""What the end-to-end tests check, from outside the tool: VMAPI, NAPI, both
+CNs' pools and zone configuration, keys, and the workload's own records."""
+import time
+
+
+def datadir(dc, host, uuid):
+    return dc.exec(host, "simdc-datadir", uuid).stdout.strip()
+
+
+def data_digest(dc, host, uuid):
+    """sha1 of every file of the instance's data but the live sequence file."""
+    d = datadir(dc, host, uuid)
+    out = dc.exec(host, "sh", "-c", "cd %s && find . -type f ! -name simdc-seq | sort | "
+                  "xargs -r sha1sum" % d).stdout
+    return out
+
+
+def authorized_keys(dc, host):
+    return dc.exec(host, "cat", "/root/.ssh/authorized_keys").stdout
+
+
+def assert_migrated(dc, uuid, before, out, src="source-server", dst="dest-server"):
+    hosts = dc.hosts()
+    vm = dc.vm(uuid)
+    assert vm["server_uuid"] == hosts[dst]["uuid"], out
+    assert vm["state"] == before["state"]
+    # the source copy: hidden from inventory, intact for cleanup-source
+    xml = dc.exec(src, "cat", "/etc/zones/%s.xml" % uuid).stdout
+    assert 'name="do-not-inventory"' in xml
+    assert "zones/" + uuid in dc.zfs_names(src)
+    # no migration snapshot left on either side, no temporary key anywhere
+    for host in (src, dst):
+        assert not [n for n in dc.zfs_names(host) if "_ops_migration_" in n]
+        assert "migr-key" not in dc.exec(host, "ls", "/root/.ssh").stdout
+        assert "sdc-migrate-" not in authorized_keys(dc, host)
+    # the destination's data is the source's as of the stop
+    assert data_digest(dc, src, uuid) == data_digest(dc, dst, uuid)
+    # the seed's blocks
+    for block in ("-: Welcome to the SDC Migrator :-", "We will be migrating:", "SRC CN",
+                  "DEST CN", "Here we go...", "[ DONE ]", "===   Done! ===",
+                  "Instance downtime:", "# dataset increments:",
+                  '/usr/sbin/zonecfg -z %s delete -F"' % uuid,
+                  "or validate via CLI:  /opt/smartdc/bin/sdc-vmapi /vms/%s" % uuid,
+                  "* Clearing migration SSH keys"):
+        assert block in out, block
+    return vm
+
+
+def assert_sequence_continues(dc, uuid, src="source-server", dst="dest-server"):
+    """Every line written on the source before the stop is on the destination,
+    and the destination's workload went on from the next number."""
+    old = dc.seq_lines(src, uuid)
+    time.sleep(0.5)
+    new = dc.seq_lines(dst, uuid)
+    assert new[:len(old)] == old
+    numbers = [int(l[0]) for l in new]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    assert len(new) > len(old), "the workload did not resume on the destination"
+    assert new[len(old)][1] != old[-1][1]          # written by a new boot
+
+
+def dc_state(dc, uuid):
+    """What an operator would look at to see whether anything changed."""
+    vm = dc.vm(uuid)
+    for k in ("last_modified",):
+        vm.pop(k, None)
+    ips = [dc.api("napi", "/networks/%s/ips/%s" % (n["network_uuid"], n["ip"]))[2]
+           for n in vm["nics"]]
+    return {
+        "vm": (vm["server_uuid"], vm["state"]),
+        "ips": [(i["ip"], i.get("reserved"), i.get("belongs_to_uuid")) for i in ips],
+        "pools": {h: sorted(n for n in dc.zfs_names(h) if uuid in n)
+                  for h in ("source-server", "dest-server", "old-server")},
+        "zones": {h: dc.exec(h, "cat", "/etc/zones/index").stdout
+                  for h in ("source-server", "dest-server", "old-server")},
+        "keys": {h: dc.exec(h, "ls", "/root/.ssh").stdout
+                 for h in ("source-server", "dest-server", "old-server")},
+        "headnode": dc.exec("headnode", "sh", "-c", "ls /var/tmp | grep -v simdc || true").stdout,
+    }
