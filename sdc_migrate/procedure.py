@@ -7,6 +7,7 @@ command to finish it or undo it. One JSON object a line, fsynced:
 
   {"t": "begin", ...}            what the migration is and the instance was
   {"t": "change", "undo": NAME, "what": TEXT, "args": {...}, "data": bool}
+  {"t": "confirmed", "i": N}     change N, journaled before it was made, was made
   {"t": "undone", "i": N}        change N was undone (or no longer needs undoing)
   {"t": "switched"}              VMAPI showed the instance on the destination
   {"t": "end", "outcome": ...}   done, rolled-back, needs-operator or superseded
@@ -65,8 +66,19 @@ class Journal:
     def switched(self):
         return any(r["t"] == "switched" for r in self.records)
 
-    def change(self, undo, what, data=False, **args):
-        self.write({"t": "change", "undo": undo, "what": what, "args": args, "data": data})
+    def change(self, undo, what, data=False, maybe=False, **args):
+        """Journal a change; with maybe, one about to be made (write-ahead: a run
+        killed while the command is in flight leaves its undo behind). Returns its index."""
+        self.write({"t": "change", "undo": undo, "what": what, "args": args, "data": data,
+                    "maybe": maybe})
+        return len(self.records) - 1
+
+    def confirm(self, i):
+        """The change announced with maybe=True did happen."""
+        self.write({"t": "confirmed", "i": i})
+
+    def confirmed(self, i):
+        return any(r["t"] == "confirmed" and r["i"] == i for r in self.records)
 
     def pending(self):
         """The changes not undone yet, in the order they were made, with their index."""

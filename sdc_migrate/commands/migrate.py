@@ -221,6 +221,10 @@ class Migration:
         """
         self.journal.change(undo, what, data, **args)
 
+    def will(self, undo, what, **args):
+        """Journal a change before making it; confirm(i) once it is made."""
+        return self.journal.change(undo, what, maybe=True, **args)
+
     def node(self, which):
         return self.src if which == "src" else self.dst
 
@@ -366,6 +370,10 @@ class Migration:
                 self.journal.mark_undone(i)
                 self.r.line("    - undone: %s" % rec["what"])
             except Exception as e:  # keep undoing the rest
+                if rec.get("maybe") and not self.journal.confirmed(i):
+                    # announced, never confirmed: it had not happened
+                    self.journal.mark_undone(i)
+                    continue
                 clean = False
                 self.r.line("    ! could not undo %s: %s" % (rec["what"], e))
         return clean
@@ -689,9 +697,10 @@ class Migration:
             return
         r.step("* Instance %s is running; shutting it down, please wait .." % alias)
         self.stopped_at = time.time()
+        i = self.will("stop", "stop of the instance on %s" % self.src.hostname, uuid=vm["uuid"],
+                      at=self.stopped_at)
         self.src.run(["vmadm", "stop", vm["uuid"]])
-        self.changed("stop", "stop of the instance on %s" % self.src.hostname, uuid=vm["uuid"],
-                     at=self.stopped_at)
+        self.journal.confirm(i)
         state = zone_state(self.src.run(["zoneadm", "-z", vm["uuid"], "list", "-p"],
                                         readonly=True), vm["uuid"])
         r.done()
@@ -758,8 +767,9 @@ class Migration:
             argv += ["-o", "quota=" + self.cores_quota]
         st, _, err = self.dst.call(["zfs", "list", "-H", "-o", "name", ds], readonly=True)
         if st != 0:
+            i = self.will("cores", "cores dataset on %s" % self.dst.hostname, dataset=ds)
             self.dst.run(argv + [ds])
-            self.changed("cores", "cores dataset on %s" % self.dst.hostname, dataset=ds)
+            self.journal.confirm(i)
         r.line("  - Created cores dataset:  %s" % ds)
 
     def undo_cores(self, dataset):
@@ -769,9 +779,10 @@ class Migration:
         r, uuid = self.r, self.vm["uuid"]
         r.step("* Transferring Zone XML to the destination...")
         line = "%s:configured:/zones/%s:%s" % (uuid, uuid, uuid)
+        i = self.will("config", "zone configuration on %s" % self.dst.hostname, uuid=uuid)
         self.dst.run(["sh", "-c", "cat > /etc/zones/%s.xml && echo %s >> /etc/zones/index"
                       % (uuid, shlex.quote(line))], input=self.xml)
-        self.changed("config", "zone configuration on %s" % self.dst.hostname, uuid=uuid)
+        self.journal.confirm(i)
         r.done()
 
     def undo_config(self, uuid):
@@ -781,10 +792,11 @@ class Migration:
     def disable_source(self):
         r, uuid = self.r, self.vm["uuid"]
         r.step("* Disabling instance on %s..." % self.src.hostname)
-        self.src.run(["zonecfg", "-z", uuid, "set autoboot=false"])
         autoboot = "true" if self.vm.get("autoboot", True) else "false"
+        # journaled first: setting it back is harmless if this never ran
         self.changed("autoboot", "autoboot off on %s" % self.src.hostname, uuid=uuid,
                      value=autoboot)
+        self.src.run(["zonecfg", "-z", uuid, "set autoboot=false"])
         r.done()
 
     def undo_autoboot(self, uuid, value):
@@ -793,8 +805,9 @@ class Migration:
     def attach(self):
         r, uuid = self.r, self.vm["uuid"]
         r.step("* Importing & Attaching Zone on %s..." % self.dst.hostname)
+        i = self.will("attach", "attach on %s" % self.dst.hostname, uuid=uuid)
         self.dst.run(["zoneadm", "-z", uuid, "attach"])
-        self.changed("attach", "attach on %s" % self.dst.hostname, uuid=uuid)
+        self.journal.confirm(i)
         r.done()
         r.line("* Restarting vmadmd on %s, to ensure detection of transferred VM's presence."
                % self.dst.hostname)
@@ -817,8 +830,9 @@ class Migration:
     def switch_vmapi(self):
         r, uuid, src, dst = self.r, self.vm["uuid"], self.src, self.dst
         r.line("* Setting attr 'do-not-inventory' for %s on %s..." % (uuid, src.hostname))
+        i = self.will("hidden", "do-not-inventory on %s" % src.hostname, uuid=uuid)
         src.run(["zonecfg", "-z", uuid, self.HIDE])
-        self.changed("hidden", "do-not-inventory on %s" % src.hostname, uuid=uuid)
+        self.journal.confirm(i)
         r.line("    + Restarting vmadmd again on destination, to hasten update of VM's presence.")
         r.line("    + Restarting heartbeater on destination, to hasten update of VM's presence.")
         dst.run(["sh", "-c", "svcadm restart vmadmd && svcadm restart vm-agent"])

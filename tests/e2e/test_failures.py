@@ -37,8 +37,8 @@ def assert_rolled_back(dc, uuid, before_vm, before_keys):
     for nic in vm["nics"]:
         ip = dc.api("napi", "/networks/%s/ips/%s" % (nic["network_uuid"], nic["ip"]))[2]
         assert ip["belongs_to_uuid"] == uuid and not ip["reserved"]
-    assert dc.exec("headnode", "sh", "-c", "ls /var/tmp/sdc-migrate-*.lock 2>/dev/null || true"
-                   ).stdout == ""
+    assert dc.exec("headnode", "sh", "-c", "ls /var/tmp/sdc-migrate-%s.lock 2>/dev/null || true"
+                   % uuid).stdout == ""
     if before_vm["state"] == "running":
         # the workload went on where it stopped: nothing lost, no gap
         time.sleep(0.3)
@@ -148,7 +148,16 @@ def test_a_second_migration_of_the_same_instance_is_refused(dc):
     second = dc.migrate("-y", uuid, DST)
     assert second.returncode == 2
     assert "already being migrated" in second.stderr
+    # meanwhile, the temporary key: root's alone, usable only from the source
+    src_ip = dc.hosts()[SRC]["admin_ip"]
+    modes = dc.exec(SRC, "sh", "-c", "stat -c '%a %n' /root/.ssh/migr-*").stdout.split("\n")
+    assert [m.split()[0] for m in modes if m.strip()] == ["600", "600", "600"]
+    entry = dc.exec(DST, "grep", "sdc-migrate-" + uuid, "/root/.ssh/authorized_keys").stdout
+    assert entry.startswith('from="%s",no-pty,no-agent-forwarding,no-port-forwarding,'
+                            'no-X11-forwarding,no-user-rc ssh-ed25519 ' % src_ip)
     assert first.wait(timeout=120) == 0
+    log = dc.exec("headnode", "sh", "-c", "cat /var/tmp/migrator-%s-*.log" % uuid).stdout
+    assert "PRIVATE KEY" not in log and "ssh-ed25519 AAAA" not in log
 
 
 REFUSALS = [
@@ -202,9 +211,16 @@ def test_full_destination_pool_is_refused(dc):
     assert dc_state(dc, uuid) == before
 
 
+def nat_zone(dc):
+    """The fabric network's NAT zone (one per network), provisioned if missing."""
+    status, _, vms = dc.api("vmapi", "/vms?tag.smartdc_role=nat&state=active")
+    return vms[0]["uuid"] if vms else dc.provision("--nat", "--size", "1")
+
+
 def test_nat_and_core_zones_are_refused(dc):
-    for flag, message in (("--nat", "nat-recreate"), ("--core", "core zone")):
-        uuid = dc.provision(flag, "--size", "1")
+    for make, message in ((nat_zone, "nat-recreate"),
+                          (lambda dc: dc.provision("--core", "--size", "1"), "core zone")):
+        uuid = make(dc)
         before = dc_state(dc, uuid)
         p = dc.migrate("-y", uuid, DST)
         assert p.returncode == 2 and message in p.stderr, p.stderr

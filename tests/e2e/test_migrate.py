@@ -144,4 +144,5 @@ def test_delegated_dataset_travels_and_the_log_has_the_same_lines(dc):
     assert len(logs) == 1
     assert dc.exec("headnode", "stat", "-c", "%a", logs[0]).stdout.strip() == "600"
     assert dc.exec("headnode", "cat", logs[0]).stdout == p.stdout
-    assert dc.exec("headnode", "sh", "-c", "ls /var/tmp/sdc-migrate-*.lock 2>/dev/null || true").stdout == ""
+    assert dc.exec("headnode", "sh", "-c", "ls /var/tmp/sdc-migrate-%s.lock 2>/dev/null || true"
+                   % uuid).stdout == ""
