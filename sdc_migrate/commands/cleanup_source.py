@@ -35,6 +35,7 @@ import shlex
 from .. import zfs
 from ..errors import MigrateError, NotFound, Refused
 from ..node import Node, Runner
+from ..procedure import Journal
 from ..report import Report
 from ..triton import UUID_RE, Triton, admin_ip
 
@@ -160,6 +161,8 @@ class Cleanup:
         finally:
             for n in self.nodes:
                 n.close()
+            os.unlink(self.lock_path)
+            os.close(self.lock)
 
     def _take_lock(self):
         """The migration's own lock: never clean up while the instance is moving."""
@@ -171,7 +174,14 @@ class Cleanup:
             os.close(fd)
             raise Refused("instance %s is being migrated (lock %s): nothing removed"
                           % (self.uuid, path)) from None
-        self.lock = fd
+        self.lock, self.lock_path = fd, path
+        # After its switch an interrupted migration still has work on the source.
+        unfinished = Journal.unfinished(self.uuid)
+        if unfinished:
+            os.unlink(path)
+            os.close(fd)
+            raise Refused("a migration of %s did not finish (journal %s): run it again to"
+                          " finish it first; nothing removed" % (self.uuid, unfinished[-1].path))
 
     # ---- gather (read-only) -------------------------------------------------
 

@@ -1,6 +1,10 @@
 """sdc-migrate cleanup-source in the simulated datacenter: after a migration
 it removes exactly the old copy on the source; it refuses, removing nothing,
-for an instance that never moved."""
+for an instance that never moved. Migrations here go to spare-server:
+which images dest-server holds is other tests' business."""
+
+
+DEST = "spare-server"
 
 
 def zone_files(dc, host):
@@ -16,7 +20,7 @@ def state(dc, host):
 
 def migrate(dc, *provision):
     uuid = dc.provision(*provision)
-    p = dc.migrate("-y", uuid, "dest-server")
+    p = dc.migrate("-y", uuid, DEST)
     assert p.returncode == 0, p.stdout + p.stderr
     return uuid
 
@@ -24,7 +28,7 @@ def migrate(dc, *provision):
 def test_removes_exactly_the_old_copy_of_a_kvm_instance(dc):
     uuid = migrate(dc, "--brand", "kvm", "--disks", "2", "--size", "1", "--state", "stopped")
     neighbour = dc.provision("--size", "1", "--state", "stopped", "--alias", "stays")
-    (src_zfs, (src_index, src_xmls)), dst = state(dc, "source-server"), state(dc, "dest-server")
+    (src_zfs, (src_index, src_xmls)), dst = state(dc, "source-server"), state(dc, DEST)
     p = dc.migrate("cleanup-source", "-y", uuid)
     assert p.returncode == 0, p.stdout + p.stderr
     assert '/usr/sbin/zonecfg -z %s delete -F"' % uuid in p.stdout
@@ -39,9 +43,9 @@ def test_removes_exactly_the_old_copy_of_a_kvm_instance(dc):
         len(src_index) - 1
     assert neighbour + ".xml" in xmls_after and "zones/" + neighbour in zfs_after
     # the live copy is untouched
-    assert state(dc, "dest-server") == dst
+    assert state(dc, DEST) == dst
     vm = dc.vm(uuid)
-    assert vm["server_uuid"] == dc.hosts()["dest-server"]["uuid"] and vm["state"] == "stopped"
+    assert vm["server_uuid"] == dc.hosts()[DEST]["uuid"] and vm["state"] == "stopped"
     # a second run finds nothing more to remove
     p = dc.migrate("cleanup-source", "-y", uuid)
     assert p.returncode == 2 and "nothing removed" in p.stderr
@@ -70,13 +74,15 @@ def test_comment_out_then_remove_without_the_log(dc):
 
 def test_refuses_an_instance_that_never_moved(dc):
     uuid = dc.provision("--size", "1", "--alias", "homebody")
-    before = [state(dc, h) for h in ("source-server", "dest-server")]
+    before = [state(dc, h) for h in ("source-server", DEST)]
     for args in (["-y", uuid], ["-y", "--comment-out", uuid]):
         p = dc.migrate("cleanup-source", *args)
         assert p.returncode == 2, p.stdout + p.stderr
         assert p.stderr.count("\n") == 1 and "nothing removed" in p.stderr
-    assert [state(dc, h) for h in ("source-server", "dest-server")] == before
+    assert [state(dc, h) for h in ("source-server", DEST)] == before
     assert dc.vm(uuid)["state"] == "running"
+    assert dc.exec("headnode", "sh", "-c", "ls /var/tmp/sdc-migrate-*.lock 2>/dev/null || true"
+                   ).stdout == ""
 
 
 def test_unknown_instance_is_not_found(dc):

@@ -166,3 +166,20 @@ def test_declining_removes_nothing(monkeypatch, tmp_path):
     with pytest.raises(Refused):
         c.act(None, [copy])
     assert ran == []
+
+
+def test_an_unfinished_migration_is_refused_before_anything_is_read(monkeypatch, tmp_path):
+    class Unfinished:
+        path = "/var/tmp/migrator-%s-dest-server-1.journal" % UUID
+
+    class NoRunner:
+        dry_run, trace = False, None
+
+        def run(self, *a, **k):
+            raise AssertionError("nothing may be asked")
+    monkeypatch.setattr(cs.Journal, "unfinished", staticmethod(lambda uuid: [Unfinished()]))
+    c = cs.Cleanup(UUID, yes=True, report=report.Report(io.StringIO()), runner=NoRunner(),
+                   state_dir=str(tmp_path))
+    with pytest.raises(Refused, match="did not finish"):
+        c.run()
+    assert list(tmp_path.iterdir()) == []        # no lock file left
