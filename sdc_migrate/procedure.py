@@ -12,9 +12,12 @@ command to finish it or undo it. One JSON object a line, fsynced:
   {"t": "switched"}              VMAPI showed the instance on the destination
   {"t": "end", "outcome": ...}   done, rolled-back, needs-operator or superseded
 """
+import fcntl
 import glob
 import json
 import os
+
+from .errors import Refused
 
 STATE_DIR = "/var/tmp"
 
@@ -92,3 +95,27 @@ class Journal:
     def of(self, undo):
         """The args of every pending change named undo."""
         return [r["args"] for _, r in self.pending() if r["undo"] == undo]
+
+
+class InstanceLock:
+    """The head node's lock on an instance: one migration or cleanup at a time.
+
+    flock on /var/tmp/sdc-migrate-UUID.lock: the kernel drops it when its
+    holder dies, however it dies; release() also removes the file.
+    """
+
+    def __init__(self, uuid, state_dir=STATE_DIR):
+        self.path = os.path.join(state_dir, "sdc-migrate-%s.lock" % uuid)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise Refused("instance %s is already being migrated (lock %s)"
+                          % (uuid, self.path)) from None
+
+    def release(self):
+        if self.fd is not None:
+            os.unlink(self.path)
+            os.close(self.fd)
+            self.fd = None

@@ -26,7 +26,6 @@ Options:
 Exit status: 0 done; 1 failed; 2 bad usage or refused (nothing removed);
 3 instance or compute node not found.
 """
-import fcntl
 import glob
 import os
 import re
@@ -35,7 +34,7 @@ import shlex
 from .. import zfs
 from ..errors import MigrateError, NotFound, Refused
 from ..node import Node, Runner
-from ..procedure import Journal
+from ..procedure import InstanceLock, Journal
 from ..report import Report
 from ..triton import UUID_RE, Triton, admin_ip
 
@@ -161,29 +160,20 @@ class Cleanup:
         finally:
             for n in self.nodes:
                 n.close()
-            os.unlink(self.lock_path)
-            os.close(self.lock)
+            self.lock.release()
 
     def _take_lock(self):
         """The migration's own lock: never clean up while the instance is moving."""
-        path = os.path.join(self.state_dir, "sdc-migrate-%s.lock" % self.uuid)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise Refused("instance %s is being migrated (lock %s): nothing removed"
-                          % (self.uuid, path)) from None
-        self.lock, self.lock_path = fd, path
+            self.lock = InstanceLock(self.uuid, self.state_dir)
+        except Refused as e:
+            raise Refused("%s: nothing removed" % e) from None
         # After its switch an interrupted migration still has work on the source.
         unfinished = Journal.unfinished(self.uuid)
         if unfinished:
-            os.unlink(path)
-            os.close(fd)
+            self.lock.release()
             raise Refused("a migration of %s did not finish (journal %s): run it again to"
                           " finish it first; nothing removed" % (self.uuid, unfinished[-1].path))
-
-    # ---- gather (read-only) -------------------------------------------------
 
     def gather(self):
         r, u = self.r, self.uuid

@@ -4,7 +4,6 @@ Gather (read-only, refusals here), show, confirm, act. Every step that
 changes something registers its undo; a failure before the switch point
 (VMAPI showing the instance on the destination) undoes them in reverse.
 """
-import fcntl
 import os
 import shlex
 import time
@@ -12,7 +11,7 @@ import time
 from .. import zfs
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RemoteError, RolledBack
 from ..node import Node, Runner
-from ..procedure import Journal
+from ..procedure import InstanceLock, Journal
 from dateutil.parser import isoparse as parse_time
 
 from ..report import (Report, estimate_text, human_duration, human_size, human_time, now)
@@ -241,7 +240,7 @@ class Migration:
         r.line()
         if not UUID_RE.match(o.uuid or ""):
             raise Refused("'%s' is not an instance UUID" % o.uuid)
-        self._take_lock()
+        self.lock = InstanceLock(o.uuid)
         interrupted = Journal.unfinished(o.uuid)
         if interrupted:
             if self.resume(interrupted[-1]):
@@ -344,20 +343,7 @@ class Migration:
             if n is not None:
                 n.close()
         if self.lock is not None:
-            os.unlink(self.lock_path)
-            os.close(self.lock)
-            self.lock = None
-
-    def _take_lock(self):
-        path = "%s/sdc-migrate-%s.lock" % (STATE_DIR, self.opts.uuid)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise Refused("instance %s is already being migrated (lock %s)"
-                          % (self.opts.uuid, path)) from None
-        self.lock, self.lock_path = fd, path
+            self.lock.release()
 
     def rollback(self, keep_data=False):
         """Undo the journal's pending changes, newest first; True if all were undone."""

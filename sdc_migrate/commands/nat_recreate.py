@@ -106,7 +106,7 @@ class NatRecreate:
     # ---- recreate -------------------------------------------------------------
 
     def gather(self, uuid, dest_name):
-        api, r = self.api, self.r
+        api = self.api
         if not UUID_RE.match(uuid or ""):
             raise Refused("'%s' is not an instance UUID" % uuid)
         vm = api.vm(uuid)
