@@ -1,21 +1,24 @@
 #!/usr/bin/python3
 """(a) Downtime of an incremental migration of a running instance that writes steadily.
 
-    tools/bench/downtime.py [--size MB] [--churn KB_PER_S] [--rounds N]
+    tools/bench/downtime.py [--size MB] [--delta MB] [--rounds N]
 
 Provisions a running instance with SIZE MB (50) on source-server whose
-workload rewrites CHURN KiB a second (SIMDC_WORKLOAD_CHURN_KB, 4096) besides
-its fsynced sequence, and moves it with `sdc-migrate -y -i --interval 1 UUID
-dest-server` on the head node: once the full round and one incremental
-round are on the destination, the benchmark removes the state file on the
-head node, as an operator finishes an incremental migration. Downtime is
-from the source's `vmadm stop` start to the destination's `vmadm start` end
-in `tools/simdc log`; the final delta is what the workload wrote between the
-last live snapshot and the stop (churn rate x that time, both from the log),
-about 10 MB with the defaults. It checks that no write was lost (the
-destination's sequence goes on from the source's last line). The figure is
-the median of N rounds; the breakdown of the last round says what the
-window held. Target: 2 s.
+workload rewrites random data at a steady rate (SIMDC_WORKLOAD_CHURN_KB)
+besides its fsynced sequence, and moves it with `sdc-migrate -y -i
+--interval 1 UUID dest-server` on the head node: once the full round and
+one incremental round are on the destination, the benchmark removes the
+state file on the head node, as an operator finishes an incremental
+migration. Downtime is from the source's `vmadm stop` start to the
+destination's `vmadm start` end in `tools/simdc log`. The final delta is
+what the workload wrote between the last live snapshot and the stop: its
+rate times that time, both from the log. How long that time is depends on
+when the tool notices the state file is gone (it looks once a second), so
+each round sets the rate from the times of the rounds before it (5.5 MB/s the
+first) to bring the delta near DELTA MB (10). It checks that no write was
+lost (the destination's sequence goes on from the source's last line). The
+figure is the median of N rounds; the last round's window is broken down
+command by command. Target: 2 s.
 """
 import argparse
 import glob
@@ -52,9 +55,18 @@ def one(size, churn_kb):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         benchlib.wait_until("the state file", lambda: state_files(uuid) or proc.poll() is not None)
-        benchlib.wait_until("two rounds on %s" % DST,
-                            lambda: len(received(log, uuid)) >= 2 or proc.poll() is not None,
-                            timeout=120, step=0.5)
+        seen = []
+
+        def second_receive(r):
+            if r["host"] == DST and r["argv"][:2] == ["zfs", "recv"] \
+                    and r["argv"][-1] == "zones/" + uuid:
+                seen.append(r)
+            return len(seen) >= 2 or proc.poll() is not None
+        log.watch(second_receive, "two rounds on %s" % DST)
+        # Removed while the tool sleeps between rounds, as an operator would
+        # (not during a send, which would end the rounds a second sooner):
+        # the same wait every round, so the final delta is steady.
+        time.sleep(0.2)
         for st in state_files(uuid):
             benchlib.on("headnode", "rm", "-f", "/var/tmp/" + os.path.basename(st))
         out, _ = proc.communicate(timeout=300)
@@ -77,6 +89,7 @@ def one(size, churn_kb):
     nums = [int(l.split()[0]) for l in lines if l.strip()]
     lost = not nums or nums[:src_seq] != list(range(1, src_seq + 1))
     return {"downtime": start["end"] - stop["start"], "delta_mb": delta_mb, "rounds": rounds,
+            "window": window, "churn_kb": churn_kb,
             "log": log, "t0": stop["start"], "t1": start["end"], "lost": lost,
             "src_seq": src_seq}
 
@@ -84,22 +97,28 @@ def one(size, churn_kb):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=50, help="MB of data in the instance")
-    ap.add_argument("--churn", type=int, default=4096, help="KiB the workload rewrites a second")
+    ap.add_argument("--delta", type=float, default=10, help="MB of final delta to aim at")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     runs = []
+    churn = 5632
     for n in range(args.rounds):
-        r = one(args.size, args.churn)
+        r = one(args.size, churn)
         runs.append(r)
-        benchlib.say("round %d: downtime %.2f s, final delta ~%.1f MB, %d sends, writes %s"
-                     % (n + 1, r["downtime"], r["delta_mb"] or 0, r["rounds"],
-                        "LOST" if r["lost"] else "all kept"))
+        benchlib.say("round %d: downtime %.2f s, final delta ~%.1f MB (%d KiB/s for %.2f s), "
+                     "%d sends, writes %s" % (n + 1, r["downtime"], r["delta_mb"] or 0,
+                                              r["churn_kb"], r["window"] or 0, r["rounds"],
+                                              "LOST" if r["lost"] else "all kept"))
+        windows = [x["window"] for x in runs if x["window"]]
+        if windows:
+            churn = int(min(16384, max(1024, args.delta * 1024 / benchlib.median(windows))))
     last = runs[-1]
-    print("incremental migration (-i --interval 1) of a running %d MB instance rewriting %d KiB/s,"
-          " %s -> %s, %d rounds" % (args.size, args.churn, SRC, DST, args.rounds))
-    print("downtimes: %s s; final deltas ~%s MB; writes lost: %s" % (
+    print("incremental migration (-i --interval 1) of a running %d MB instance writing steadily,"
+          " %s -> %s, %d rounds" % (args.size, SRC, DST, args.rounds))
+    print("downtimes: %s s; final deltas ~%s MB (rates %s KiB/s); writes lost: %s" % (
         " ".join("%.2f" % r["downtime"] for r in runs),
         " ".join("%.1f" % (r["delta_mb"] or 0) for r in runs),
+        " ".join("%d" % r["churn_kb"] for r in runs),
         "YES" if any(r["lost"] for r in runs) else "none"))
     over = benchlib.overheads()
     print("what the last round's window (source vmadm stop -> destination vmadm start) held:")
