@@ -15,7 +15,12 @@ being sent:
 The global zone has no pv or mbuffer, so these lines are the only measure of
 a transfer there is. A Meter follows one stream or several one after another
 (every dataset of a round) and says bytes sent of the estimate, rate and time
-left; nothing here prints.
+left; nothing here prints. Use, for one send pipeline:
+
+    meter = Meter(show=lambda m: report.progress(m.text()))
+    node.run(zfs.send_pipeline(..., progress=True), on_line=meter.feed)
+    meter.complete()
+    report.done("done")
 """
 import collections
 import re
