@@ -8,7 +8,7 @@ import os
 import shlex
 import time
 
-from .. import zfs
+from .. import progress, zfs
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RemoteError, RolledBack
 from ..node import Node, Runner
 from ..procedure import InstanceLock, Journal
@@ -603,12 +603,22 @@ class Migration:
         """Send every dataset's snapshot to the destination, CN to CN."""
         r, first = self.r, self.sent is None
         common = self._common_snapshots() if first and self.on_dest else {}
+        # On a terminal, zfs send -vP's lines drive one progress line (never logged).
+        meter = progress.Meter(show=lambda m: r.progress(m.text())) if r.isatty() else None
         for ds in self.datasets:
             from_snap = ("%s@%s" % (ds.name, self.sent)) if not first else \
                 common.get(ds.name) or self.incremental_from.get(ds.name)
             r.step("    + Tranferring %s@%s ..." % (ds.name, snap))
-            self.src.run(zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip, self.key,
-                                           self.known_hosts, props=first))
+            argv = zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip,
+                                     self.key, self.known_hosts, props=first,
+                                     progress=meter is not None)
+            if meter is None:
+                self.src.run(argv)
+            else:
+                status, _, err = self.src.stream(argv, meter.feed)
+                if status != 0:
+                    raise RemoteError(self.src.name, argv, status, err)
+                meter.complete()
             r.done("done")
         if first:
             self.changed("received", "received datasets on %s" % self.dst.hostname, data=True,
