@@ -14,7 +14,9 @@ Runs on the head node. Without INST_UUID or DEST_CN_NAME it asks for them.
 A full migration stops the instance, sends its datasets from the source
 compute node to DEST_CN_NAME, attaches it there, moves it in VMAPI and boots
 it if it was running. The source copy stays, hidden, until
-`sdc-migrate cleanup-source INST_UUID`.
+`sdc-migrate cleanup-source INST_UUID`. A failure undoes what was done; if
+sdc-migrate is interrupted, run the same command again: it finishes or undoes
+the migration from its journal on the head node.
 
 Options:
   -i                Incremental: send snapshots while the instance runs, one

@@ -922,6 +922,7 @@ class Migration:
         for d in self.datasets:
             if d.name.count("/") == 1:
                 r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs destroy -r %s"' % (ip, d.name))
+        r.line("   (or all of it: sdc-migrate cleanup-source %s)" % uuid)
         r.line()
         r.line(" Please validate in AdminUI:  https://%s/vms/%s" % (self._adminui(), uuid))
         r.line("        or validate via CLI:  /opt/smartdc/bin/sdc-vmapi /vms/%s" % uuid)
