@@ -13,8 +13,6 @@ import os
 import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 
 SIM_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # tools/sim
 PROJECT_ROOT = os.path.dirname(os.path.dirname(SIM_ROOT))                 # checkout
@@ -219,6 +217,9 @@ def api_url(api, urlpath):
 
 def api(api_name, method, urlpath, body=None, timeout=30):
     """Call one of the simulated APIs; returns (status, parsed body or None)."""
+    # imported here: it costs ~35 ms, and most emulated commands never call an API
+    import urllib.error
+    import urllib.request
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(api_url(api_name, urlpath), data=data, method=method,
                                  headers={"Content-Type": "application/json",
