@@ -396,8 +396,8 @@ class Migration:
 
     def after_switch(self):
         """Past the switch the migration only goes forward."""
+        self.finish_destination()      # the boot first: the instance is down until then
         self.unreserve_ips()
-        self.finish_destination()
         self.cleanup_snapshots()
         self.restore_bhyve_quota()
         self.ended = now()
@@ -695,10 +695,10 @@ class Migration:
         self.stopped_at = time.time()
         i = self.will("stop", "stop of the instance on %s" % self.src.hostname, uuid=vm["uuid"],
                       at=self.stopped_at)
-        self.src.run(["vmadm", "stop", vm["uuid"]])
+        out = self.src.run(["sh", "-c", "vmadm stop %s && zoneadm -z %s list -p"
+                            % (vm["uuid"], vm["uuid"])])
         self.journal.confirm(i)
-        state = zone_state(self.src.run(["zoneadm", "-z", vm["uuid"], "list", "-p"],
-                                        readonly=True), vm["uuid"])
+        state = zone_state(out, vm["uuid"])
         r.done()
         r.line("  - New state is:  %s" % ("stopped" if state == "installed" else state))
 
@@ -857,25 +857,26 @@ class Migration:
                       "svcadm restart vm-agent" % uuid])
 
     def finish_destination(self):
+        """Autoboot as it was and, if it ran before, boot: one round trip."""
         r, vm, dst = self.r, self.vm, self.dst
         uuid = vm["uuid"]
         autoboot = "true" if vm.get("autoboot", True) else "false"
-        r.step("* Enabling Autostart on the %s..." % dst.hostname)
-        dst.run(["zonecfg", "-z", uuid, "set autoboot=%s" % autoboot])
-        r.done()
         alias = vm.get("alias") or uuid
+        r.step("* Enabling Autostart on the %s..." % dst.hostname)
         if self.was_running:
-            r.step("* VM %s is ready for startup, please wait for boot.." % alias)
-            dst.run(["vmadm", "start", uuid])
-            out = dst.run(["sh", "-c", "zoneadm -z %s list -p && svcadm restart vm-agent"
-                           % uuid])
+            out = dst.run(["sh", "-c", "zonecfg -z %s 'set autoboot=%s' && vmadm start %s && "
+                           "zoneadm -z %s list -p" % (uuid, autoboot, uuid, uuid)])
             self.booted_at = time.time()
+            r.done()
+            r.step("* VM %s is ready for startup, please wait for boot.." % alias)
             r.done("Done. (State is: %s)" % zone_state(out, uuid))
         else:
+            dst.run(["zonecfg", "-z", uuid, "set autoboot=%s" % autoboot])
+            r.done()
             r.line(' - VM %s was in state %s when we started' % (alias, vm.get("zone_state") or
                                                                  vm.get("state")))
             r.line('   thus not running.  Leaving in "installed" state.')
-            dst.run(["svcadm", "restart", "vm-agent"])
+        dst.run(["svcadm", "restart", "vm-agent"])
 
     def cleanup_snapshots(self):
         r = self.r
