@@ -8,7 +8,7 @@ import os
 import shlex
 import time
 
-from .. import progress, zfs
+from .. import cnlink, progress, zfs
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RemoteError, RolledBack
 from ..node import Node, Runner
 from ..procedure import InstanceLock, Journal
@@ -142,7 +142,7 @@ class Migration:
         self.total = sum(d.refer for d in self.datasets)
         # The destination's host key, read over the head node's own trusted
         # connection: the source will accept exactly that key.
-        out = self.dst.run(["sh", "-c", "cat /var/ssh/ssh_host_ed25519_key.pub; "
+        out = self.dst.run(["sh", "-c", "cat %s; " % cnlink.HOST_KEY +
                             "zfs get -Hp -o value available zones; " +
                             shlex.join(zfs.list_command())], readonly=True).split("\n")
         self.dst_hostkey = " ".join(out[0].split()[:2])
@@ -426,27 +426,20 @@ class Migration:
         r.step("    + Creating an SSH key on %s to copy to authorized_keys on\n"
                "      %s for the migration; Key will be removed once migration completes."
                % (src.hostname, dst.hostname))
-        pub = src.run(["sh", "-c", "umask 077 && rm -f %s %s.pub && "
-                       "ssh-keygen -q -t ed25519 -N '' -C %s -f %s && cat %s.pub && "
-                       "printf '%%s %%s\\n' %s %s > %s" % (
-                           key, key, shlex.quote("sdc-migrate-" + self.opts.uuid), key, key,
-                           shlex.quote(dst.ip), shlex.quote(self.dst_hostkey), kh)])
+        pub = cnlink.make_key(src, key, kh, "sdc-migrate-" + self.opts.uuid, dst.ip,
+                              self.dst_hostkey)
         self.changed("key", "temporary key on %s" % src.hostname, key=key, known_hosts=kh)
         r.done()
         r.step("    + Copying SSH key to %s..." % dst.hostname)
-        entry = 'from="%s",no-pty,no-agent-forwarding,no-port-forwarding,no-X11-forwarding,' \
-                'no-user-rc %s' % (src.ip, " ".join(pub.split()[:3]))
-        dst.run(["sh", "-c", "umask 077 && touch /root/.ssh/authorized_keys && "
-                 "cp -p /root/.ssh/authorized_keys %s && cat >> /root/.ssh/authorized_keys"
-                 % bkup], input=entry + "\n")
+        cnlink.authorize(dst, src.ip, pub, bkup)
         self.changed("authorized", "authorized key on %s" % dst.hostname, backup=bkup)
         r.done()
 
     def undo_key(self, key, known_hosts):
-        self.src.run(["rm", "-f", key, key + ".pub", known_hosts])
+        cnlink.remove_key(self.src, key, known_hosts)
 
     def undo_authorized(self, backup):
-        self.dst.run(["mv", "-f", backup, "/root/.ssh/authorized_keys"])
+        cnlink.unauthorize(self.dst, backup)
 
     def clear_keys(self):
         self.r.line("* Clearing migration SSH keys")

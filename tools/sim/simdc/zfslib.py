@@ -410,8 +410,8 @@ def rename(args):
 
 # ---- instances -------------------------------------------------------------
 
-def brand_of(uuid, zones_dir="/etc/zones"):
-    """The brand of an instance from /etc/zones/UUID.xml (None if unknown)."""
+def _zone_xml(uuid, zones_dir):
+    """The root element of /etc/zones/UUID.xml, or None if missing or unreadable."""
     try:
         with open(os.path.join(zones_dir, uuid + ".xml")) as f:
             text = f.read()
@@ -419,23 +419,20 @@ def brand_of(uuid, zones_dir="/etc/zones"):
         return None
     import xml.etree.ElementTree as ET
     try:
-        root = ET.fromstring(text)
+        return ET.fromstring(text)
     except ET.ParseError:
         return None
-    return root.get("brand")
+
+
+def brand_of(uuid, zones_dir="/etc/zones"):
+    """The brand of an instance from /etc/zones/UUID.xml (None if unknown)."""
+    root = _zone_xml(uuid, zones_dir)
+    return None if root is None else root.get("brand")
 
 
 def zonepath_of(uuid, zones_dir="/etc/zones"):
-    try:
-        with open(os.path.join(zones_dir, uuid + ".xml")) as f:
-            text = f.read()
-    except OSError:
-        return None
-    import xml.etree.ElementTree as ET
-    try:
-        return ET.fromstring(text).get("zonepath")
-    except ET.ParseError:
-        return None
+    root = _zone_xml(uuid, zones_dir)
+    return None if root is None else root.get("zonepath")
 
 
 def disk0_dataset(uuid, brand):
