@@ -24,9 +24,10 @@ STATE_DIR = "/var/tmp"
 
 class Journal:
     def __init__(self, path):
+        """path None: a journal in memory only (--dry-run changes no file)."""
         self.path = path
         self.records = []
-        if os.path.exists(path):
+        if path is not None and os.path.exists(path):
             with open(path) as f:
                 for line in f:
                     try:
@@ -49,6 +50,9 @@ class Journal:
         return found
 
     def write(self, record):
+        if self.path is None:
+            self.records.append(record)
+            return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, (json.dumps(record) + "\n").encode())

@@ -1,11 +1,15 @@
-"""Every line a user sees: migrator.sh's format, mirrored into the log file."""
+"""Every line a user sees: migrator.sh's format, mirrored into the log file;
+with -j (JsonReport) one JSON event a line instead, the log staying human."""
 import datetime
 import json
 import os
 import sys
+import time
 
 from dateutil import tz
 from tabulate import tabulate
+
+from .errors import Usage
 
 DONE_COLUMN = 72
 LABEL_WIDTH = 20
@@ -48,6 +52,7 @@ class Report:
     def __init__(self, out=None):
         self.out = out or sys.stdout
         self.log = None
+        self.muted = False      # --dry-run: the steps' narrative is not shown, events are
         self._early = []        # lines printed before the log file exists
         self._pending = None
         self._progress = False  # a progress line is on the terminal
@@ -82,13 +87,21 @@ class Report:
         except (AttributeError, ValueError):
             return False
 
+    def wants_progress(self):
+        """Whether a transfer should be metered for meter()."""
+        return self.isatty()
+
+    def meter(self, m):
+        """A progress.Meter's state, after each of its samples."""
+        self.progress(m.text())
+
     def progress(self, text):
         """A transfer's progress line, redrawn in place; on a terminal only, never logged.
 
         During a step it goes on the line below the step's, and done() puts
         the step's mark there once the transfer is over.
         """
-        if not self.isatty():
+        if not self.isatty() or self.muted:
             return
         if not self._progress and self._pending is not None and not self._broken:
             self.out.write("\n")
@@ -103,17 +116,38 @@ class Report:
             self._progress = False
 
     def line(self, text=""):
+        if self.muted:
+            return
         self._finish_pending()
         for part in text.split("\n"):
-            self._write(part)
+            self._say(part)
             self._to_log(part)
+
+    def _say(self, line):
+        self._write(line)
 
     def lines(self, texts):
         for t in texts:
             self.line(t)
 
+    def event(self, name, text=None, **fields):
+        """Something a script may act on (-j prints {"event": name, **fields}):
+        here the line text, if any, even when muted."""
+        if text is not None:
+            muted, self.muted = self.muted, False
+            self.line(text)
+            self.muted = muted
+
+    def dot(self):
+        """A sign of life while waiting, on the step's line."""
+        if not self.muted:
+            self.out.write(".")
+            self.out.flush()
+
     def step(self, text):
         """Start a step line; done() or failed() ends it."""
+        if self.muted:
+            return
         self._finish_pending()
         self._pending = text
         self._write(self._pad(text), end="")
@@ -183,3 +217,95 @@ class Report:
 
 def now():
     return datetime.datetime.now(tz.tzutc())
+
+
+def event_line(name, **fields):
+    """One -j event: a JSON object on one line, its name and time first."""
+    obj = {"event": name, "time": now().isoformat(timespec="milliseconds")}
+    obj.update(fields)
+    return json.dumps(obj) + "\n"
+
+
+def one_line(text):
+    """A step's text as one line: migrator.sh wraps long steps."""
+    return " ".join(text.split())
+
+
+class JsonReport(Report):
+    """-j: one JSON event a line on stdout; the log file keeps the human lines.
+
+    Events: info (a plain line), step_start, step_done, step_failed, progress
+    (at most one a PROGRESS_EVERY seconds, terminal or not), and whatever
+    the command names through event() (failure, undone, command, summary...).
+    It asks nothing: -j goes with -y.
+    """
+
+    PROGRESS_EVERY = 0.5
+
+    def __init__(self, out=None, clock=time.monotonic):
+        super().__init__(out)
+        self.clock = clock
+        self._last_progress = None
+
+    def emit(self, name, **fields):
+        self.out.write(event_line(name, **fields))
+        self.out.flush()
+
+    def _say(self, line):
+        if line.strip():
+            self.emit("info", text=line)
+
+    def event(self, name, text=None, **fields):
+        self._finish_pending()
+        if text is not None:
+            for part in text.split("\n"):
+                self._to_log(part)
+            fields.setdefault("text", text.strip())
+        self.emit(name, **fields)
+
+    def step(self, text):
+        if self.muted:
+            return
+        self._finish_pending()
+        self._pending = text
+        self.emit("step_start", step=one_line(text))
+
+    def done(self, mark="[ DONE ]"):
+        if self._pending is None or self.muted:
+            return
+        failed = mark == "[ FAILED ]"
+        self.emit("step_failed" if failed else "step_done", step=one_line(self._pending),
+                  **({} if failed else {"mark": mark}))
+        self._to_log(self._pad(self._pending) + mark)
+        self._pending = None
+
+    def _finish_pending(self):
+        if self._pending is not None:
+            self._to_log(self._pending)
+            self._pending = None
+
+    def wants_progress(self):
+        return True
+
+    def meter(self, m):
+        t = self.clock()
+        if self._last_progress is not None and t - self._last_progress < self.PROGRESS_EVERY:
+            return
+        self._last_progress = t
+        ev = m.event()
+        del ev["event"]
+        if self._pending is not None:
+            ev["step"] = one_line(self._pending)
+        self.emit("progress", **ev)
+
+    def progress(self, text):
+        pass
+
+    def dot(self):
+        pass
+
+    def ask(self, question):
+        raise Usage("-j asks no question (%s): add -y" % question)
+
+    def prompt(self, question):
+        raise Usage("-j asks no question (%s): give INST_UUID and DEST_CN_NAME" % question)
