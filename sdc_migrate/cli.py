@@ -1,7 +1,7 @@
 """sdc-migrate: move an instance to another compute node of this Triton datacenter.
 
 Usage:
-  sdc-migrate [-i | -a] [-D] [-y] [--interval=SECS] [INST_UUID [DEST_CN_NAME]]
+  sdc-migrate [-i | -a] [-D] [-y] [-j] [--dry-run] [--interval=SECS] [INST_UUID [DEST_CN_NAME]]
   sdc-migrate -h | --help
   sdc-migrate -v | --version
 
@@ -27,6 +27,13 @@ Options:
                     while it runs, then finish (implies -i).
   -D                Allow a destination whose platform is older than the source's.
   -y                Do not ask "Are you ready to proceed?".
+  -j                One JSON event a line on stdout instead (step_start,
+                    step_done, step_failed, progress, info, failure, undone,
+                    summary; error on failure); the log stays as it was.
+                    Asks nothing: give INST_UUID, DEST_CN_NAME and -y.
+  --dry-run         Gather and show for real, then list every command the
+                    migration would run, host by host, in order; change
+                    nothing (one incremental round is shown).
   --interval=SECS   Pause between incremental rounds [default: 60].
   -h --help         Show this help.
   -v --version      Show the version.
@@ -43,6 +50,7 @@ from docopt import DocoptExit, docopt
 
 from . import __version__
 from .errors import MigrateError, Usage
+from .report import event_line
 
 # sdc-migrate SUBCOMMAND ...: each a module in commands/ with its own docopt
 # USAGE (`sdc-migrate SUBCOMMAND ...` lines) and main(args) -> exit status.
@@ -66,8 +74,14 @@ def parse(usage, argv):
     return args
 
 
+def json_requested(argv):
+    """Whether the migration's argv asks for -j (also when it does not parse)."""
+    return any(a == "-j" or a[:1] == "-" and a[1:2] != "-" and "j" in a for a in argv)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    as_json = not (argv and argv[0] in SUBCOMMANDS) and json_requested(argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
             module = importlib.import_module(".commands." + SUBCOMMANDS[argv[0]], __package__)
@@ -79,12 +93,22 @@ def main(argv=None):
             return 0
         if args["--interval"] and not args["--interval"].isdigit():
             raise Usage("--interval takes whole seconds, not %r" % args["--interval"])
+        if args["-j"] and not (args["INST_UUID"] and args["DEST_CN_NAME"]):
+            raise Usage("-j asks no question: give INST_UUID and DEST_CN_NAME")
+        if args["-j"] and not (args["-y"] or args["--dry-run"]):
+            raise Usage("-j asks no question: add -y (or --dry-run)")
         from .commands import migrate
         return migrate.main(args)
     except MigrateError as e:
-        sys.stdout.flush()
-        sys.stderr.write("sdc-migrate: error: %s\n" % e)
-        return e.exit_status
+        return error(as_json, e.exit_status, type(e).__name__, str(e))
     except KeyboardInterrupt:
-        sys.stderr.write("sdc-migrate: interrupted\n")
-        return 130
+        return error(as_json, 130, "Interrupted", "interrupted", "sdc-migrate: interrupted\n")
+
+
+def error(as_json, status, code, message, line=None):
+    """One line on stderr; with -j also an error event on stdout, the last one."""
+    if as_json:
+        sys.stdout.write(event_line("error", code=code, message=message, exit_status=status))
+    sys.stdout.flush()
+    sys.stderr.write(line or "sdc-migrate: error: %s\n" % message)
+    return status

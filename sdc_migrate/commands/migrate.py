@@ -14,7 +14,8 @@ from ..node import Node, Runner
 from ..procedure import InstanceLock, Journal
 from dateutil.parser import isoparse as parse_time
 
-from ..report import (Report, estimate_text, human_duration, human_size, human_time, now)
+from ..report import (JsonReport, Report, estimate_text, human_duration, human_size,
+                      human_time, now)
 from ..triton import UUID_RE, Triton, admin_ip
 
 STATE_DIR = "/var/tmp"
@@ -25,13 +26,14 @@ VMAPI_WAIT = 120
 
 class Options:
     def __init__(self, uuid=None, dest=None, incremental=False, auto=False,
-                 allow_older=False, yes=False, interval=60):
+                 allow_older=False, yes=False, interval=60, dry_run=False):
         self.uuid, self.dest = uuid, dest
         self.incremental = incremental or auto
         self.auto = auto
         self.allow_older = allow_older
         self.yes = yes
         self.interval = interval
+        self.dry_run = dry_run      # gather and show for real; list, not run, the rest
 
 
 def zone_state(listing, uuid):
@@ -51,7 +53,8 @@ class Migration:
     def __init__(self, opts, report=None, runner=None):
         self.opts = opts
         self.r = report or Report()
-        self.hn = runner or Runner()
+        self.hn = runner or Runner(dry_run=opts.dry_run, trace=self.trace)
+        self.listing = False     # --dry-run: trace() prints each command act() would run
         self.api = Triton(self.hn)
         self.journal = None      # every change and its undo (procedure.Journal)
         self.resuming = False    # an interrupted run's data is on the destination
@@ -240,8 +243,16 @@ class Migration:
         r.line()
         if not UUID_RE.match(o.uuid or ""):
             raise Refused("'%s' is not an instance UUID" % o.uuid)
-        self.lock = InstanceLock(o.uuid)
         interrupted = Journal.unfinished(o.uuid)
+        if interrupted and o.dry_run:
+            raise Refused("a migration of %s is running or was interrupted (journal %s):"
+                          " no dry run until it is finished or undone" % (o.uuid,
+                                                                         interrupted[-1].path))
+        if o.dry_run:
+            self.gather()
+            self.show()
+            return self.rehearse()
+        self.lock = InstanceLock(o.uuid)
         if interrupted:
             if self.resume(interrupted[-1]):
                 return 0
@@ -273,24 +284,64 @@ class Migration:
                 os.unlink(st)
         return 0
 
+    def rehearse(self):
+        """--dry-run: act() with the commands that change something listed, not run."""
+        r = self.r
+        r.line("* Dry run: the commands this migration would run, host by host, in order:")
+        self.started = now()
+        self.was_running = self.vm.get("state") == "running"
+        self.journal = Journal(None)        # in memory: no file on the head node
+        r.muted, self.listing = True, True
+        try:
+            self.act()
+        finally:
+            r.muted, self.listing = False, False
+        r.line("  - Dry run: nothing was changed.")
+        r.event("summary", **self.summary("dry-run", 0))
+        return 0
+
+    def trace(self, host, cmdline):
+        if self.listing:
+            self.r.event("command", "%s: %s" % (host, cmdline), host=host, command=cmdline)
+
+    def summary(self, outcome, exit_status):
+        """The -j summary event: what moved where, when, how long it was down."""
+        vm, o = self.vm, self.opts
+        ended = getattr(self, "ended", None) or now()
+        down = round((self.booted_at or time.time()) - self.stopped_at, 2) \
+            if self.stopped_at else None
+        return {"uuid": vm["uuid"], "alias": vm.get("alias"), "source": self.src.hostname,
+                "destination": self.dst.hostname, "started": self.started.isoformat(),
+                "ended": ended.isoformat(),
+                "duration_s": round((ended - self.started).total_seconds(), 2),
+                "downtime_s": None if o.dry_run else down or 0, "instance_type": vm_type(vm),
+                "type": "incremental" if o.incremental else "full",
+                "increments": self.increments, "outcome": outcome, "exit_status": exit_status,
+                "log_file": None if o.dry_run else self.paths()[0]}
+
     def fail(self, error):
         """Undo what was done (before the switch) and raise what happened."""
         o, r = self.opts, self.r
         what = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        r.failed()
         rerun = "sdc-migrate -y %s %s" % (o.uuid, o.dest)
         if self.journal.switched:
+            r.event("failure", error=what)
+            r.event("summary", **self.summary("needs-operator", NeedsOperator.exit_status))
             raise NeedsOperator(
                 "%s\n  VMAPI shows %s on %s already: run `%s` again to finish the migration"
                 " (journal %s)." % (what, o.uuid, o.dest, rerun, self.journal.path)) from None
         r.line()
-        r.line("* Migration failed: %s" % what)
+        r.event("failure", "* Migration failed: %s" % what, error=what)
         r.line("* Rolling back:")
         if not self.rollback():
+            r.event("summary", **self.summary("needs-operator", NeedsOperator.exit_status))
             raise NeedsOperator(
                 "migration of %s failed (%s) and could not be undone completely: fix what the"
                 " lines above name, then run `%s` again to finish or undo it (journal %s)."
                 % (o.uuid, what, rerun, self.journal.path)) from None
         self.journal.write({"t": "end", "outcome": "rolled-back"})
+        r.event("summary", **self.summary("rolled-back", RolledBack.exit_status))
         raise RolledBack("migration of %s failed and was rolled back: %s\n"
                          "  The instance is on %s, %s, as before."
                          % (o.uuid, what, self.src.hostname, self.vm.get("state"))) from None
@@ -354,14 +405,15 @@ class Migration:
             try:
                 getattr(self, "undo_" + rec["undo"])(**rec["args"])
                 self.journal.mark_undone(i)
-                self.r.line("    - undone: %s" % rec["what"])
+                self.r.event("undone", "    - undone: %s" % rec["what"], what=rec["what"])
             except Exception as e:  # keep undoing the rest
                 if rec.get("maybe") and not self.journal.confirmed(i):
                     # announced, never confirmed: it had not happened
                     self.journal.mark_undone(i)
                     continue
                 clean = False
-                self.r.line("    ! could not undo %s: %s" % (rec["what"], e))
+                self.r.event("undo_failed", "    ! could not undo %s: %s" % (rec["what"], e),
+                             what=rec["what"], error=str(e))
         return clean
 
     def act(self):
@@ -404,6 +456,8 @@ class Migration:
         self.closing_block()
         self.clear_keys()
         self.journal.write({"t": "end", "outcome": "done"})
+        if not self.opts.dry_run:
+            self.r.event("summary", **self.summary("done", 0))
 
     # What stays as it is once VMAPI shows the instance on the destination.
     PERMANENT = ("tunables", "stop", "received", "cores", "config", "autoboot", "attach",
@@ -597,7 +651,7 @@ class Migration:
         r, first = self.r, self.sent is None
         common = self._common_snapshots() if first and self.on_dest else {}
         # On a terminal, zfs send -vP's lines drive one progress line (never logged).
-        meter = progress.Meter(show=lambda m: r.progress(m.text())) if r.isatty() else None
+        meter = progress.Meter(show=r.meter) if r.wants_progress() else None
         for ds in self.datasets:
             from_snap = ("%s@%s" % (ds.name, self.sent)) if not first else \
                 common.get(ds.name) or self.incremental_from.get(ds.name)
@@ -645,8 +699,10 @@ class Migration:
         """zfs exit codes have lied before: compare the snapshots' GUIDs."""
         names = ["%s@%s" % (d.name, snap) for d in self.datasets]
         cmd = ["zfs", "get", "-Hp", "-o", "name,value", "guid"] + names
-        a = self.src.run(cmd, readonly=True)
-        b = self.dst.run(cmd, readonly=True)
+        # --dry-run: the snapshots do not exist; list the check, do not run it
+        ro = not self.opts.dry_run
+        a = self.src.run(cmd, readonly=ro)
+        b = self.dst.run(cmd, readonly=ro)
         if sorted(a.split("\n")) != sorted(b.split("\n")):
             raise MigrateError("snapshot %s on %s differs from the source's" % (snap, self.dst.hostname))
 
@@ -831,15 +887,15 @@ class Migration:
         polls = 0
         while True:
             vm = self.api.vm(uuid)
-            if vm.get("server_uuid") == dst.uuid and vm.get("state") != "destroyed":
+            if vm.get("server_uuid") == dst.uuid and vm.get("state") != "destroyed" or \
+                    self.opts.dry_run:
                 break
             if time.time() > deadline:
                 raise MigrateError("VMAPI still shows %s on server %s after %d s"
                                    % (uuid, vm.get("server_uuid"), VMAPI_WAIT))
             polls += 1
             if polls % 5 == 0:          # a dot a second, as migrator.sh
-                self.r.out.write(".")
-                self.r.out.flush()
+                self.r.dot()
             # the instance is down while we wait: ask often
             time.sleep(0.2)
         self.mark_switched()
@@ -940,8 +996,9 @@ class Migration:
 def main(args):
     opts = Options(uuid=args["INST_UUID"], dest=args["DEST_CN_NAME"],
                    incremental=args["-i"], auto=args["-a"], allow_older=args["-D"],
-                   yes=args["-y"], interval=int(args["--interval"] or 60))
-    m = Migration(opts)
+                   yes=args["-y"], interval=int(args["--interval"] or 60),
+                   dry_run=args.get("--dry-run"))
+    m = Migration(opts, JsonReport() if args.get("-j") else Report())
     try:
         return m.run()
     finally:

@@ -18,7 +18,7 @@ def test_version():
 def test_help_shows_the_usage_line():
     p = run("-h")
     assert p.returncode == 0
-    assert "sdc-migrate [-i | -a] [-D] [-y] [--interval=SECS] [INST_UUID [DEST_CN_NAME]]" in p.stdout
+    assert "sdc-migrate [-i | -a] [-D] [-y] [-j] [--dry-run] [--interval=SECS]" in p.stdout
 
 
 def test_unknown_option_is_a_usage_error():
@@ -35,3 +35,25 @@ def test_malformed_uuid_is_refused_in_one_line():
 def test_interval_must_be_whole_seconds():
     p = run("-i", "--interval", "soon", "-y", "x", "y")
     assert p.returncode == 2 and "--interval" in p.stderr
+
+
+def test_json_without_yes_is_refused_before_anything_is_asked():
+    import json
+    p = run("-j", "5ca5b3dc-48fe-6f75-ed8c-8d8fbd77e2aa", "dest-server")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "-y" in p.stderr
+    (ev,) = [json.loads(l) for l in p.stdout.splitlines()]
+    assert (ev["event"], ev["exit_status"], ev["code"]) == ("error", 2, "Usage")
+    p = run("-jy")
+    assert p.returncode == 2 and "INST_UUID" in p.stderr
+
+
+def test_json_errors_are_an_error_event_on_stdout_too():
+    import json
+    p = run("-j", "-y", "not-a-uuid", "dest-server")
+    assert p.returncode == 2
+    assert p.stderr == "sdc-migrate: error: 'not-a-uuid' is not an instance UUID\n"
+    evs = [json.loads(l) for l in p.stdout.splitlines()]
+    assert evs[-1]["event"] == "error" and evs[-1]["exit_status"] == 2
+    assert evs[-1]["message"] == "'not-a-uuid' is not an instance UUID"
+    p = run("-j", "--frobnicate")
+    assert p.returncode == 2 and json.loads(p.stdout)["event"] == "error"
