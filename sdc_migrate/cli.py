@@ -1,7 +1,7 @@
 """sdc-migrate: move an instance to another compute node of this Triton datacenter.
 
 Usage:
-  sdc-migrate [-i | -a] [-D] [-y] [-j] [--dry-run] [--interval=SECS] [INST_UUID [DEST_CN_NAME]]
+  sdc-migrate [-i | -a] [-D] [-y] [-j] [--dry-run] [--interval=SECS] [--max-delta=SIZE] [INST_UUID [DEST_CN_NAME]]
   sdc-migrate -h | --help
   sdc-migrate -v | --version
 
@@ -9,6 +9,10 @@ Subcommands, each with its own --help:
   sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME] [CN_NAME...]
   sdc-migrate cleanup-source [-y] [--comment-out] INST_UUID
   sdc-migrate nat-recreate [-y] (--list [CN_NAME] | NAT_UUID [DEST_CN_NAME])
+  sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
+                       [--max-delta=SIZE] SOURCE_CN_NAME
+  sdc-migrate list [-j]
+  sdc-migrate finish INST_UUID
 
 Runs on the head node. Without INST_UUID or DEST_CN_NAME it asks for them.
 A full migration stops the instance, sends its datasets from the source
@@ -25,6 +29,9 @@ Options:
                     removed; then stop, send the last increment and switch.
   -a                Automatic incremental: one full and one incremental round
                     while it runs, then finish (implies -i).
+  --max-delta=SIZE  With -a: live rounds go on until one sends less than SIZE
+                    (e.g. 10M, 1G), the delta has not shrunk for three rounds,
+                    or ten rounds have run; then stop and finish.
   -D                Allow a destination whose platform is older than the source's.
   -y                Do not ask "Are you ready to proceed?".
   -j                One JSON event a line on stdout instead (step_start,
@@ -58,7 +65,26 @@ SUBCOMMANDS = {
     "estimate": "estimate",
     "cleanup-source": "cleanup_source",
     "nat-recreate": "nat_recreate",
+    "evacuate": "evacuate",
+    "list": "inflight",
+    "finish": "finish",
 }
+SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text, option="--max-delta"):
+    """'10M', '512K', '1G' or bytes, as zfs writes sizes; a Usage error otherwise."""
+    t = (text or "").strip().upper()
+    if t.endswith("B") and len(t) > 1 and t[-2] in SIZE_UNITS:
+        t = t[:-1]
+    unit = t[-1:] if t[-1:] in SIZE_UNITS and not t[-1:].isdigit() else ""
+    try:
+        value = float(t[:len(t) - len(unit)])
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise Usage("%s takes a size such as 10M or 1G, not %r" % (option, text))
+    return int(value * SIZE_UNITS[unit])
 
 
 def parse(usage, argv):
@@ -93,6 +119,10 @@ def main(argv=None):
             return 0
         if args["--interval"] and not args["--interval"].isdigit():
             raise Usage("--interval takes whole seconds, not %r" % args["--interval"])
+        if args["--max-delta"] is not None:
+            if not args["-a"]:
+                raise Usage("--max-delta goes with -a (automatic incremental)")
+            args["--max-delta"] = parse_size(args["--max-delta"])
         if args["-j"] and not (args["INST_UUID"] and args["DEST_CN_NAME"]):
             raise Usage("-j asks no question: give INST_UUID and DEST_CN_NAME")
         if args["-j"] and not (args["-y"] or args["--dry-run"]):

@@ -109,7 +109,10 @@ class Node(Runner):
         os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
         return ["-i", SSH_KEY, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                 "-o", "StrictHostKeyChecking=accept-new",
-                "-o", "ControlMaster=auto", "-o", "ControlPath=%s/%%C" % CONTROL_DIR,
+                # one master per host and per sdc-migrate process: close() ends
+                # it, and must not cut a concurrent run's commands (evacuate)
+                "-o", "ControlMaster=auto",
+                "-o", "ControlPath=%s/%%C-%d" % (CONTROL_DIR, os.getpid()),
                 "-o", "ControlPersist=120", "-o", "ServerAliveInterval=10",
                 "-o", "LogLevel=ERROR"]
 

@@ -4,6 +4,7 @@ The suite boots one datacenter of its own (SIMDC_DIR /var/tmp/simdc-test,
 addresses 127.0.30.x unless SIMDC_DIR/SIMDC_NET say otherwise) and takes it
 down at the end, whatever happened.
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -82,14 +83,21 @@ def dc_env(dirname="/var/tmp/simdc-test", net="30"):
     return env
 
 
-@pytest.fixture(scope="session")
-def dc():
-    d = Datacenter(dc_env())
+@contextlib.contextmanager
+def booted(env):
+    """A datacenter up for the with block, down after it whatever happened."""
+    d = Datacenter(env)
     d.simdc("up")
     try:
         yield d
     finally:
         d.simdc("down", check=False)
+
+
+@pytest.fixture(scope="session")
+def dc():
+    with booted(dc_env()) as d:
+        yield d
 
 
 def pytest_collection_modifyitems(items):

@@ -22,14 +22,36 @@ STATE_DIR = "/var/tmp"
 TCP_TUNABLES = (("tcp_max_buf", 2097152), ("tcp_xmit_hiwat", 1048576),
                 ("tcp_recv_hiwat", 1048576))
 VMAPI_WAIT = 120
+# --max-delta's convergence rule (RFD 34): live rounds end when one sends less
+# than the limit, when the delta has not shrunk for STALL_ROUNDS rounds, or
+# after MAX_ROUNDS rounds.
+MAX_ROUNDS = 10
+STALL_ROUNDS = 3
+
+
+def converged(deltas, max_delta):
+    """Whether live rounds with these deltas (bytes, oldest first; the first
+    round is the full send) should end and the instance stop now."""
+    if len(deltas) >= MAX_ROUNDS:
+        return True
+    live = deltas[1:]
+    if not live:
+        return False
+    if live[-1] < max_delta:
+        return True
+    # not shrinking: no smaller delta in the last STALL_ROUNDS rounds than before them
+    if len(live) > STALL_ROUNDS:
+        return min(live[-STALL_ROUNDS:]) >= min(live[:-STALL_ROUNDS])
+    return False
 
 
 class Options:
     def __init__(self, uuid=None, dest=None, incremental=False, auto=False,
-                 allow_older=False, yes=False, interval=60, dry_run=False):
+                 allow_older=False, yes=False, interval=60, max_delta=None, dry_run=False):
         self.uuid, self.dest = uuid, dest
         self.incremental = incremental or auto
         self.auto = auto
+        self.max_delta = max_delta  # -a: rounds until one sends less (bytes)
         self.allow_older = allow_older
         self.yes = yes
         self.interval = interval
@@ -269,6 +291,7 @@ class Migration:
         self.journal = Journal(Journal.path_for(o.uuid, o.dest, self.epoch))
         self.journal.write({
             "t": "begin", "uuid": o.uuid, "dest": o.dest, "epoch": self.epoch, "tag": self.tag,
+            "alias": self.vm.get("alias"),
             "started": self.started.isoformat(), "incremental": o.incremental,
             "was_running": self.was_running, "datacenter": self.datacenter,
             "src": {"hostname": self.src.hostname, "uuid": self.src.uuid, "ip": self.src.ip},
@@ -308,8 +331,7 @@ class Migration:
         """The -j summary event: what moved where, when, how long it was down."""
         vm, o = self.vm, self.opts
         ended = getattr(self, "ended", None) or now()
-        down = round((self.booted_at or time.time()) - self.stopped_at, 2) \
-            if self.stopped_at else None
+        down = self.downtime()
         return {"uuid": vm["uuid"], "alias": vm.get("alias"), "source": self.src.hostname,
                 "destination": self.dst.hostname, "started": self.started.isoformat(),
                 "ended": ended.isoformat(),
@@ -455,7 +477,7 @@ class Migration:
         self.ended = now()
         self.closing_block()
         self.clear_keys()
-        self.journal.write({"t": "end", "outcome": "done"})
+        self.journal.write({"t": "end", "outcome": "done", "downtime": self.downtime()})
         if not self.opts.dry_run:
             self.r.event("summary", **self.summary("done", 0))
 
@@ -480,20 +502,24 @@ class Migration:
         r.step("    + Creating an SSH key on %s to copy to authorized_keys on\n"
                "      %s for the migration; Key will be removed once migration completes."
                % (src.hostname, dst.hostname))
+        # both journaled before they are made: their undos are harmless if they were not
+        i = self.will("key", "temporary key on %s" % src.hostname, key=key, known_hosts=kh)
         pub = cnlink.make_key(src, key, kh, "sdc-migrate-" + self.opts.uuid, dst.ip,
                               self.dst_hostkey)
-        self.changed("key", "temporary key on %s" % src.hostname, key=key, known_hosts=kh)
+        self.journal.confirm(i)
         r.done()
         r.step("    + Copying SSH key to %s..." % dst.hostname)
+        i = self.will("authorized", "authorized key on %s" % dst.hostname, backup=bkup,
+                      blob=pub.split()[1])
         cnlink.authorize(dst, src.ip, pub, bkup)
-        self.changed("authorized", "authorized key on %s" % dst.hostname, backup=bkup)
+        self.journal.confirm(i)
         r.done()
 
     def undo_key(self, key, known_hosts):
         cnlink.remove_key(self.src, key, known_hosts)
 
-    def undo_authorized(self, backup):
-        cnlink.unauthorize(self.dst, backup)
+    def undo_authorized(self, backup, blob=None):
+        cnlink.unauthorize(self.dst, backup, blob)
 
     def clear_keys(self):
         self.r.line("* Clearing migration SSH keys")
@@ -627,12 +653,21 @@ class Migration:
         self.src.run(["zfs", "set", "quota=" + quota, dataset])
 
     def snapshot_round(self, n=None):
-        """Snapshot every dataset at once (one zfs call); returns the snapshot name."""
+        """Snapshot every dataset at once (one zfs call); returns the snapshot name.
+
+        self.delta is what the snapshots hold that the previous ones do not
+        (zfs's `written`): what this round sends.
+        """
         name = self.snap_base if n is None else "%s-%d" % (self.snap_base, n)
-        self.src.run(["zfs", "snapshot"] + ["%s@%s" % (d.name, name) for d in self.datasets])
+        snaps = ["%s@%s" % (d.name, name) for d in self.datasets]
+        out = self.src.script([["zfs", "snapshot"] + snaps,
+                               ["zfs", "get", "-Hp", "-o", "value", "written"] + snaps])
         if n in (None, 0):
             self.changed("snapshots", "migration snapshots on %s" % self.src.hostname,
                          data=True, node="src")
+        self.delta = sum(int(v) for v in out.split() if v.isdigit())
+        self.journal.write({"t": "round", "n": 0 if n is None else n, "bytes": self.delta,
+                            "at": now().isoformat()})
         for ds in self.datasets:
             self.r.step("    + Creating %s snapshot%s..." % (ds.name, "" if n is None else " %d" % n))
             self.r.done()
@@ -714,13 +749,23 @@ class Migration:
         o, r = self.opts, self.r
         _, st = self.paths()
         n = 0
+        deltas = []
         while True:
             r.line("* Creating dataset snapshots on %s" % self.src.hostname)
             snap = self.snapshot_round(n)
             r.line("* Transferring incremental dataset snapshot %d to %s" % (n, self.dst.hostname))
             self.send_round(snap)
-            if o.auto and n >= 1 and os.path.exists(st):
-                os.unlink(st)
+            deltas.append(self.delta)
+            if o.auto and os.path.exists(st):
+                if o.max_delta is not None:
+                    done = converged(deltas, o.max_delta)
+                    if done and n:
+                        r.line("    + Round %d sent %s (limit %s): stopping the instance now."
+                               % (n, human_size(self.delta), human_size(o.max_delta)))
+                else:
+                    done = n >= 1
+                if done:
+                    os.unlink(st)
             if not os.path.exists(st):
                 break
             r.line("    + Sleeping for %d seconds before next snapshot." % o.interval)
@@ -938,15 +983,19 @@ class Migration:
                 self.journal.mark_undone(i)
         r.done()
 
+    def downtime(self):
+        """Seconds from the stop on the source to the boot on the destination; None
+        if the instance was not running."""
+        if not self.stopped_at:
+            return None
+        return round((self.booted_at or time.time()) - self.stopped_at, 2)
+
     def closing_block(self):
         r, vm, o = self.r, self.vm, self.opts
         uuid, alias = vm["uuid"], vm.get("alias") or "-"
         dur = (self.ended - self.started).total_seconds()
-        if self.stopped_at:
-            down = (self.booted_at or time.time()) - self.stopped_at
-            downtime = human_duration(down)
-        else:
-            downtime = "0 seconds (it was not running)"
+        down = self.downtime()
+        downtime = "0 seconds (it was not running)" if down is None else human_duration(down)
         log, _ = self.paths()
         r.line()
         r.line("                    ===   Done! ===")
@@ -997,7 +1046,7 @@ def main(args):
     opts = Options(uuid=args["INST_UUID"], dest=args["DEST_CN_NAME"],
                    incremental=args["-i"], auto=args["-a"], allow_older=args["-D"],
                    yes=args["-y"], interval=int(args["--interval"] or 60),
-                   dry_run=args.get("--dry-run"))
+                   max_delta=args.get("--max-delta"), dry_run=args.get("--dry-run"))
     m = Migration(opts, JsonReport() if args.get("-j") else Report())
     try:
         return m.run()

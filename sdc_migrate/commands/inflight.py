@@ -1,0 +1,105 @@
+"""sdc-migrate list: the migrations this head node ran or is running.
+
+Usage:
+  sdc-migrate list [-j]
+  sdc-migrate list -h | --help
+
+One line per migration, from its journal in /var/tmp on the head node
+(migrator-INST_UUID-DEST_CN_NAME-EPOCH.journal): instance, alias, source and
+destination compute nodes, phase (preparing, round N, stopped, switched,
+finished, rolled back), the rounds sent and the size of the last one, when it
+started, and its outcome: running (its sdc-migrate holds the instance's
+lock), interrupted (run the same sdc-migrate command again to finish or undo
+it), done, rolled-back, superseded (undone by a later run that started over)
+or needs-operator.
+
+Options:
+  -j          One JSON object per migration instead of the table.
+  -h --help   Show this help.
+
+Exit status: 0 done; 2 bad usage.
+"""
+import fcntl
+import glob
+import os
+
+from dateutil.parser import isoparse
+
+from ..procedure import STATE_DIR, Journal
+from ..report import Report, human_size, human_time
+
+USAGE = __doc__
+HEADERS = ["INSTANCE", "ALIAS", "SOURCE", "DESTINATION", "PHASE", "ROUNDS", "LAST DELTA",
+           "STARTED", "OUTCOME"]
+
+
+def lock_held(uuid, state_dir=STATE_DIR):
+    """Whether a running sdc-migrate holds UUID's lock (procedure.InstanceLock)."""
+    path = os.path.join(state_dir, "sdc-migrate-%s.lock" % uuid)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def summary(journal, running):
+    """What `list` shows of one journal."""
+    b = journal.begin
+    recs = journal.records
+    rounds = [r for r in recs if r["t"] == "round"]
+    end = [r for r in recs if r["t"] == "end"]
+    stopped = any(r["t"] == "change" and r["undo"] == "stop" for r in recs)
+    if end:
+        outcome = end[-1]["outcome"]
+        phase = {"done": "finished", "rolled-back": "rolled back"}.get(outcome, "ended")
+    else:
+        outcome = "running" if running else "interrupted"
+        phase = "switched" if journal.switched else "stopped" if stopped else \
+            "round %d" % rounds[-1]["n"] if rounds else "preparing"
+    return {"uuid": b.get("uuid"), "alias": b.get("alias"),
+            "source": (b.get("src") or {}).get("hostname"), "destination": b.get("dest"),
+            "phase": phase, "rounds": len(rounds),
+            "last_delta_bytes": rounds[-1]["bytes"] if rounds else None,
+            "started": b.get("started"), "outcome": outcome,
+            "downtime_s": end[-1].get("downtime") if end else None,
+            "incremental": b.get("incremental"), "journal": journal.path}
+
+
+def migrations(state_dir=STATE_DIR):
+    """Every journal's summary, oldest first."""
+    out = []
+    for path in glob.glob(os.path.join(state_dir, "migrator-*.journal")):
+        j = Journal(path)
+        if not j.begin:
+            continue
+        out.append(summary(j, not j.ended and lock_held(j.begin["uuid"], state_dir)))
+    out.sort(key=lambda m: m["started"] or "")
+    return out
+
+
+def row(m):
+    started = human_time(isoparse(m["started"])) if m["started"] else "-"
+    delta = human_size(m["last_delta_bytes"]) if m["last_delta_bytes"] is not None else "-"
+    return [m["uuid"], m["alias"] or "-", m["source"] or "-", m["destination"] or "-",
+            m["phase"], str(m["rounds"]), delta, started, m["outcome"]]
+
+
+def main(args, report=None, state_dir=STATE_DIR):
+    r = report or Report()
+    found = migrations(state_dir)
+    if args["-j"]:
+        for m in found:
+            r.json(m)
+        return 0
+    if not found:
+        r.line("No migrations: no journal in %s." % state_dir)
+        return 0
+    r.table(HEADERS, [row(m) for m in found])
+    return 0

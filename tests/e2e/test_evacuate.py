@@ -1,0 +1,192 @@
+"""sdc-migrate evacuate, list and finish, in a datacenter of their own: the
+evacuation empties source-server, which the other tests fill with instances."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from checks import data_digest
+from conftest import SIMDC, booted
+
+SRC = "source-server"
+DESTS = ("dest-server", "spare-server")
+
+
+@pytest.fixture(scope="module")
+def evac():
+    base = os.environ.get("SIMDC_DIR", "/var/tmp/simdc-test")
+    net = int(os.environ.get("SIMDC_NET", "30"))
+    with booted(dict(os.environ, SIMDC_DIR=base + "-evac", SIMDC_NET=str(net + 100))) as d:
+        yield d
+
+
+def journals(dc):
+    return {m["uuid"]: m for m in map(json.loads,
+                                      dc.migrate("list", "-j").stdout.splitlines())}
+
+
+def active_on(dc, host):
+    uuid = dc.hosts()[host]["uuid"]
+    return dc.api("vmapi", "/vms?server_uuid=%s&state=active" % uuid)[2]
+
+
+def assert_moved(dc, uuid, before, seq_before):
+    """On a destination, in its prior state, its data and workload intact, the
+    source copy hidden for cleanup-source, nothing else left behind."""
+    hosts = dc.hosts()
+    vm = dc.vm(uuid)
+    dest = [h for h in DESTS if hosts[h]["uuid"] == vm["server_uuid"]]
+    assert dest, "%s is not on a destination" % uuid
+    dest = dest[0]
+    assert vm["state"] == before["state"]
+    zone = dc.exec(dest, "zoneadm", "-z", uuid, "list", "-p").stdout.split(":")[2]
+    assert zone == ("running" if before["state"] == "running" else "installed")
+    assert 'name="do-not-inventory"' in dc.exec(SRC, "cat", "/etc/zones/%s.xml" % uuid).stdout
+    assert data_digest(dc, SRC, uuid) == data_digest(dc, dest, uuid)
+    if seq_before is not None:
+        # every record written on the source is on the destination, no gap, and more
+        time.sleep(0.5)
+        old, new = dc.seq_lines(SRC, uuid), dc.seq_lines(dest, uuid)
+        assert len(old) >= seq_before and new[:len(old)] == old
+        numbers = [int(l[0]) for l in new]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        assert len(new) > len(old)
+    return dest
+
+
+def assert_nothing_left(dc):
+    for host in (SRC,) + DESTS:
+        assert not [n for n in dc.zfs_names(host) if "_ops_migration_" in n], host
+        assert "migr-" not in dc.exec(host, "ls", "/root/.ssh").stdout, host
+        assert "sdc-migrate-" not in dc.exec(host, "cat", "/root/.ssh/authorized_keys").stdout
+    assert "sdc-migrate-" not in dc.exec(
+        "headnode", "sh", "-c", "ls /var/tmp | grep '\\.lock$' || true").stdout
+
+
+def provision_six(dc):
+    kinds = [["--brand", "joyent", "--fabric", "--size", "6"],
+             ["--brand", "lx", "--docker", "--state", "stopped", "--size", "3"],
+             ["--brand", "kvm", "--size", "4"],
+             ["--brand", "bhyve", "--state", "stopped", "--size", "2"],
+             ["--brand", "joyent-minimal", "--alias", "web; echo $(id) `id` 'q'", "--size", "1"]]
+    uuids = [dc.provision("--server", SRC, *k) for k in kinds]
+    nat = dc.provision("--server", SRC, "--nat")
+    return uuids, nat
+
+
+def test_evacuate_six_instances_onto_two_cns_two_at_a_time(evac):
+    dc = evac
+    uuids, nat = provision_six(dc)
+    before = {u: dc.vm(u) for u in uuids}
+    nat_vm = dc.vm(nat)
+    seq = {u: dc.seq(SRC, u) if before[u]["state"] == "running" else None for u in uuids}
+
+    plan = dc.migrate("evacuate", "--dry-run", "--to=%s" % ",".join(DESTS), SRC)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    for u in uuids + [nat]:
+        assert u in plan.stdout
+    assert "(nat-recreate)" in plan.stdout and "Total: 6 to move" in plan.stdout
+    assert len(active_on(dc, SRC)) == 6            # a dry run moves nothing
+
+    p = dc.migrate("evacuate", "-y", "--concurrency", "2", "--to=%s" % ",".join(DESTS), SRC)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "6 of 6 moved." in p.stdout
+    used = {assert_moved(dc, u, before[u], seq[u]) for u in uuids}
+    assert used == set(DESTS)                      # the plan spread them
+    # the NAT zone: recreated on a destination, for the same fabric network, same gateway
+    assert dc.vm(nat)["state"] == "destroyed"
+    nats = [v for h in DESTS for v in active_on(dc, h) if v["alias"] == nat_vm["alias"]]
+    assert len(nats) == 1 and nats[0]["state"] == "running"
+    gw = [n["ip"] for n in nat_vm["nics"] if n["ip"] in [m["ip"] for m in nats[0]["nics"]]]
+    assert gw, "the new NAT zone does not hold the old one's gateway IP"
+    assert active_on(dc, SRC) == []
+    assert_nothing_left(dc)
+    # list shows each migration, done, with its rounds
+    listed = journals(dc)
+    for u in uuids:
+        assert listed[u]["outcome"] == "done" and listed[u]["source"] == SRC
+        assert listed[u]["rounds"] >= 2
+        assert listed[u]["alias"] == before[u]["alias"]
+    table = dc.migrate("list").stdout
+    assert all(u in table for u in uuids)
+
+
+def test_one_failure_rolls_back_that_instance_only_and_a_rerun_moves_it(evac):
+    dc = evac
+    uuids = [dc.provision("--server", SRC, "--size", "2"),
+             dc.provision("--server", SRC, "--brand", "lx", "--state", "stopped", "--size", "1"),
+             dc.provision("--server", SRC, "--brand", "joyent-minimal", "--size", "1")]
+    victim = uuids[0]
+    before = {u: dc.vm(u) for u in uuids}
+    for h in DESTS:
+        dc.simdc("fault", "add", h, "--", "zoneadm", "-z", victim, "attach")
+    try:
+        p = dc.migrate("evacuate", "-y", "--concurrency", "2", SRC)
+    finally:
+        dc.simdc("fault", "clear")
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "2 of 3 moved." in p.stdout
+    row = [l for l in p.stdout.splitlines() if l.startswith(victim) and "rolled back" in l]
+    assert row, p.stdout
+    # the victim is where and as it was; the others moved
+    vm = dc.vm(victim)
+    assert vm["server_uuid"] == dc.hosts()[SRC]["uuid"] and vm["state"] == "running"
+    assert 'do-not-inventory' not in dc.exec(SRC, "cat", "/etc/zones/%s.xml" % victim).stdout
+    for h in DESTS:
+        assert not [n for n in dc.zfs_names(h) if victim in n]
+    for u in uuids[1:]:
+        assert_moved(dc, u, before[u], None)
+    assert_nothing_left(dc)
+    assert journals(dc)[victim]["outcome"] == "rolled-back"
+
+    # run again: only what is left is planned, and it moves
+    again = dc.migrate("evacuate", "-y", SRC)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 of 1 moved." in again.stdout
+    assert all(u not in again.stdout for u in uuids[1:])
+    assert_moved(dc, victim, before[victim], dc.seq(SRC, victim))
+    assert active_on(dc, SRC) == []
+
+
+def test_evacuate_refuses_bad_input_and_changes_nothing(evac):
+    dc = evac
+    uuid = dc.provision("--server", SRC, "--size", "1")
+    cases = [(["evacuate", "-y", "no-such-server"], 3, "not found"),
+             (["evacuate", "-y", "--to=%s" % SRC, SRC], 2, "being evacuated"),
+             (["evacuate", "-y", "--concurrency=0", SRC], 2, "--concurrency"),
+             (["evacuate", "-j", SRC], 2, "-j needs -y"),
+             (["evacuate", SRC], 2, "not confirmed")]
+    for args, status, message in cases:
+        p = dc.migrate(*args, input="n\n")
+        assert p.returncode == status, (args, p.stdout, p.stderr)
+        assert message in p.stderr, (args, p.stderr)
+        assert dc.vm(uuid)["server_uuid"] == dc.hosts()[SRC]["uuid"]
+    assert not [n for h in DESTS for n in dc.zfs_names(h) if uuid in n]
+
+
+def test_finish_ends_the_rounds_of_an_incremental_migration(evac):
+    dc = evac
+    uuid = dc.provision("--server", SRC, "--size", "1")
+    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", "-y", "-i",
+                             "--interval", "600", uuid, DESTS[0]], env=dc.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while "Sleeping for 600 seconds" not in dc.exec(
+            "headnode", "sh", "-c", "cat /var/tmp/migrator-%s-*.log 2>/dev/null || true"
+            % uuid).stdout:
+        assert time.time() < deadline and tool.poll() is None, "no round was sent"
+        time.sleep(0.3)
+    listed = journals(dc)[uuid]
+    assert listed["outcome"] == "running" and listed["phase"] == "round 0"
+    p = dc.migrate("finish", uuid)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = tool.communicate(timeout=120)[0].decode()
+    assert tool.returncode == 0, out
+    assert dc.vm(uuid)["server_uuid"] == dc.hosts()[DESTS[0]]["uuid"]
+    assert journals(dc)[uuid]["outcome"] == "done"
+    # nothing to finish any more: not found
+    p = dc.migrate("finish", uuid)
+    assert p.returncode == 3 and "no incremental migration" in p.stderr
+    assert dc.migrate("finish", "not-a-uuid").returncode == 2
