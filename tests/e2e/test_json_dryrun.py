@@ -29,10 +29,14 @@ def assert_steps_pair(evs):
 
 
 def test_json_migration_is_one_event_a_line_and_ends_with_a_summary(dc):
-    # big enough for zfs send to report progress (once a second) during the send
-    uuid = dc.provision("--size", "64")
+    uuid = dc.provision("--size", "16")
     before = dc.vm(uuid)
-    p = dc.migrate("-j", "-y", uuid, DST)
+    # a slow receiver: the send lasts seconds, and zfs send -vP reports once a second
+    dc.simdc("fault", "add", DST, "--delay", "2.5", "--exit", "0", "--", "zfs", "recv")
+    try:
+        p = dc.migrate("-j", "-y", uuid, DST)
+    finally:
+        dc.simdc("fault", "clear")
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stderr == ""
     evs = events(p)
@@ -40,7 +44,7 @@ def test_json_migration_is_one_event_a_line_and_ends_with_a_summary(dc):
     steps = [e["step"] for e in evs if e["event"] == "step_done"]
     assert "* Importing & Attaching Zone on %s..." % DST in steps
     progress = [e for e in evs if e["event"] == "progress"]
-    assert progress, "no progress event during a 64 MB send"
+    assert len(progress) >= 2, "no progress events during a send of seconds"
     for e in progress:
         assert 0 < e["sent_bytes"] <= e["total_bytes"] and e["step"].startswith("+ Tranferring")
     # not more than a few a second
