@@ -38,8 +38,9 @@ Options:
   --dry-run          Show the plan and stop: nothing is changed.
   -h --help          Show this help.
 
-Exit status: 0 every movable instance moved; 1 some instance had no
-destination it fits on, or could not be started; 2 bad usage or refused
+Exit status: 0 every instance moved; 1 some were not moved and none failed
+(no destination fits it, a core zone, neither running nor stopped, or
+another sdc-migrate holds it: the plan and summary say which); 2 bad usage or refused
 (nothing changed); 3 compute node not found; 4 some migration failed and was
 rolled back (that instance is on the source as before); 5 some migration
 needs an operator (its line says what to do).

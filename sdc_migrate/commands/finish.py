@@ -10,6 +10,9 @@ An incremental migration (`sdc-migrate -i`) sends a round of changes every
 state file for you: the migration ends the round in progress, stops the
 instance, sends the last increment and switches it to the destination.
 
+Options:
+  -h --help   Show this help.
+
 Exit status: 0 done; 2 bad usage; 3 no migration of INST_UUID is doing rounds.
 """
 import glob

@@ -30,19 +30,19 @@ STALL_ROUNDS = 3
 
 
 def converged(deltas, max_delta):
-    """Whether live rounds with these deltas (bytes, oldest first; the first
-    round is the full send) should end and the instance stop now."""
+    """Why live rounds with these deltas (bytes, oldest first; the first round
+    is the full send) should end and the instance stop now; None to go on."""
     if len(deltas) >= MAX_ROUNDS:
-        return True
+        return "%d rounds have run" % MAX_ROUNDS
     live = deltas[1:]
     if not live:
-        return False
+        return None
     if live[-1] < max_delta:
-        return True
+        return "under the limit of %s" % human_size(max_delta)
     # not shrinking: no smaller delta in the last STALL_ROUNDS rounds than before them
-    if len(live) > STALL_ROUNDS:
-        return min(live[-STALL_ROUNDS:]) >= min(live[:-STALL_ROUNDS])
-    return False
+    if len(live) > STALL_ROUNDS and min(live[-STALL_ROUNDS:]) >= min(live[:-STALL_ROUNDS]):
+        return "the delta has not shrunk for %d rounds" % STALL_ROUNDS
+    return None
 
 
 class Options:
@@ -510,7 +510,7 @@ class Migration:
         r.done()
         r.step("    + Copying SSH key to %s..." % dst.hostname)
         i = self.will("authorized", "authorized key on %s" % dst.hostname, backup=bkup,
-                      blob=pub.split()[1])
+                      blob=pub.split()[1] if pub else None)    # --dry-run made no key
         cnlink.authorize(dst, src.ip, pub, bkup)
         self.journal.confirm(i)
         r.done()
@@ -759,9 +759,9 @@ class Migration:
             if o.auto and os.path.exists(st):
                 if o.max_delta is not None:
                     done = converged(deltas, o.max_delta)
-                    if done and n:
-                        r.line("    + Round %d sent %s (limit %s): stopping the instance now."
-                               % (n, human_size(self.delta), human_size(o.max_delta)))
+                    if done:
+                        r.line("    + Round %d sent %s, %s: stopping the instance now."
+                               % (n, human_size(self.delta), done))
                 else:
                     done = n >= 1
                 if done:

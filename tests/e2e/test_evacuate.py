@@ -190,3 +190,24 @@ def test_finish_ends_the_rounds_of_an_incremental_migration(evac):
     p = dc.migrate("finish", uuid)
     assert p.returncode == 3 and "no incremental migration" in p.stderr
     assert dc.migrate("finish", "not-a-uuid").returncode == 2
+
+
+def test_max_delta_rounds_go_on_until_the_delta_is_small_or_stops_shrinking(evac):
+    dc = evac
+    # a limit every round meets: one live round, then the stop
+    quick = dc.provision("--server", SRC, "--size", "1")
+    p = dc.migrate("-y", "-a", "--interval", "0", "--max-delta", "100M", quick, DESTS[0])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "under the limit of 100.00 MBytes: stopping the instance now" in p.stdout
+    assert journals(dc)[quick]["rounds"] == 3          # full, one live, the final one
+    # a limit no round meets (1 byte): rounds go on until the delta stops
+    # shrinking for three rounds, or ten have run
+    busy = dc.provision("--server", SRC, "--size", "1")
+    seq = dc.seq(SRC, busy)
+    p = dc.migrate("-y", "-a", "--interval", "0", "--max-delta", "1", busy, DESTS[1])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "not shrunk for 3 rounds: stopping" in p.stdout or "10 rounds have run" in p.stdout
+    rounds = journals(dc)[busy]["rounds"]
+    assert 5 <= rounds <= 11, rounds                  # >= 1 + 3 live + final, <= 10 + final
+    assert_moved(dc, busy, dict(state="running"), seq)
+    assert dc.migrate("-y", "--max-delta", "1M", busy, DESTS[0]).returncode == 2

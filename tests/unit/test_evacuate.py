@@ -97,7 +97,13 @@ def test_a_child_migration_is_a_plain_argv_with_the_options():
     ([100, 50, 40, 30, 20, 19, 18, 17, 16, 15], True),   # ten rounds
 ])
 def test_max_delta_convergence_rule(deltas, done):
-    assert converged(deltas, 10) is done
+    assert bool(converged(deltas, 10)) is done
+
+
+def test_convergence_says_why():
+    assert converged([100, 5], 10 * MB) == "under the limit of 10.00 MBytes"
+    assert converged([1] * 10, 0) == "10 rounds have run"
+    assert "not shrunk for 3 rounds" in converged([9, 5, 6, 7, 8], 1)
 
 
 def test_sizes_parse_as_zfs_writes_them():
