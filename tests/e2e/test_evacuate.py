@@ -2,6 +2,7 @@
 evacuation empties source-server, which the other tests fill with instances."""
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -211,3 +212,37 @@ def test_max_delta_rounds_go_on_until_the_delta_is_small_or_stops_shrinking(evac
     assert 5 <= rounds <= 11, rounds                  # >= 1 + 3 live + final, <= 10 + final
     assert_moved(dc, busy, dict(state="running"), seq)
     assert dc.migrate("-y", "--max-delta", "1M", busy, DESTS[0]).returncode == 2
+
+
+def test_an_evacuation_killed_midway_is_finished_by_running_it_again(evac):
+    dc = evac
+    uuids = [dc.provision("--server", SRC, "--size", "2") for _ in range(3)]
+    before = {u: dc.vm(u) for u in uuids}
+    plan = [json.loads(l) for l in dc.migrate("evacuate", "-j", "--dry-run", SRC)
+            .stdout.splitlines()]
+    assert sorted(e["uuid"] for e in plan if e["event"] == "plan") == sorted(uuids)
+    assert plan[-1]["event"] == "plan-total" and plan[-1]["instances"] == 3
+    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", "evacuate", "-y",
+                             "--concurrency", "1", SRC], env=dc.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    # kill it (and the migration it runs) once one moved and the next is under way
+    deadline = time.time() + 120
+    while True:
+        listed = [m for m in journals(dc).values() if m["uuid"] in uuids]
+        if any(m["outcome"] == "done" for m in listed) and \
+                any(m["outcome"] == "running" and m["phase"] != "preparing" for m in listed):
+            break
+        assert time.time() < deadline and tool.poll() is None, tool.communicate()[0]
+        time.sleep(0.2)
+    os.killpg(tool.pid, signal.SIGKILL)
+    tool.communicate()
+    interrupted = [m["uuid"] for m in journals(dc).values()
+                   if m["uuid"] in uuids and m["outcome"] == "interrupted"]
+    assert len(interrupted) == 1
+    p = dc.migrate("evacuate", "-y", SRC)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "finishing or undoing the interrupted migration of %s" % interrupted[0] in p.stdout
+    for u in uuids:
+        assert_moved(dc, u, before[u], None)
+    assert active_on(dc, SRC) == []
+    assert_nothing_left(dc)
