@@ -31,13 +31,14 @@ Options:
 Exit status: 0 done; 1 a compute node could not be read (the others are
 reported); 2 bad usage or refused; 3 compute node not found.
 """
+import concurrent.futures
 import json
 import os
 import time
 
 from .. import zfs
 from ..cnlink import TempKey
-from ..errors import MigrateError, Refused, Usage
+from ..errors import MigrateError, NotFound, Refused, Usage
 from ..node import Node, Runner
 from ..report import Report, estimate_seconds, human_duration, human_size
 from ..triton import Triton, admin_ip
@@ -143,9 +144,23 @@ class Estimate:
         else:
             cns = [self.this_node()]
         rates = self.measure_rates(cns) if self.measure else {}
-        for cn, node in cns:
-            self.one(cn, node, *rates.get(cn["uuid"], (self.rate, False)))
+        # every CN read at once (one remote call each), reported in order
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(cns))) as pool:
+            listings = list(pool.map(lambda c: self.listing(c[1]), cns))
+        for (cn, node), listing in zip(cns, listings):
+            self.one(cn, node, listing, *rates.get(cn["uuid"], (self.rate, False)))
         return 1 if self.failed else 0
+
+    @staticmethod
+    def listing(node):
+        """A CN's instances (or the error that kept them from us), in one remote call."""
+        try:
+            return parse_listing(node.script(listing_commands(), readonly=True))
+        except MigrateError as e:
+            return e
+        finally:
+            if isinstance(node, Node):
+                node.close()
 
     def this_node(self):
         """On a compute node: itself, run locally."""
@@ -161,10 +176,16 @@ class Estimate:
 
     def head_node_targets(self):
         api = Triton(self.hn)
+        # one CNAPI call, sysinfo (hence admin IPs) included
+        everyone = api.servers()
         if self.names:
-            servers = [api.server_by_hostname(n) for n in dict.fromkeys(self.names)]
+            by_name = {s.get("hostname"): s for s in everyone}
+            missing = [n for n in self.names if n not in by_name]
+            if missing:
+                raise NotFound("compute node %s not found in CNAPI" % missing[0])
+            servers = [by_name[n] for n in dict.fromkeys(self.names)]
         else:
-            servers = [s for s in api.servers() if s.get("setup") and not s.get("headnode")]
+            servers = [s for s in everyone if s.get("setup") and not s.get("headnode")]
             servers.sort(key=lambda s: s.get("hostname") or "")
         self.dest = api.server_by_hostname(self.measure) if self.measure else None
         return [(s, self.node(s)) for s in servers]
@@ -172,10 +193,9 @@ class Estimate:
     def node(self, server):
         return Node(server["hostname"], server["uuid"], admin_ip(server), trace=self.hn.trace)
 
-    def one(self, cn, node, rate, measured):
-        try:
-            instances = parse_listing(node.script(listing_commands(), readonly=True))
-        except MigrateError as e:
+    def one(self, cn, node, instances, rate, measured):
+        if isinstance(instances, MigrateError):
+            e = instances
             self.failed += 1
             if self.as_json:
                 self.r.json({"type": "cn", "cn": cn["hostname"], "server_uuid": cn["uuid"],
@@ -184,9 +204,6 @@ class Estimate:
                 self.r.line("%s: cannot list its instances: %s" % (cn["hostname"], e))
                 self.r.line()
             return
-        finally:
-            if isinstance(node, Node):
-                node.close()
         summary = summarize(cn, instances, rate, measured)
         if self.as_json:
             for i in instances:

@@ -4,6 +4,7 @@ Gather (read-only, refusals here), show, confirm, act. Every step that
 changes something registers its undo; a failure before the switch point
 (VMAPI showing the instance on the destination) undoes them in reverse.
 """
+import concurrent.futures
 import os
 import shlex
 import time
@@ -158,18 +159,28 @@ class Migration:
             raise Refused("destination %s has %d MB of free RAM; the instance needs %d MB"
                           % (o.dest, int(free) // 1048576, need // 1048576))
 
+    SEP = "--- sdc-migrate: cores quota ---"
+
     def _gather_datasets(self):
         uuid = self.opts.uuid
-        listing = self.src.run(zfs.list_command(), readonly=True)
+        # Both CNs at once, one round trip each (and their ssh connections
+        # opened side by side). The destination's host key is read over the
+        # head node's own trusted connection: the source will accept exactly it.
+        src_script = ["sh", "-c", shlex.join(zfs.list_command()) + " && echo %s && "
+                      "{ zfs get -Hp -o value quota zones/cores/%s 2>/dev/null || true; }"
+                      % (self.SEP, uuid)]
+        dst_script = ["sh", "-c", "cat %s; " % cnlink.HOST_KEY +
+                      "zfs get -Hp -o value available zones; " + shlex.join(zfs.list_command())]
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            mine = pool.submit(self.src.run, src_script, readonly=True)
+            theirs = pool.submit(self.dst.run, dst_script, readonly=True)
+            listing, _, quota = mine.result().partition(self.SEP + "\n")
+            out = theirs.result().split("\n")
         self.datasets = zfs.instance_datasets(listing, uuid)
         if not self.datasets:
             raise NotFound("instance %s has no datasets on %s" % (uuid, self.src.hostname))
         self.total = sum(d.refer for d in self.datasets)
-        # The destination's host key, read over the head node's own trusted
-        # connection: the source will accept exactly that key.
-        out = self.dst.run(["sh", "-c", "cat %s; " % cnlink.HOST_KEY +
-                            "zfs get -Hp -o value available zones; " +
-                            shlex.join(zfs.list_command())], readonly=True).split("\n")
+        self.cores_quota = quota.strip() or None
         self.dst_hostkey = " ".join(out[0].split()[:2])
         avail = int(out[1])
         there = [d.name for d in zfs.instance_datasets("\n".join(out[2:]), uuid)]
@@ -181,9 +192,6 @@ class Migration:
         if need > avail:
             raise Refused("destination %s has %s free in zones; the instance needs %s"
                           % (self.opts.dest, human_size(avail), human_size(need)))
-        cores = self.src.call(["zfs", "get", "-Hp", "-o", "value", "quota",
-                               "zones/cores/" + uuid], readonly=True)
-        self.cores_quota = cores[1].strip() if cores[0] == 0 else None
 
     # ---- show -------------------------------------------------------------------
 
@@ -543,11 +551,13 @@ class Migration:
             if not low:
                 r.line("  - nothing to do for %s" % node.hostname)
                 continue
-            node.run(["sh", "-c", " && ".join(
-                "ndd -set /dev/tcp %s %d" % (name, want) for name, want, _ in low)])
+            # journaled first: one ndd -set may succeed and the next fail (or
+            # the run die), and setting the old values back is harmless
             self.changed("tunables", "TCP tunables on %s" % node.hostname,
                          node="src" if node is src else "dst",
                          values=[(n, have) for n, _, have in reversed(low)])
+            node.run(["sh", "-c", " && ".join(
+                "ndd -set /dev/tcp %s %d" % (name, want) for name, want, _ in low)])
             r.line("  - tuned %s on %s" % (", ".join(n for n, _, _ in low), node.hostname))
 
     def undo_tunables(self, node, values):
@@ -605,8 +615,9 @@ class Migration:
             r.step("    + reserving %s on network_uuid %s..." % (ip, net))
             before = self.api.ip(net, ip).get("reserved", False)
             if not before:
-                self.api.set_ip_reserved(net, ip, True)
+                # journaled first: unreserving an IP this run never reserved is harmless
                 self.changed("reservation", "reservation of %s" % ip, ip=ip, network=net)
+                self.api.set_ip_reserved(net, ip, True)
             r.done("Done")
 
     def unreserve_ips(self):
@@ -634,9 +645,11 @@ class Migration:
         top = self.datasets[0]
         self.bhyve_quota = str(top.quota) if top.quota else "none"
         self.r.step("* Raising the quota of %s for the migration snapshots..." % top.name)
-        self.src.run(["zfs", "set", "quota=none", top.name])
+        # journaled first: a run killed while zfs set is in flight must not
+        # leave the next run to read quota=none as the instance's own
         self.changed("quota", "quota of %s on %s" % (top.name, self.src.hostname),
                      dataset=top.name, quota=self.bhyve_quota)
+        self.src.run(["zfs", "set", "quota=none", top.name])
         self.r.done()
 
     def restore_bhyve_quota(self):
@@ -685,6 +698,11 @@ class Migration:
         """Send every dataset's snapshot to the destination, CN to CN."""
         r, first = self.r, self.sent is None
         common = self._common_snapshots() if first and self.on_dest else {}
+        if first:
+            # journaled before the stream starts: a receive cut or killed half
+            # way leaves datasets there too (destroying absent ones is harmless)
+            self.changed("received", "received datasets on %s" % self.dst.hostname, data=True,
+                         datasets=[d.name for d in self.datasets])
         # On a terminal, zfs send -vP's lines drive one progress line (never logged).
         meter = progress.Meter(show=r.meter) if r.wants_progress() else None
         for ds in self.datasets:
@@ -702,9 +720,6 @@ class Migration:
                     raise RemoteError(self.src.name, argv, status, err)
                 meter.complete()
             r.done("done")
-        if first:
-            self.changed("received", "received datasets on %s" % self.dst.hostname, data=True,
-                         datasets=[d.name for d in self.datasets])
         self._verify_received(snap)
         self.sent = snap
         self.increments += 1
@@ -736,8 +751,8 @@ class Migration:
         cmd = ["zfs", "get", "-Hp", "-o", "name,value", "guid"] + names
         # --dry-run: the snapshots do not exist; list the check, do not run it
         ro = not self.opts.dry_run
-        a = self.src.run(cmd, readonly=ro)
-        b = self.dst.run(cmd, readonly=ro)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            a, b = pool.map(lambda n: n.run(cmd, readonly=ro), (self.src, self.dst))
         if sorted(a.split("\n")) != sorted(b.split("\n")):
             raise MigrateError("snapshot %s on %s differs from the source's" % (snap, self.dst.hostname))
 
@@ -896,12 +911,12 @@ class Migration:
         r, uuid = self.r, self.vm["uuid"]
         r.step("* Importing & Attaching Zone on %s..." % self.dst.hostname)
         i = self.will("attach", "attach on %s" % self.dst.hostname, uuid=uuid)
-        self.dst.run(["zoneadm", "-z", uuid, "attach"])
+        # the attach and vmadmd's restart in one round trip: the instance is down
+        self.dst.script([["zoneadm", "-z", uuid, "attach"], ["svcadm", "restart", "vmadmd"]])
         self.journal.confirm(i)
         r.done()
         r.line("* Restarting vmadmd on %s, to ensure detection of transferred VM's presence."
                % self.dst.hostname)
-        self.dst.run(["svcadm", "restart", "vmadmd"])
 
     def undo_attach(self, uuid):
         self.dst.run(["sh", "-c", "zoneadm -z %s detach && svcadm restart vm-agent" % uuid])
@@ -1033,10 +1048,10 @@ class Migration:
 
     def _adminui(self):
         """Where AdminUI answers: the head node's admin IP."""
-        status, servers = self.api.call("cnapi", "/servers?headnode=true")
+        status, servers = self.api.call("cnapi", "/servers?headnode=true&extras=sysinfo")
         for s in servers or [] if status == 200 else []:
             try:
-                return admin_ip(self.api.server(s["uuid"]))
+                return admin_ip(s)
             except MigrateError:
                 pass
         return "adminui"

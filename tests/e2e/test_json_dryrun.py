@@ -90,7 +90,7 @@ def test_dry_run_lists_every_command_by_host_and_changes_nothing(dc):
     stop = first(r"source-server: .*vmadm stop %s" % uuid)
     snapshot = first(r"source-server: .*zfs snapshot zones/%s@vmsnap-" % uuid)
     send = first(r"source-server: bash -o pipefail -c 'zfs send .*zfs recv")
-    attach = first(r"dest-server: zoneadm -z %s attach" % uuid)
+    attach = first(r"dest-server: .*zoneadm -z %s attach" % uuid)
     boot = first(r"dest-server: .*vmadm start %s" % uuid)
     unreserve = first(r"headnode: sdc-napi .* -X PUT .*\"reserved\": false")
     unkey = first(r"source-server: rm -f /root/.ssh/migr-key-")
