@@ -257,6 +257,12 @@ class Migration:
         """Journal a change before making it; confirm(i) once it is made."""
         return self.journal.change(undo, what, maybe=True, **args)
 
+    def both(self, fn):
+        """(fn(source), fn(destination)), run side by side: independent
+        commands on the two CNs cost one round trip, not two."""
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            return tuple(pool.map(fn, (self.src, self.dst)))
+
     def node(self, which):
         return self.src if which == "src" else self.dst
 
@@ -530,20 +536,22 @@ class Migration:
         cnlink.unauthorize(self.dst, backup, blob)
 
     def clear_keys(self):
+        """The destination's entry and the source's key, both CNs at once."""
         self.r.line("* Clearing migration SSH keys")
-        for name in ("authorized", "key"):
-            for i, rec in self.journal.pending():
-                if rec["undo"] == name:
-                    getattr(self, "undo_" + name)(**rec["args"])
-                    self.journal.mark_undone(i)
+        todo = [(i, rec) for i, rec in self.journal.pending()
+                if rec["undo"] in ("authorized", "key")]
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for i, done in [(i, pool.submit(getattr(self, "undo_" + rec["undo"]), **rec["args"]))
+                            for i, rec in todo]:
+                done.result()
+                self.journal.mark_undone(i)
 
     def check_tunables(self):
         r, src, dst = self.r, self.src, self.dst
         r.line("* Checking if tcp_max_buf, tcp_xmit_hiwat, and tcp_recv_hiwat have")
         r.line("  been tuned on both %s and %s ..." % (src.hostname, dst.hostname))
-        for node in (src, dst):
-            out = node.run(["sh", "-c", " && ".join(
-                "ndd -get /dev/tcp %s" % name for name, _ in TCP_TUNABLES)], readonly=True)
+        get = ["sh", "-c", " && ".join("ndd -get /dev/tcp %s" % name for name, _ in TCP_TUNABLES)]
+        for node, out in zip((src, dst), self.both(lambda n: n.run(get, readonly=True))):
             values = [int(v) for v in out.split()]
             # tcp_max_buf first: the hiwat values may not exceed it.
             low = [(name, want, have) for (name, want), have in zip(TCP_TUNABLES, values)
@@ -580,10 +588,9 @@ class Migration:
                            " instance.")
                 continue
             r.line("    + origin dataset is %s" % ds.origin)
-            guid_src = self.src.run(["zfs", "get", "-Hp", "-o", "value", "guid", ds.origin],
-                                    readonly=True).strip()
-            st, out, _ = dst.call(["zfs", "get", "-Hp", "-o", "value", "guid", ds.origin],
-                                  readonly=True)
+            guid = ["zfs", "get", "-Hp", "-o", "value", "guid", ds.origin]
+            (_, guid_src, _), (st, out, _) = self.both(lambda n: n.call(guid, readonly=True))
+            guid_src = guid_src.strip()
             if st != 0:
                 r.line("      > origin DS doesn't exist on %s, will need to try import"
                        % dst.hostname)
@@ -751,8 +758,7 @@ class Migration:
         cmd = ["zfs", "get", "-Hp", "-o", "name,value", "guid"] + names
         # --dry-run: the snapshots do not exist; list the check, do not run it
         ro = not self.opts.dry_run
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            a, b = pool.map(lambda n: n.run(cmd, readonly=ro), (self.src, self.dst))
+        a, b = self.both(lambda n: n.run(cmd, readonly=ro))
         if sorted(a.split("\n")) != sorted(b.split("\n")):
             raise MigrateError("snapshot %s on %s differs from the source's" % (snap, self.dst.hostname))
 
@@ -974,27 +980,27 @@ class Migration:
         r.step("* Enabling Autostart on the %s..." % dst.hostname)
         if self.was_running:
             out = dst.run(["sh", "-c", "zonecfg -z %s 'set autoboot=%s' && vmadm start %s && "
-                           "zoneadm -z %s list -p" % (uuid, autoboot, uuid, uuid)])
+                           "zoneadm -z %s list -p && svcadm restart vm-agent"
+                           % (uuid, autoboot, uuid, uuid)])
             self.booted_at = time.time()
             r.done()
             r.step("* VM %s is ready for startup, please wait for boot.." % alias)
             r.done("Done. (State is: %s)" % zone_state(out, uuid))
         else:
-            dst.run(["zonecfg", "-z", uuid, "set autoboot=%s" % autoboot])
+            dst.script([["zonecfg", "-z", uuid, "set autoboot=%s" % autoboot],
+                        ["svcadm", "restart", "vm-agent"]])
             r.done()
             r.line(' - VM %s was in state %s when we started' % (alias, vm.get("zone_state") or
                                                                  vm.get("state")))
             r.line('   thus not running.  Leaving in "installed" state.')
-        dst.run(["svcadm", "restart", "vm-agent"])
 
     def cleanup_snapshots(self):
         r = self.r
         r.step("* Deleting migration snapshots on %s..." % self.dst.hostname)
-        self.undo_snapshots("dst")
+        # the source's (journaled) and the destination's, side by side
+        self.both(lambda n: self.undo_snapshots("src" if n is self.src else "dst"))
         for i, rec in self.journal.pending():
             if rec["undo"] in ("snapshots", "received"):
-                if rec["undo"] == "snapshots":
-                    self.undo_snapshots(**rec["args"])
                 self.journal.mark_undone(i)
         r.done()
 
