@@ -124,23 +124,42 @@ def _load_faults():
         return []
 
 
-def take_fault(host, argv):
+def fault_matches(f, host, words, remote=False):
+    """Whether fault f is for this command: an emulated command's argv starts
+    with f's prefix; a remote command line (remote=True, sshd's ForceCommand
+    tools/sim/sshd-command) holds f's words, in a row, anywhere in it."""
+    if f["host"] != host or bool(f.get("remote")) != remote:
+        return False
+    p = f["prefix"]
+    if remote:
+        return " ".join(p) in " ".join(words)
+    return words[:len(p)] == p
+
+
+def take_fault(host, argv, remote=False):
     """The fault that applies to this command, if any, consuming one use.
 
-    A fault is {host, prefix: [..], times, after_bytes, exit}: the next
-    `times` commands on `host` whose argv (basename of argv[0]) starts with
-    `prefix` fail with `exit`, or, with after_bytes, get their data stream
-    cut after that many bytes; with delay, they first sleep that long (and
-    with exit 0 then run normally).
+    A fault is {host, prefix: [..], times, skip, after_bytes, exit, delay,
+    remote}: the next `times` commands on `host` whose argv (basename of
+    argv[0]) starts with `prefix` (after the first `skip` such commands,
+    which run untouched) fail with `exit`, or, with after_bytes, get their
+    data stream cut after that many bytes; with delay, they first sleep that
+    long (and with exit 0 then run normally). A remote fault matches a
+    remote command line instead (fault_matches).
     """
     if not os.path.exists(path("faults.json")):
         return None
-    words = [os.path.basename(argv[0])] + list(argv[1:])
+    words = ([os.path.basename(argv[0])] + list(argv[1:])) if argv else []
     with locked("faults"):
         faults = _load_faults()
         for f in faults:
-            p = f["prefix"]
-            if f["host"] == host and words[:len(p)] == p and f.get("times", 1) > 0:
+            if fault_matches(f, host, words, remote) and f.get("times", 1) > 0:
+                if f.get("skip"):
+                    f["skip"] -= 1
+                    with open(path("faults.json.tmp"), "w") as out:
+                        json.dump(faults, out)
+                    os.replace(path("faults.json.tmp"), path("faults.json"))
+                    return None
                 f["times"] = f.get("times", 1) - 1
                 with open(path("faults.json.tmp"), "w") as out:
                     json.dump([x for x in faults if x.get("times", 1) > 0], out)

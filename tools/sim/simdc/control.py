@@ -153,9 +153,11 @@ PrintMotd no
 MaxStartups 200
 MaxSessions 100
 LogLevel VERBOSE
+ForceCommand %(force)s
 SetEnv PATH=%(path)s SIMDC_DIR=%(simdir)s SIMDC_HOST=%(host)s SIMDC_NET=%(net)s PYTHONPATH=%(pp)s
 """ % dict(host=host, ip=common.ADMIN_IPS[host], dir=sshdir, h=h, path=env["PATH"],
-           simdir=common.sim_dir(), net=common.NET, pp=common.SIM_ROOT)
+           simdir=common.sim_dir(), net=common.NET, pp=common.SIM_ROOT,
+           force=os.path.join(common.SIM_ROOT, "sshd-command"))
     with open(os.path.join(sshdir, "sshd_config"), "w") as f:
         f.write(conf)
 
@@ -342,6 +344,18 @@ def _kill(pids, timeout=5.0):
                 pass
 
 
+def _children(pid):
+    """The direct children of pid (an sshd's per-connection processes)."""
+    kids = []
+    for task in os.listdir("/proc/%d/task" % pid) if os.path.isdir("/proc/%d" % pid) else []:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                kids += [int(k) for k in f.read().split()]
+        except OSError:
+            pass
+    return kids
+
+
 def _alive(pid):
     """True while pid runs; a zombie (ended, not yet reaped) counts as ended."""
     try:
@@ -492,12 +506,18 @@ def cmd_fault(args):
         print(json.dumps(common._load_faults(), indent=2))
         return 0
     if not args.host or not args.prefix:
-        sys.exit("usage: simdc fault add HOST PREFIX... [--times N] [--after-bytes N] [--exit N]"
-                 " [--delay SECS]")
+        sys.exit("usage: simdc fault add HOST [--times N] [--skip N] [--after-bytes N] [--exit N]"
+                 " [--delay SECS] [--remote] -- PREFIX...")
     if args.host not in HOSTS:
         sys.exit("simdc: unknown host %s" % args.host)
+    if args.remote and args.after_bytes is not None:
+        sys.exit("simdc: --after-bytes cuts an emulated command's stream, not a remote one")
     fault = {"host": args.host, "prefix": args.prefix, "times": args.times,
              "after_bytes": args.after_bytes, "exit": args.exit, "delay": args.delay}
+    if args.skip:
+        fault["skip"] = args.skip
+    if args.remote:
+        fault["remote"] = True
     with common.locked("faults"):
         faults = common._load_faults()
         faults.append(fault)
@@ -510,7 +530,13 @@ def cmd_sshd(args):
     if args.host not in HOSTS:
         sys.exit("simdc: unknown host %s" % args.host)
     if args.action == "stop":
+        # A stopped sshd drops its connections too (a ControlMaster's among
+        # them), as a CN that went off the network does; the commands they
+        # ran go on, their client gone.
+        pid = common.recorded_pid("sshd-" + args.host)
+        conns = _children(pid) if pid else []
         _kill_recorded("sshd-" + args.host)
+        _kill(conns)
     else:
         if not common.recorded_pid("sshd-" + args.host):
             start_sshd(args.host)
@@ -523,10 +549,11 @@ def cmd_fill(args):
     if args.host not in CNS:
         sys.exit("simdc: %s has no pool" % args.host)
     zfs = path("realbin", "zfs")
-    avail = int(run_on(args.host, [zfs, "get", "-Hp", "-o", "value", "available",
-                                   "zones"]).stdout)
-    # zfs-fuse keeps a little back for itself: take all it will give.
-    for margin in (0, 1 << 16, 1 << 18, 1 << 20):
+    # zfs-fuse keeps a little back for itself: take all it will give. The
+    # pool's running instances write meanwhile: read what is free each time.
+    for margin in (0, 1 << 16, 1 << 18, 1 << 20, 1 << 20, 1 << 20):
+        avail = int(run_on(args.host, [zfs, "get", "-Hp", "-o", "value", "available",
+                                       "zones"]).stdout)
         p = run_on(args.host, [zfs, "create", "-o", "mountpoint=none", "-o",
                                "reservation=%d" % (avail - margin), "zones/simdc-fill"],
                    check=False)
@@ -584,6 +611,11 @@ def main(argv=None):
     s.add_argument("--exit", type=int, default=1)
     s.add_argument("--delay", type=float, default=None,
                    help="sleep this long first (with --exit 0: then run normally)")
+    s.add_argument("--skip", type=int, default=0,
+                   help="let the first N matching commands run untouched")
+    s.add_argument("--remote", action="store_true",
+                   help="match a command line HOST's sshd runs (any command, a sh -c"
+                        " script too) that holds PREFIX's words in a row")
     s.set_defaults(func=cmd_fault)
     s = sub.add_parser("sshd")
     s.add_argument("host")
