@@ -47,7 +47,7 @@ def image_origin(ds):
 
 
 def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False,
-                  progress=False):
+                  progress=False, pidfile=None):
     """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
 
     The data never passes through the head node. The source checks the
@@ -55,7 +55,9 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
     never accepting a new one blindly, and connects from its admin IP, the
     only address the temporary key is authorized from. With progress, zfs
     send prints its estimate and a line a second on stderr (-vP), for
-    progress.Meter.
+    progress.Meter. With pidfile, the receiving shell keeps its pid there on
+    the destination while zfs recv runs: it runs on if its client dies, and a
+    later run waits for it (receive_waiter).
     """
     send = ["zfs", "send"]
     if progress:
@@ -69,5 +71,22 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
            "-o", "UserKnownHostsFile=" + known_hosts, "-o", "LogLevel=ERROR",
            "-o", "BindAddress=" + src_ip,
            "-c", "aes128-gcm@openssh.com", "root@" + dest_ip,
-           shlex.join(["zfs", "recv", "-F", ds_name])]
+           recv_command(ds_name, pidfile)]
     return ["bash", "-o", "pipefail", "-c", shlex.join(send) + " | " + shlex.join(ssh)]
+
+
+def recv_command(ds_name, pidfile=None):
+    """zfs recv; with pidfile, its shell's pid there while it runs."""
+    recv = shlex.join(["zfs", "recv", "-F", ds_name])
+    if pidfile is None:
+        return recv
+    f = shlex.quote(pidfile)
+    return "echo $$ > %s && %s; s=$?; rm -f %s; exit $s" % (f, recv, f)
+
+
+def receive_waiter(pidfile, timeout):
+    """sh: wait (up to timeout seconds) while the receive that wrote pidfile
+    runs; then remove pidfile."""
+    f = shlex.quote(pidfile)
+    return ("i=0; while [ -s %s ] && kill -0 $(cat %s) 2>/dev/null && [ $i -lt %d ]; do "
+            "sleep 0.5; i=$((i+1)); done; rm -f %s" % (f, f, timeout * 2, f))

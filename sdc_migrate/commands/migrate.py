@@ -23,6 +23,7 @@ STATE_DIR = "/var/tmp"
 TCP_TUNABLES = (("tcp_max_buf", 2097152), ("tcp_xmit_hiwat", 1048576),
                 ("tcp_recv_hiwat", 1048576))
 VMAPI_WAIT = 120
+RECV_WAIT = 3600        # the longest a run waits for an earlier run's receive
 # --max-delta's convergence rule (RFD 34): live rounds end when one sends less
 # than the limit, when the delta has not shrunk for STALL_ROUNDS rounds, or
 # after MAX_ROUNDS rounds.
@@ -369,6 +370,8 @@ class Migration:
                 " (journal %s)." % (what, o.uuid, o.dest, rerun, self.journal.path)) from None
         r.line()
         r.event("failure", "* Migration failed: %s" % what, error=what)
+        if getattr(self, "sending", False):
+            self.wait_for_receive()
         r.line("* Rolling back:")
         if not self.rollback():
             r.event("summary", **self.summary("needs-operator", NeedsOperator.exit_status))
@@ -414,6 +417,8 @@ class Migration:
             return True
         r.line("  - the instance is still on %s: undoing what that run changed, keeping"
                " the data it sent" % self.src.hostname)
+        if any(rec.get("undo") == "received" for rec in journal.records):
+            self.wait_for_receive()
         if not self.rollback(keep_data=True):
             raise NeedsOperator("could not undo the interrupted migration of %s: fix what the"
                                 " lines above name and run the same command again" % o.uuid)
@@ -718,7 +723,8 @@ class Migration:
             r.step("    + Tranferring %s@%s ..." % (ds.name, snap))
             argv = zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip,
                                      self.key, self.known_hosts, props=first,
-                                     progress=meter is not None)
+                                     progress=meter is not None, pidfile=self.recv_pidfile())
+            self.sending = True
             if meter is None:
                 self.src.run(argv)
             else:
@@ -726,10 +732,21 @@ class Migration:
                 if status != 0:
                     raise RemoteError(self.src.name, argv, status, err)
                 meter.complete()
+            self.sending = False
             r.done("done")
         self._verify_received(snap)
         self.sent = snap
         self.increments += 1
+
+    def recv_pidfile(self):
+        return "%s/sdc-migrate-recv-%s.pid" % (STATE_DIR, self.opts.uuid)
+
+    def wait_for_receive(self):
+        """A receive whose client died (a dropped connection, a killed or
+        interrupted run) runs on: wait for it to end before undoing or
+        resending, or it lands after and behind our back."""
+        self.r.line("* Making sure no transfer to %s is still running..." % self.dst.hostname)
+        self.dst.call(["sh", "-c", zfs.receive_waiter(self.recv_pidfile(), RECV_WAIT)])
 
     def _common_snapshots(self):
         """For each dataset already on the destination (an interrupted run sent it),
