@@ -172,11 +172,13 @@ class Migration:
                       % (self.SEP, uuid)]
         dst_script = ["sh", "-c", "cat %s; " % cnlink.HOST_KEY +
                       "zfs get -Hp -o value available zones; " + shlex.join(zfs.list_command())]
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
             mine = pool.submit(self.src.run, src_script, readonly=True)
             theirs = pool.submit(self.dst.run, dst_script, readonly=True)
+            adminui = pool.submit(self._adminui)     # for the closing block
             listing, _, quota = mine.result().partition(self.SEP + "\n")
             out = theirs.result().split("\n")
+            self.adminui = adminui.result()
         self.datasets = zfs.instance_datasets(listing, uuid)
         if not self.datasets:
             raise NotFound("instance %s has no datasets on %s" % (uuid, self.src.hostname))
@@ -185,6 +187,7 @@ class Migration:
         self.dst_hostkey = " ".join(out[0].split()[:2])
         avail = int(out[1])
         there = [d.name for d in zfs.instance_datasets("\n".join(out[2:]), uuid)]
+        self.dst_has_cores = any(l.split("\t")[0] == "zones/cores/" + uuid for l in out[2:])
         self.on_dest = set(there)
         if there and not self.resuming:
             raise Refused("destination %s already has %s: a copy of this instance is there"
@@ -893,10 +896,10 @@ class Migration:
         argv = ["zfs", "create", "-o", "mountpoint=/zones/%s/cores" % uuid]
         if self.cores_quota and self.cores_quota not in ("0", "none"):
             argv += ["-o", "quota=" + self.cores_quota]
-        st, _, err = self.dst.call(["zfs", "list", "-H", "-o", "name", ds], readonly=True)
-        if st != 0:
+        if not self.dst_has_cores:      # as the gather found it: one round trip
             i = self.will("cores", "cores dataset on %s" % self.dst.hostname, dataset=ds)
-            self.dst.run(argv + [ds])
+            self.dst.run(["sh", "-c", "zfs list -H -o name %s >/dev/null 2>&1 || %s"
+                          % (ds, shlex.join(argv + [ds]))])
             self.journal.confirm(i)
         r.line("  - Created cores dataset:  %s" % ds)
 
@@ -961,6 +964,7 @@ class Migration:
         i = self.will("hidden", "do-not-inventory on %s" % src.hostname, uuid=uuid)
         src.run(["zonecfg", "-z", uuid, self.HIDE])
         self.journal.confirm(i)
+        # only then the destination's report: VMAPI must never see two live copies
         r.line("    + Restarting vmadmd again on destination, to hasten update of VM's presence.")
         r.line("    + Restarting heartbeater on destination, to hasten update of VM's presence.")
         dst.run(["sh", "-c", "svcadm restart vmadmd && svcadm restart vm-agent"])
@@ -1065,7 +1069,8 @@ class Migration:
                 r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs destroy -r %s"' % (ip, d.name))
         r.line("   (or all of it: sdc-migrate cleanup-source %s)" % uuid)
         r.line()
-        r.line(" Please validate in AdminUI:  https://%s/vms/%s" % (self._adminui(), uuid))
+        r.line(" Please validate in AdminUI:  https://%s/vms/%s"
+               % (getattr(self, "adminui", None) or self._adminui(), uuid))
         r.line("        or validate via CLI:  /opt/smartdc/bin/sdc-vmapi /vms/%s" % uuid)
         r.line()
 
