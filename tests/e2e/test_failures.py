@@ -1,9 +1,13 @@
 """Whatever fails, the instance ends in exactly one place, in the run state it
 had, with every write it made, and nothing is left for a person to clean up.
 
-Each case injects a failure at one step of a migration (tools/simdc fault),
-or kills the tool there and runs it again, and checks the outcome from
-outside the tool."""
+Each step of Migration.act() that changes something has a case that fails
+it (tools/simdc fault; --remote for a step inside a sh -c script) and one
+that SIGKILLs the tool there and runs the same command again; Ctrl-C, a CN's
+sshd going away mid-transfer and a destination pool filling up during the
+transfer have their own. Every outcome is checked from outside the tool:
+VMAPI, NAPI, both CNs' pools, zone configuration and keys, the workload's
+own numbered writes."""
 import os
 import signal
 import subprocess
@@ -52,40 +56,146 @@ def keys(dc):
             "ak": dc.exec(DST, "cat", "/root/.ssh/authorized_keys").stdout}
 
 
-# (name, host, argv prefix (UUID filled in), extra fault options)
+# (name, host, argv prefix (UUID filled in), extra fault options). --remote:
+# the words anywhere in a command line the host's sshd runs (a step of a sh -c
+# script, which no emulated command sees); --skip N: the N+1th such command.
 FAULTS = [
+    ("temporary key", SRC, ["ssh-keygen"], ["--remote"]),
+    ("authorized_keys", DST, ["cat >> /root/.ssh/authorized_keys"], ["--remote"]),
     ("reserve IPs", "headnode", ["sdc-napi"], []),
     ("snapshot", SRC, ["zfs", "snapshot"], []),
     ("stop", SRC, ["vmadm", "stop"], []),
     ("send", SRC, ["zfs", "send"], []),
     ("stream cut", DST, ["zfs", "recv"], ["--after-bytes", "65536"]),
     ("cores dataset", DST, ["zfs", "create"], []),
+    ("zone XML and index copy", DST, ["cat > /etc/zones/"], ["--remote"]),
+    ("autoboot off on the source", SRC, ["zonecfg", "-z", "UUID", "set autoboot=false"], []),
     ("attach", DST, ["zoneadm", "-z", "UUID", "attach"], []),
     ("hide source copy", SRC, ["zonecfg", "-z", "UUID",
                                "add attr; set name=do-not-inventory; set type=string; "
                                "set value=true; end"], []),
     ("vmadmd restart", DST, ["svcadm", "restart", "vmadmd"], []),
+    # the destination's vm-agent has reported it: VMAPI shows it there already
+    ("VMAPI switch", DST, ["svcadm", "restart", "vm-agent"], []),
 ]
+
+
+_ROLLED_BACK = []   # instances a rollback test left as they were
+
+
+def running_instance(dc):
+    """A running 1 MB instance on the source: one that a rollback left as it
+    was (as good as a new one: that is what the test checked), else a new one."""
+    while _ROLLED_BACK:
+        uuid = _ROLLED_BACK.pop()
+        vm = dc.vm(uuid)
+        if vm["server_uuid"] == dc.hosts()[SRC]["uuid"] and vm["state"] == "running":
+            return uuid
+    return dc.provision("--size", "1")
+
+
+def no_fault_left(dc):
+    return "[]" in dc.simdc("fault", "list").stdout.replace("\n", "").replace(" ", "")
+
+
+def fault(dc, host, prefix, extra, uuid):
+    dc.simdc("fault", "add", host, *extra, "--", *[uuid if w == "UUID" else w for w in prefix])
+
+
+def migrate_with_fault(dc, uuid, host, prefix, extra=(), args=(), dest=DST):
+    """Migrate with the fault in place; the tool's process and whether the
+    fault was hit."""
+    fault(dc, host, prefix, list(extra), uuid)
+    try:
+        p = dc.migrate("-y", *args, uuid, dest)
+        hit = no_fault_left(dc)
+    finally:
+        dc.simdc("fault", "clear")
+    return p, hit
 
 
 @pytest.mark.parametrize("name,host,prefix,extra", FAULTS, ids=[f[0] for f in FAULTS])
 def test_failure_before_the_switch_rolls_back(dc, name, host, prefix, extra):
-    uuid = dc.provision("--size", "1")
+    uuid = running_instance(dc)
     before, before_keys = dc.vm(uuid), keys(dc)
-    prefix = [uuid if w == "UUID" else w for w in prefix]
-    dc.simdc("fault", "add", host, *extra, "--", *prefix)
-    try:
-        p = dc.migrate("-y", uuid, DST)
-    finally:
-        dc.simdc("fault", "clear")
+    p, hit = migrate_with_fault(dc, uuid, host, prefix, extra)
     assert p.returncode == 4, p.stdout + p.stderr
+    assert hit, "the fault was never hit"
     assert "* Rolling back:" in p.stdout
     assert "rolled back" in p.stderr and "is on %s, running, as before" % SRC in p.stderr
     assert_rolled_back(dc, uuid, before, before_keys)
+    _ROLLED_BACK.append(uuid)
+
+
+TUNED = ("tcp_max_buf", "tcp_xmit_hiwat", "tcp_recv_hiwat")
+
+
+def tunables(dc, host):
+    return dc.exec(host, "ndd", "-get", "/dev/tcp", *TUNED).stdout.split()
+
+
+def test_failure_while_tuning_tcp_rolls_back(dc):
+    """tcp_max_buf raised, then the next ndd -set fails: both set back."""
+    uuid = running_instance(dc)
+    # illumos' defaults (an earlier migration tuned the CN)
+    dc.exec(SRC, "sh", "-c", "ndd -set /dev/tcp tcp_xmit_hiwat 128000 && "
+            "ndd -set /dev/tcp tcp_recv_hiwat 1048576 && ndd -set /dev/tcp tcp_max_buf 1048576")
+    before, before_keys, before_tcp = dc.vm(uuid), keys(dc), tunables(dc, SRC)
+    p, hit = migrate_with_fault(dc, uuid, SRC, ["ndd", "-set", "/dev/tcp", "tcp_xmit_hiwat"])
+    assert p.returncode == 4 and hit, p.stdout + p.stderr
+    assert tunables(dc, SRC) == before_tcp == ["1048576", "128000", "1048576"]
+    assert_rolled_back(dc, uuid, before, before_keys)
+    _ROLLED_BACK.append(uuid)
+
+
+def test_failure_raising_the_bhyve_quota_rolls_back(dc):
+    uuid = dc.provision("--brand", "bhyve", "--size", "1", "--state", "stopped")
+    quota = dc.exec(SRC, "zfs", "get", "-Hp", "-o", "value", "quota", "zones/" + uuid).stdout
+    before, before_keys = dc.vm(uuid), keys(dc)
+    p, hit = migrate_with_fault(dc, uuid, SRC, ["zfs", "set", "quota=none", "zones/" + uuid])
+    assert p.returncode == 4 and hit, p.stdout + p.stderr
+    assert dc.exec(SRC, "zfs", "get", "-Hp", "-o", "value", "quota",
+                   "zones/" + uuid).stdout == quota
+    assert_rolled_back(dc, uuid, before, before_keys)
+
+
+# Incremental (-a: round 0 while it runs, round 1 while it runs, then the
+# stop and the final increment): round 1 fails after round 0 reached the
+# destination, or its stream is cut half way.
+ROUNDS = [
+    ("round 1 send fails", SRC, ["zfs", "send"], ["--skip", "1"]),
+    ("round 1 stream cut", DST, ["zfs", "recv"], ["--skip", "1", "--after-bytes", "400"]),
+]
+
+
+@pytest.mark.parametrize("name,host,prefix,extra", ROUNDS, ids=[f[0] for f in ROUNDS])
+def test_failure_in_an_incremental_round_rolls_back(dc, name, host, prefix, extra):
+    uuid = running_instance(dc)
+    before, before_keys = dc.vm(uuid), keys(dc)
+    p, hit = migrate_with_fault(dc, uuid, host, prefix, extra, ["-a", "--interval", "0"])
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert hit and "Transferring incremental dataset snapshot 1" in p.stdout
+    assert_rolled_back(dc, uuid, before, before_keys)
+    _ROLLED_BACK.append(uuid)
+
+
+def test_failed_image_import_migrates_without_the_origin(dc):
+    """imgadm import fails on the destination: the instance goes whole, not as a clone."""
+    dest = "spare-server"
+    uuid = dc.provision("--brand", "joyent-minimal", "--size", "1", "--state", "stopped")
+    image = dc.vm(uuid)["image_uuid"]
+    dc.exec(dest, "zfs", "destroy", "-r", "zones/" + image, check=False)
+    before = dc.vm(uuid)
+    p, hit = migrate_with_fault(dc, uuid, dest, ["imgadm", "import"], dest=dest)
+    assert p.returncode == 0 and hit, p.stdout + p.stderr
+    assert "Image import failed" in p.stdout
+    assert_migrated(dc, uuid, before, p.stdout, dst=dest)
+    assert dc.exec(dest, "zfs", "get", "-H", "-o", "value", "origin",
+                   "zones/" + uuid).stdout.strip() == "-"
 
 
 def test_failure_after_the_switch_is_finished_by_a_rerun(dc):
-    uuid = dc.provision("--size", "1")
+    uuid = running_instance(dc)
     before = dc.vm(uuid)
     dc.simdc("fault", "add", DST, "--", "vmadm", "start", uuid)
     first = dc.migrate("-y", uuid, DST)
@@ -100,44 +210,197 @@ def test_failure_after_the_switch_is_finished_by_a_rerun(dc):
 
 
 # Where to kill the tool: the step's command is made slow, the tool is killed
-# while it waits, and the command is let finish before the rerun.
+# while it waits, and the command is let finish before the rerun (it runs on
+# after its client died, as a remote command does). Before the switch, one
+# instance goes through them all in the order act() reaches them: each rerun
+# undoes what the killed run did and is killed at the next step; the last
+# rerun finishes. (name, host, prefix, extra fault options)
+CHAIN = [
+    ("making the temporary key", SRC, ["ssh-keygen"], ["--remote"]),
+    ("authorizing the key", DST, ["cat >> /root/.ssh/authorized_keys"], ["--remote"]),
+    ("tuning TCP", SRC, ["ndd", "-set"], []),
+    ("reserving IPs", "headnode", ["sdc-napi"], ["--skip", "1"]),
+    ("during the stop", SRC, ["vmadm", "stop"], []),
+    ("after the stop", SRC, ["zfs", "snapshot"], []),
+    ("during the send", SRC, ["zfs", "send"], []),
+    ("creating the cores dataset", DST, ["zfs", "create"], []),
+    ("copying the zone XML and index", DST, ["cat > /etc/zones/"], ["--remote"]),
+    ("turning autoboot off on the source", SRC, ["zonecfg", "-z", "UUID",
+                                                 "set autoboot=false"], []),
+    # the last: once attached, the destination's vm-agent timer may report it
+    # and a rerun then finishes instead of starting over
+    ("during attach", DST, ["zoneadm", "-z", "UUID", "attach"], []),
+]
+# One instance each: past these a rerun finishes the migration.
+# (name, host, prefix, extra fault options, migrate options, provision options)
 KILLS = [
-    ("during the send", SRC, ["zfs", "send"]),
-    ("after the stop", SRC, ["zfs", "snapshot"]),
-    ("during attach", DST, ["zoneadm", "-z", "UUID", "attach"]),
+    ("raising the bhyve quota", SRC, ["zfs", "set", "quota=none"], [], [],
+     ["--brand", "bhyve", "--state", "stopped"]),
+    ("during round 1", SRC, ["zfs", "send"], ["--skip", "1"], ["-a", "--interval", "0"], []),
     ("while hiding the source copy", SRC, ["zonecfg", "-z", "UUID",
                                            "add attr; set name=do-not-inventory; "
-                                           "set type=string; set value=true; end"]),
-    ("during the boot on the destination", DST, ["vmadm", "start"]),
+                                           "set type=string; set value=true; end"], [], [], []),
+    ("waiting for VMAPI", DST, ["svcadm", "restart", "vm-agent"], [], [], []),
+    ("during the boot on the destination", DST, ["vmadm", "start"], [], [], []),
 ]
+DELAY = 1
 
 
-@pytest.mark.parametrize("name,host,prefix", KILLS, ids=[k[0] for k in KILLS])
-def test_sigkill_then_rerun_finishes(dc, name, host, prefix):
-    uuid = dc.provision("--size", "1")
-    before = dc.vm(uuid)
-    prefix = [uuid if w == "UUID" else w for w in prefix]
-    delay = 3
-    dc.simdc("fault", "add", host, "--delay", str(delay), "--exit", "0", "--", *prefix)
-    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", "-y", uuid, DST],
+def start_tool(dc, *args):
+    return subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", *args],
                             env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
+
+
+def wait_for_the_fault(dc, tool):
+    """Until the slow command has begun (the fault table is empty)."""
     deadline = time.time() + 60
-    while "[]" not in dc.simdc("fault", "list").stdout.replace("\n", "").replace(" ", ""):
-        assert time.time() < deadline and tool.poll() is None, "the step was never reached"
+    while not no_fault_left(dc):
+        assert time.time() < deadline and tool.poll() is None, \
+            "the step was never reached: " + (tool.stdout.read().decode()
+                                              if tool.poll() is not None else "")
         time.sleep(0.1)
-    os.killpg(tool.pid, signal.SIGKILL)
+
+
+def kill_at(dc, uuid, host, prefix, extra, *args):
+    """Run the tool, SIGKILL it in the slow step; its output."""
+    fault(dc, host, prefix, ["--delay", str(DELAY), "--exit", "0"] + extra, uuid)
+    tool = start_tool(dc, "-y", *args, uuid, DST)
+    try:
+        wait_for_the_fault(dc, tool)
+    finally:
+        os.killpg(tool.pid, signal.SIGKILL)
     killed = tool.communicate()[0].decode()
-    time.sleep(delay + 1)          # the command in flight on the CN ends
+    time.sleep(DELAY + 0.5)          # the command in flight on the CN ends
+    return killed
+
+
+def test_sigkill_at_every_step_then_rerun_finishes(dc):
+    uuid = running_instance(dc)
+    before = dc.vm(uuid)
+    dc.exec(SRC, "sh", "-c", "ndd -set /dev/tcp tcp_xmit_hiwat 128000 && "
+            "ndd -set /dev/tcp tcp_max_buf 1048576")       # tuning TCP is a step
+    out = []
+    for i, (name, host, prefix, extra) in enumerate(CHAIN):
+        killed = kill_at(dc, uuid, host, prefix, extra)
+        assert i == 0 or "Found the journal of an interrupted migration" in killed, \
+            (name, killed)
+        out.append(killed)
     p = dc.migrate("-y", uuid, DST)
-    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.returncode == 0, "".join(out) + p.stdout + p.stderr
     assert "Found the journal of an interrupted migration" in p.stdout
-    assert_migrated(dc, uuid, before, killed + p.stdout)
+    assert_migrated(dc, uuid, before, "".join(out) + p.stdout)
+    assert not [ip for ip in ips(dc, uuid) if ip["reserved"]]
     assert_sequence_continues(dc, uuid)
 
 
+@pytest.mark.parametrize("name,host,prefix,extra,opts,prov", KILLS, ids=[k[0] for k in KILLS])
+def test_sigkill_then_rerun_finishes(dc, name, host, prefix, extra, opts, prov):
+    uuid = dc.provision("--size", "1", *prov) if prov else running_instance(dc)
+    before = dc.vm(uuid)
+    quota = dc.exec(SRC, "zfs", "get", "-Hp", "-o", "value", "quota", "zones/" + uuid).stdout
+    killed = kill_at(dc, uuid, host, prefix, extra, *opts)
+    p = dc.migrate("-y", *opts, uuid, DST)
+    assert p.returncode == 0, killed + p.stdout + p.stderr
+    assert "Found the journal of an interrupted migration" in p.stdout
+    assert_migrated(dc, uuid, before, killed + p.stdout)
+    assert dc.exec(DST, "zfs", "get", "-Hp", "-o", "value", "quota",
+                   "zones/" + uuid).stdout == quota
+    assert not [ip for ip in ips(dc, uuid) if ip["reserved"]]
+    if before["state"] == "running":
+        assert_sequence_continues(dc, uuid)
+
+
+def ips(dc, uuid):
+    return [dc.api("napi", "/networks/%s/ips/%s" % (n["network_uuid"], n["ip"]))[2]
+            for n in dc.vm(uuid)["nics"]]
+
+
+# Ctrl-C: SIGINT to the tool's process group, as a terminal sends it.
+# (name, host, prefix, delay, exit status). The interrupted send goes on on
+# the CNs: the rollback waits for the receive before it undoes anything.
+SIGINTS = [
+    ("during the send", SRC, ["zfs", "send"], 3, 4),
+    ("during the boot on the destination", DST, ["vmadm", "start"], 3, 5),
+]
+
+
+@pytest.mark.parametrize("name,host,prefix,delay,status", SIGINTS, ids=[k[0] for k in SIGINTS])
+def test_ctrl_c(dc, name, host, prefix, delay, status):
+    uuid = running_instance(dc)
+    before, before_keys = dc.vm(uuid), keys(dc)
+    fault(dc, host, prefix, ["--delay", str(delay), "--exit", "0"], uuid)
+    tool = start_tool(dc, "-y", uuid, DST)
+    wait_for_the_fault(dc, tool)
+    time.sleep(0.3)
+    os.killpg(tool.pid, signal.SIGINT)
+    out = tool.communicate(timeout=60)[0].decode()
+    assert tool.returncode == status, out
+    assert "interrupted" in out
+    if status == 4:
+        assert "rolled back" in out
+        assert_rolled_back(dc, uuid, before, before_keys)
+        return
+    assert "run `sdc-migrate -y %s %s` again to finish" % (uuid, DST) in out
+    time.sleep(delay)
+    p = dc.migrate("-y", uuid, DST)
+    assert p.returncode == 0, out + p.stdout + p.stderr
+    assert_migrated(dc, uuid, before, out + p.stdout)
+    assert_sequence_continues(dc, uuid)
+
+
+@pytest.mark.parametrize("down", [SRC, DST])
+def test_sshd_stopped_mid_transfer_then_rerun_ends_it(dc, down):
+    """A CN's sshd goes away (its connections with it) while the data is on
+    its way: the tool cannot undo on that CN (exit 5, says to rerun); once
+    sshd is back the same command ends the migration. The destination's
+    receive goes on after its client died: the rerun must cope with it."""
+    uuid = running_instance(dc)
+    before = dc.vm(uuid)
+    dc.simdc("fault", "add", DST, "--delay", "3", "--exit", "0", "--", "zfs", "recv")
+    tool = start_tool(dc, "-y", uuid, DST)
+    try:
+        wait_for_the_fault(dc, tool)
+        dc.simdc("sshd", down, "stop")
+        out = tool.communicate(timeout=120)[0].decode()
+    finally:
+        dc.simdc("sshd", down, "start")
+    assert tool.returncode == 5, out
+    assert "run `sdc-migrate -y %s %s` again" % (uuid, DST) in out
+    p = dc.migrate("-y", uuid, DST)
+    assert p.returncode == 0, out + p.stdout + p.stderr
+    assert "Found the journal of an interrupted migration" in p.stdout
+    assert_migrated(dc, uuid, before, out + p.stdout)
+    assert_sequence_continues(dc, uuid)
+    assert not [ip for ip in ips(dc, uuid) if ip["reserved"]]
+    if down == SRC:
+        # the receive went on without its client and got it all: not sent again
+        sends = [r["argv"] for r in dc.log(SRC) if r["argv"][:2] == ["zfs", "send"]
+                 and any(uuid in a for a in r["argv"])]
+        assert "zones/%s@vmsnap-" % uuid in " ".join(sends[-1]), sends[-1]
+
+
+def test_destination_pool_fills_during_the_transfer_rolls_back(dc):
+    uuid = dc.provision("--size", "8")
+    before, before_keys = dc.vm(uuid), keys(dc)
+    # after the gather saw room enough, before the send: the pool fills
+    dc.simdc("fault", "add", SRC, "--delay", "2", "--exit", "0", "--", "zfs", "snapshot")
+    tool = start_tool(dc, "-y", uuid, DST)
+    try:
+        wait_for_the_fault(dc, tool)
+        dc.simdc("fill", DST)
+        out = tool.communicate(timeout=120)[0].decode()
+    finally:
+        tool.wait(timeout=120)
+        dc.simdc("fault", "clear")          # and the fill
+    assert tool.returncode == 4, out
+    assert "out of space" in out
+    assert "rolled back" in out
+    assert_rolled_back(dc, uuid, before, before_keys)
+
+
 def test_a_second_migration_of_the_same_instance_is_refused(dc):
-    uuid = dc.provision("--size", "1")
+    uuid = running_instance(dc)
     dc.simdc("fault", "add", SRC, "zfs", "snapshot", "--delay", "3", "--exit", "0")
     first = subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", "-y", uuid, DST],
                              env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
