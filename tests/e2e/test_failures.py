@@ -194,13 +194,39 @@ def test_failed_image_import_migrates_without_the_origin(dc):
                    "zones/" + uuid).stdout.strip() == "-"
 
 
-def test_failure_after_the_switch_is_finished_by_a_rerun(dc):
+def test_sigkill_during_image_import_then_rerun_finishes(dc):
+    """The import goes on without the tool; the rerun finds the image there and
+    sends the instance as its clone. (Runs after the test above: the image is
+    still not on spare-server.)"""
+    dest = "spare-server"
+    uuid = dc.provision("--brand", "joyent-minimal", "--size", "1", "--state", "stopped")
+    image = dc.vm(uuid)["image_uuid"]
+    before = dc.vm(uuid)
+    killed = kill_at(dc, uuid, dest, ["imgadm", "import"], [], dest=dest)
+    assert "Attempting import of image" in killed
+    p = dc.migrate("-y", uuid, dest)
+    assert p.returncode == 0, killed + p.stdout + p.stderr
+    assert "Found the journal of an interrupted migration" in p.stdout
+    assert_migrated(dc, uuid, before, killed + p.stdout, dst=dest)
+    assert dc.exec(dest, "zfs", "get", "-H", "-o", "value", "origin",
+                   "zones/" + uuid).stdout.strip() == "zones/%s@final" % image
+
+
+# Past the switch: (name, host, prefix, extra fault options)
+AFTER_SWITCH = [
+    ("boot on the destination", DST, ["vmadm", "start", "UUID"], []),
+    ("deleting the migration snapshots", SRC, ["zfs", "destroy"], []),
+    ("clearing the keys", DST, ["grep -v -F -e"], ["--remote"]),
+]
+
+
+@pytest.mark.parametrize("name,host,prefix,extra", AFTER_SWITCH,
+                         ids=[f[0] for f in AFTER_SWITCH])
+def test_failure_after_the_switch_is_finished_by_a_rerun(dc, name, host, prefix, extra):
     uuid = running_instance(dc)
     before = dc.vm(uuid)
-    dc.simdc("fault", "add", DST, "--", "vmadm", "start", uuid)
-    first = dc.migrate("-y", uuid, DST)
-    dc.simdc("fault", "clear")
-    assert first.returncode == 5, first.stdout + first.stderr
+    first, hit = migrate_with_fault(dc, uuid, host, prefix, extra)
+    assert first.returncode == 5 and hit, first.stdout + first.stderr
     assert "run `sdc-migrate -y %s %s` again to finish" % (uuid, DST) in first.stderr
     p = dc.migrate("-y", uuid, DST)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -262,10 +288,10 @@ def wait_for_the_fault(dc, tool):
         time.sleep(0.1)
 
 
-def kill_at(dc, uuid, host, prefix, extra, *args):
+def kill_at(dc, uuid, host, prefix, extra, *args, dest=DST):
     """Run the tool, SIGKILL it in the slow step; its output."""
     fault(dc, host, prefix, ["--delay", str(DELAY), "--exit", "0"] + extra, uuid)
-    tool = start_tool(dc, "-y", *args, uuid, DST)
+    tool = start_tool(dc, "-y", *args, uuid, dest)
     try:
         wait_for_the_fault(dc, tool)
     finally:
