@@ -93,6 +93,12 @@ class Journal:
         undone = {r["i"] for r in self.records if r["t"] == "undone"}
         return [(i, r) for i, r in changes if i not in undone]
 
+    def made(self, undo):
+        """Whether a pending change named undo surely happened (journaled after
+        it was made, or announced and confirmed)."""
+        return any(r["undo"] == undo and (not r.get("maybe") or self.confirmed(i))
+                   for i, r in self.pending())
+
     def mark_undone(self, i):
         self.write({"t": "undone", "i": i})
 

@@ -403,7 +403,11 @@ class Migration:
         r.open_log(self.paths()[0])
         r.line("* Found the journal of an interrupted migration: %s" % journal.path)
         self.vm = self.api.vm(o.uuid)
-        if journal.switched or self.vm.get("server_uuid") == self.dst.uuid:
+        # VMAPI may show the destination as soon as the zone is configured there
+        # (its vm-agent reports what /etc/zones/index holds): the switch point
+        # is the attach, then VMAPI.
+        if journal.switched or (self.vm.get("server_uuid") == self.dst.uuid
+                                and journal.made("attach")):
             r.line("  - VMAPI shows the instance on %s: finishing the migration"
                    % self.dst.hostname)
             self.was_running = b["was_running"]
@@ -441,7 +445,36 @@ class Migration:
             self.lock.release()
 
     def rollback(self, keep_data=False):
-        """Undo the journal's pending changes, newest first; True if all were undone."""
+        """Undo the journal's pending changes, newest first, and see VMAPI show the
+        instance on the source again; True if all were undone."""
+        clean = self._undo_all(keep_data)
+        if clean:
+            try:
+                self.back_on_source()
+            except Exception as e:  # noqa: BLE001 - said, and the run ends unclean
+                self.r.event("undo_failed", "    ! %s" % e, what="VMAPI", error=str(e))
+                return False
+        return clean
+
+    def back_on_source(self):
+        """The destination's vm-agent may have reported the zone while it was
+        configured there: have the source's report it and wait for VMAPI."""
+        uuid = self.opts.uuid
+        vm = self.api.vm(uuid)
+        if vm.get("server_uuid") == self.src.uuid and vm.get("state") != "destroyed":
+            return
+        self.r.line("    - VMAPI shows %s on %s: asking %s's vm-agent to report it"
+                    % (uuid, vm.get("server_uuid"), self.src.hostname))
+        self.src.run(["svcadm", "restart", "vm-agent"])
+        deadline = time.time() + VMAPI_WAIT
+        while time.time() < deadline:
+            vm = self.api.vm(uuid)
+            if vm.get("server_uuid") == self.src.uuid and vm.get("state") != "destroyed":
+                return
+            time.sleep(0.5)
+        raise MigrateError("VMAPI still shows %s on server %s" % (uuid, vm.get("server_uuid")))
+
+    def _undo_all(self, keep_data):
         clean = True
         for i, rec in reversed(self.journal.pending()):
             if keep_data and rec["data"]:

@@ -551,15 +551,28 @@ def cmd_fill(args):
     zfs = path("realbin", "zfs")
     # zfs-fuse keeps a little back for itself: take all it will give. The
     # pool's running instances write meanwhile: read what is free each time.
-    for margin in (0, 1 << 16, 1 << 18, 1 << 20, 1 << 20, 1 << 20):
-        avail = int(run_on(args.host, [zfs, "get", "-Hp", "-o", "value", "available",
-                                       "zones"]).stdout)
+    def available():
+        return int(run_on(args.host, [zfs, "get", "-Hp", "-o", "value", "available",
+                                      "zones"]).stdout)
+    margins = (0, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 23, 1 << 24)
+    for margin in margins:
         p = run_on(args.host, [zfs, "create", "-o", "mountpoint=none", "-o",
-                               "reservation=%d" % (avail - margin), "zones/simdc-fill"],
-                   check=False)
+                               "reservation=%d" % max(0, available() - margin),
+                               "zones/simdc-fill"], check=False)
         if p.returncode == 0:
+            break
+    else:
+        sys.exit("simdc fill: %s" % p.stderr.strip())
+    # then top it up with what the writes left free meanwhile, to the last MB
+    for margin in margins:
+        left = available()
+        if left < 1 << 20:
             return 0
-    sys.exit("simdc fill: %s" % p.stderr.strip())
+        held = int(run_on(args.host, [zfs, "get", "-Hp", "-o", "value", "reservation",
+                                      "zones/simdc-fill"]).stdout)
+        run_on(args.host, [zfs, "set", "reservation=%d" % (held + left - margin),
+                           "zones/simdc-fill"], check=False)
+    return 0
 
 
 def cmd_provision(args):
