@@ -66,7 +66,9 @@ def summary(journal, running):
     return {"uuid": b.get("uuid"), "alias": b.get("alias"),
             "source": (b.get("src") or {}).get("hostname"), "destination": b.get("dest"),
             "phase": phase, "rounds": len(rounds),
-            "last_delta_bytes": rounds[-1]["bytes"] if rounds else None,
+            # the final increment's size is not measured (the instance is down then)
+            "last_delta_bytes": next((r["bytes"] for r in reversed(rounds)
+                                      if r.get("bytes") is not None), None),
             "started": b.get("started"), "outcome": outcome,
             "downtime_s": end[-1].get("downtime") if end else None,
             "incremental": b.get("incremental"), "journal": journal.path}

@@ -505,6 +505,10 @@ class Migration:
         label = "%s (%s)" % (uuid, vm.get("alias") or "-")
         self.snap_base = "vmsnap-%d_ops_migration_%d" % (self.epoch, self.epoch)
         self.sent = None
+        # what needs no stop, before it. (The cores dataset waits for the data:
+        # mounted at /zones/UUID/cores, it would keep zones/UUID from mounting.)
+        self.fix_source_xml()
+        self.check_index()
         if o.incremental:
             self.incremental_rounds()
         r.line()
@@ -513,8 +517,6 @@ class Migration:
         r.line("**** start here!")
         r.line()
         self.stop_instance()
-        self.fix_source_xml()
-        self.check_index()
         self.final_transfer()
         self.create_cores()
         self.copy_config()
@@ -713,7 +715,7 @@ class Migration:
     def undo_quota(self, dataset, quota):
         self.src.run(["zfs", "set", "quota=" + quota, dataset])
 
-    def snapshot_round(self, n=None):
+    def snapshot_round(self, n=None, final=False):
         """Snapshot every dataset at once (one zfs call); returns the snapshot name.
 
         self.delta is what the snapshots hold that the previous ones do not
@@ -721,12 +723,13 @@ class Migration:
         """
         name = self.snap_base if n is None else "%s-%d" % (self.snap_base, n)
         snaps = ["%s@%s" % (d.name, name) for d in self.datasets]
-        out = self.src.script([["zfs", "snapshot"] + snaps,
-                               ["zfs", "get", "-Hp", "-o", "value", "written"] + snaps])
+        # the final increment's size is not worth a command while the instance is down
+        out = self.src.script([["zfs", "snapshot"] + snaps] + ([] if final else [
+            ["zfs", "get", "-Hp", "-o", "value", "written"] + snaps]))
         if n in (None, 0):
             self.changed("snapshots", "migration snapshots on %s" % self.src.hostname,
                          data=True, node="src")
-        self.delta = sum(int(v) for v in out.split() if v.isdigit())
+        self.delta = None if final else sum(int(v) for v in out.split() if v.isdigit())
         self.journal.write({"t": "round", "n": 0 if n is None else n, "bytes": self.delta,
                             "at": now().isoformat()})
         for ds in self.datasets:
@@ -914,7 +917,7 @@ class Migration:
         r, o = self.r, self.opts
         if o.incremental:
             r.line("* Creating final incrmental dataset snapshot on %s" % self.src.hostname)
-            snap = self.snapshot_round(self.round)
+            snap = self.snapshot_round(self.round, final=True)
         else:
             r.line("* Creating dataset snapshots on %s" % self.src.hostname)
             snap = self.snapshot_round()
@@ -931,8 +934,7 @@ class Migration:
             argv += ["-o", "quota=" + self.cores_quota]
         if not self.dst_has_cores:      # as the gather found it: one round trip
             i = self.will("cores", "cores dataset on %s" % self.dst.hostname, dataset=ds)
-            self.dst.run(["sh", "-c", "zfs list -H -o name %s >/dev/null 2>&1 || %s"
-                          % (ds, shlex.join(argv + [ds]))])
+            self.dst.run(argv + [ds])
             self.journal.confirm(i)
         r.line("  - Created cores dataset:  %s" % ds)
 
