@@ -564,15 +564,19 @@ def cmd_fill(args):
     else:
         sys.exit("simdc fill: %s" % p.stderr.strip())
     # then top it up with what the writes left free meanwhile, to the last MB
-    for margin in margins:
+    for attempt in range(40):
         left = available()
         if left < 1 << 20:
             return 0
         held = int(run_on(args.host, [zfs, "get", "-Hp", "-o", "value", "reservation",
                                       "zones/simdc-fill"]).stdout)
-        run_on(args.host, [zfs, "set", "reservation=%d" % (held + left - margin),
-                           "zones/simdc-fill"], check=False)
-    return 0
+        for margin in (0, 1 << 16, 1 << 18, 1 << 19):
+            if run_on(args.host, [zfs, "set", "reservation=%d" % (held + left - margin),
+                                  "zones/simdc-fill"], check=False).returncode == 0:
+                break
+        else:
+            time.sleep(0.1)
+    sys.exit("simdc fill: %s still has %d bytes free" % (args.host, available()))
 
 
 def cmd_provision(args):
