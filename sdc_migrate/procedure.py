@@ -40,14 +40,15 @@ class Journal:
         return "%s/migrator-%s-%s-%d.journal" % (STATE_DIR, uuid, dest, epoch)
 
     @staticmethod
+    def all(uuid="*", dest="*", state_dir=STATE_DIR):
+        """The journals of this head node's migrations (of UUID, to DEST), by path."""
+        return [Journal(p) for p in sorted(glob.glob(os.path.join(
+            state_dir, "migrator-%s-%s-*.journal" % (uuid, dest))))]
+
+    @staticmethod
     def unfinished(uuid):
         """Journals of UUID's migrations that never ended, oldest first."""
-        found = []
-        for p in sorted(glob.glob("%s/migrator-%s-*.journal" % (STATE_DIR, uuid))):
-            j = Journal(p)
-            if j.records and not j.ended:
-                found.append(j)
-        return found
+        return [j for j in Journal.all(uuid) if j.records and not j.ended]
 
     def write(self, record):
         if self.path is None:

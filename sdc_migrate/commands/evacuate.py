@@ -46,7 +46,6 @@ rolled back (that instance is on the source as before); 5 some migration
 needs an operator (its line says what to do).
 """
 import concurrent.futures
-import glob
 import json
 import os
 import subprocess
@@ -185,9 +184,8 @@ def last_error(path):
 
 def downtime_of(uuid, dest, state_dir=STATE_DIR):
     """The downtime the newest finished journal of UUID to DEST recorded."""
-    for path in sorted(glob.glob(os.path.join(state_dir, "migrator-%s-%s-*.journal"
-                                              % (uuid, dest))), reverse=True):
-        for rec in reversed(Journal(path).records):
+    for journal in reversed(Journal.all(uuid, dest, state_dir)):
+        for rec in reversed(journal.records):
             if rec["t"] == "end" and rec.get("outcome") == "done":
                 return rec.get("downtime")
     return None
@@ -274,8 +272,7 @@ class Evacuation:
         """What an interrupted run left: migrations whose journal did not end and NAT
         zones destroyed but not recreated yet."""
         have = {i["uuid"] for i in items}
-        for path in glob.glob(os.path.join(self.state_dir, "migrator-*.journal")):
-            j = Journal(path)
+        for j in Journal.all(state_dir=self.state_dir):
             b = j.begin
             if not b or j.ended or (b.get("src") or {}).get("uuid") != src["uuid"]:
                 continue

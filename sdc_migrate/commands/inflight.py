@@ -20,7 +20,6 @@ Options:
 Exit status: 0 done; 2 bad usage.
 """
 import fcntl
-import glob
 import os
 
 from dateutil.parser import isoparse
@@ -77,8 +76,7 @@ def summary(journal, running):
 def migrations(state_dir=STATE_DIR):
     """Every journal's summary, oldest first."""
     out = []
-    for path in glob.glob(os.path.join(state_dir, "migrator-*.journal")):
-        j = Journal(path)
+    for j in Journal.all(state_dir=state_dir):
         if not j.begin:
             continue
         out.append(summary(j, not j.ended and lock_held(j.begin["uuid"], state_dir)))
