@@ -1,5 +1,5 @@
 """The simulated datacenter's API service (tools/sim/simdc/api.py) against the
-Triton samples in shared/triton-samples: shapes, errors, headers, the NAPI IP
+Triton samples in tests/fixtures/triton-samples: shapes, errors, headers, the NAPI IP
 rules and the vm-agent destroy/return rule.
 
 The service runs alone on the host on a private SIMDC_DIR and SIMDC_NET 61
@@ -22,13 +22,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM = ROOT / "tools" / "sim"
-SAMPLES = ROOT.parent / "shared" / "triton-samples"
+SAMPLES = ROOT / "tests" / "fixtures" / "triton-samples"
 NET = "61"
 IPS = {"vmapi": "127.0.61.2", "cnapi": "127.0.61.3", "napi": "127.0.61.4",
        "imgapi": "127.0.61.5", "sapi": "127.0.61.6"}
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="triton samples not found")
 
 
 def sample(name):

@@ -25,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SIM = ROOT / "tools" / "sim"
 HN = SIM / "hn"
-SAMPLES = ROOT.parent / "shared" / "triton-samples"
+SAMPLES = ROOT / "tests" / "fixtures" / "triton-samples"
 NET = "61"
 IPS = {"vmapi": "127.0.61.2", "cnapi": "127.0.61.3", "napi": "127.0.61.4",
        "imgapi": "127.0.61.5", "sapi": "127.0.61.6"}
@@ -43,7 +43,6 @@ NODES = {  # hostname: (uuid, admin ip, answers discovery)
     "spare-server": (SPARE_UUID, "127.0.61.13", False),
 }
 
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="triton samples not found")
 
 sys.path.insert(0, str(SIM))
 from simdc import jsontool  # noqa: E402

@@ -1,6 +1,6 @@
 """The CN control plane of the simulator (tools/sim/simdc/zones.py, vmagent.py
 and the CN commands zonecfg, zoneadm, vmadm, svcadm) against the Triton
-samples in shared/triton-samples.
+samples in tests/fixtures/triton-samples.
 
 Most tests run the commands in this process on a private CN root
 (zones.ROOT), with a fake zfs and a fake workload; the last one runs them for
@@ -25,13 +25,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SIM = ROOT / "tools" / "sim"
 CN = SIM / "cn"
-SAMPLES = ROOT.parent / "shared" / "triton-samples"
+SAMPLES = ROOT / "tests" / "fixtures" / "triton-samples"
 DERIVED = SAMPLES / "derived"
 
 sys.path.insert(0, str(SIM))
 from simdc import common, zones  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="triton samples not found")
 
 
 def load_command(name):

@@ -7,14 +7,12 @@ import pytest
 from sdc_migrate import triton, zfs
 from sdc_migrate.errors import MigrateError
 
-SAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "triton-samples")
+SAMPLES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "triton-samples")
 
 
 def sample(name):
-    path = os.path.join(SAMPLES, name)
-    if not os.path.exists(path):
-        pytest.skip("samples not beside the checkout")
-    return open(path).read()
+    with open(os.path.join(SAMPLES, name)) as f:
+        return f.read()
 
 
 def test_parse_response_reads_the_wrappers_header_block():
