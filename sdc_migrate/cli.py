@@ -1,7 +1,8 @@
 """sdc-migrate: move an instance to another compute node of this Triton datacenter.
 
 Usage:
-  sdc-migrate [-i | -a] [-D] [-y] [-j] [--dry-run] [--interval=SECS] [--max-delta=SIZE] [INST_UUID [DEST_CN_NAME]]
+  sdc-migrate [-i | -a] [-D] [-y] [-j] [--dry-run] [--interval=SECS] [--max-delta=SIZE]
+              [--bwlimit=RATE] [INST_UUID [DEST_CN_NAME]]
   sdc-migrate -h | --help
   sdc-migrate -v | --version
 
@@ -10,7 +11,7 @@ Subcommands, each with its own --help:
   sdc-migrate cleanup-source [-y] [--comment-out] INST_UUID
   sdc-migrate nat-recreate [-y] (--list [CN_NAME] | NAT_UUID [DEST_CN_NAME])
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
-                       [--max-delta=SIZE] SOURCE_CN_NAME
+                       [--max-delta=SIZE] [--bwlimit=RATE] SOURCE_CN_NAME
   sdc-migrate list [-j]
   sdc-migrate finish INST_UUID
 
@@ -32,6 +33,9 @@ Options:
   --max-delta=SIZE  With -a: live rounds go on until one sends less than SIZE
                     (e.g. 10M, 1G), the delta has not shrunk for three rounds,
                     or ten rounds have run; then stop and finish.
+  --bwlimit=RATE    Send no more than RATE a second (e.g. 20M, 512K; bytes
+                    without a suffix), on the source CN's side of every
+                    stream; shown in the plan and its time estimate.
   -D                Allow a destination whose platform is older than the source's.
   -y                Do not ask "Are you ready to proceed?".
   -j                One JSON event a line on stdout instead (step_start,
@@ -87,6 +91,16 @@ def parse_size(text, option="--max-delta"):
     return int(value * SIZE_UNITS[unit])
 
 
+def parse_rate(text, option="--bwlimit"):
+    """--bwlimit's bytes a second (a size such as 20M), None when not given."""
+    if text is None:
+        return None
+    rate = parse_size(text, option)
+    if rate < 1:
+        raise Usage("%s takes a rate above zero such as 20M, not %r" % (option, text))
+    return rate
+
+
 def parse(usage, argv):
     """docopt, with --help printed here and bad usage as a Usage error."""
     try:
@@ -123,6 +137,7 @@ def main(argv=None):
             if not args["-a"]:
                 raise Usage("--max-delta goes with -a (automatic incremental)")
             args["--max-delta"] = parse_size(args["--max-delta"])
+        args["--bwlimit"] = parse_rate(args["--bwlimit"])
         if args["-j"] and not (args["INST_UUID"] and args["DEST_CN_NAME"]):
             raise Usage("-j asks no question: give INST_UUID and DEST_CN_NAME")
         if args["-j"] and not (args["-y"] or args["--dry-run"]):

@@ -41,6 +41,11 @@ def estimate_seconds(nbytes, rate_mb=20, overhead=120):
     return nbytes / 1048576.0 / rate_mb + overhead
 
 
+def capped_rate(bwlimit, rate_mb=20):
+    """The estimate's MB/s under a --bwlimit of bwlimit bytes a second (or None)."""
+    return min(rate_mb, bwlimit / 1048576.0) if bwlimit else rate_mb
+
+
 def estimate_text(nbytes, rate_mb=20):
     return "%s (@ ~%g MB / second (~%.2f GB / minute); +2 minutes extra)" % (
         human_duration(estimate_seconds(nbytes, rate_mb)), rate_mb, rate_mb * 60 / 1024.0)

@@ -46,8 +46,41 @@ def image_origin(ds):
     return None
 
 
+# --bwlimit: a SmartOS global zone has no pv or mbuffer, but every platform has
+# the node that vmadm runs on (/usr/node/bin/node). This stage passes stdin to
+# stdout at no more than argv[1] bytes a second on average: after each chunk
+# it pauses reading until the bytes so far are due (written for the old
+# platform nodes too: no ES6).
+NODE = "/usr/node/bin/node"
+THROTTLE_JS = """\
+var rate = Number(process.argv[1]), start = Date.now(), sent = 0;
+process.stdin.on('data', function (chunk) {
+    sent += chunk.length;
+    var flushed = process.stdout.write(chunk);
+    var wait = start + sent * 1000 / rate - Date.now();
+    if (wait <= 0 && flushed)
+        return;
+    process.stdin.pause();
+    var go = function () {
+        setTimeout(function () { process.stdin.resume(); }, Math.max(0, wait));
+    };
+    if (flushed)
+        go();
+    else
+        process.stdout.once('drain', go);
+});
+process.stdin.on('end', function () { process.stdout.end(); });
+process.stdout.on('error', function () { process.exit(1); });
+"""
+
+
+def throttle_command(rate):
+    """The pipeline stage that holds a stream to rate bytes a second."""
+    return [NODE, "-e", THROTTLE_JS, str(int(rate))]
+
+
 def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False,
-                  progress=False, pidfile=None):
+                  progress=False, pidfile=None, bwlimit=None):
     """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
 
     The data never passes through the head node. The source checks the
@@ -57,7 +90,8 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
     send prints its estimate and a line a second on stderr (-vP), for
     progress.Meter. With pidfile, the receiving shell keeps its pid there on
     the destination while zfs recv runs: it runs on if its client dies, and a
-    later run waits for it (receive_waiter).
+    later run waits for it (receive_waiter). With bwlimit (bytes a second)
+    the stream passes throttle_command on the source, before ssh.
     """
     send = ["zfs", "send"]
     if progress:
@@ -72,7 +106,8 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
            "-o", "BindAddress=" + src_ip,
            "-c", "aes128-gcm@openssh.com", "root@" + dest_ip,
            recv_command(ds_name, pidfile)]
-    return ["bash", "-o", "pipefail", "-c", shlex.join(send) + " | " + shlex.join(ssh)]
+    stages = [send] + ([throttle_command(bwlimit)] if bwlimit else []) + [ssh]
+    return ["bash", "-o", "pipefail", "-c", " | ".join(shlex.join(s) for s in stages)]
 
 
 def recv_command(ds_name, pidfile=None):

@@ -2,7 +2,7 @@
 
 Usage:
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
-                       [--max-delta=SIZE] SOURCE_CN_NAME
+                       [--max-delta=SIZE] [--bwlimit=RATE] SOURCE_CN_NAME
   sdc-migrate evacuate -h | --help
 
 Empties SOURCE_CN_NAME for a repair or a hardware refresh. First the plan:
@@ -31,6 +31,9 @@ Options:
   --concurrency=N    Migrations at a time [default: 2].
   --max-delta=SIZE   Each migration's live rounds go on until one sends less
                      than SIZE (see sdc-migrate --max-delta).
+  --bwlimit=RATE     The evacuation's total rate a second (e.g. 50M), shared
+                     equally by the migrations that run at once (each gets
+                     RATE / --concurrency); the plan's times count with it.
   -D                 Allow destinations whose platform is older than the source's.
   -y                 Do not ask "Are you ready to proceed?".
   -j                 One JSON object per event (plan, started, finished,
@@ -56,7 +59,7 @@ from .. import zfs
 from ..errors import Refused, Usage
 from ..node import Node, Runner
 from ..procedure import STATE_DIR, Journal
-from ..report import Report, estimate_seconds, human_duration, human_size
+from ..report import Report, capped_rate, estimate_seconds, human_duration, human_size
 from ..triton import Triton, admin_ip
 from .inflight import lock_held
 from .nat_recreate import network_of
@@ -164,6 +167,8 @@ def child_argv(item, opts):
     cmd += ["-y", "-a", "--interval=0"]
     if opts["max_delta"]:
         cmd += ["--max-delta=%d" % opts["max_delta"]]
+    if opts.get("bwlimit"):
+        cmd += ["--bwlimit=%d" % opts["bwlimit"]]
     if opts["allow_older"]:
         cmd.append("-D")
     return cmd + [item["uuid"], item["dest"]]
@@ -194,10 +199,14 @@ def downtime_of(uuid, dest, state_dir=STATE_DIR):
 class Evacuation:
     def __init__(self, source, to=None, concurrency=2, max_delta=None, allow_older=False,
                  yes=False, as_json=False, dry_run=False, report=None, runner=None,
-                 state_dir=STATE_DIR):
+                 state_dir=STATE_DIR, bwlimit=None):
         self.source, self.to = source, to
         self.concurrency = concurrency
-        self.opts = {"max_delta": max_delta, "allow_older": allow_older}
+        self.bwlimit = bwlimit
+        # --bwlimit is the evacuation's total: each of the migrations running
+        # at once gets an equal share of it
+        self.opts = {"max_delta": max_delta, "allow_older": allow_older,
+                     "bwlimit": bwlimit // concurrency if bwlimit else None}
         self.yes, self.as_json, self.dry_run = yes, as_json, dry_run
         self.r = report or Report()
         self.hn = runner or Runner()
@@ -301,7 +310,7 @@ class Evacuation:
         items = self.items
         rows, notes = [], []
         for i in items:
-            est = human_duration(estimate_seconds(i["bytes"])) if i["dest"] else "-"
+            est = human_duration(self.seconds(i)) if i["dest"] else "-"
             dest = i["dest"] or "-"
             if i["kind"] == "nat" and i["dest"]:
                 dest += " (nat-recreate)"
@@ -313,13 +322,13 @@ class Evacuation:
                 notes.append("  %s (%s): %s" % (i["uuid"], i["alias"] or "-", i["reason"]))
         moving = [i for i in items if i["dest"]]
         total = sum(i["bytes"] for i in moving)
-        secs = sum(estimate_seconds(i["bytes"]) for i in moving) / max(1, self.concurrency)
+        secs = sum(self.seconds(i) for i in moving) / max(1, self.concurrency)
         if self.as_json:
             for i in items:
                 self.emit("plan", uuid=i["uuid"], alias=i["alias"], brand=i["brand"],
                           state=i["state"], kind=i["kind"], bytes=i["bytes"],
                           destination=i["dest"], reason=None if i["dest"] else i["reason"],
-                          estimate_s=round(estimate_seconds(i["bytes"]), 1) if i["dest"]
+                          estimate_s=round(self.seconds(i), 1) if i["dest"]
                           else None)
             self.emit("plan-total", instances=len(moving), bytes=total,
                       estimate_s=round(secs, 1), not_moved=len(items) - len(moving))
@@ -334,10 +343,17 @@ class Evacuation:
         r.line("Total: %d to move, %s, about %s at %d at a time (+2 minutes each, as"
                " estimated)" % (len(moving), human_size(total), human_duration(secs),
                                 self.concurrency))
+        if self.bwlimit:
+            r.line("Bandwidth limit: %s / second in all, %s / second for each migration"
+                   % (human_size(self.bwlimit), human_size(self.opts["bwlimit"])))
         if notes:
             r.line("Not moved:")
             r.lines(notes)
         r.line()
+
+    def seconds(self, item):
+        """The seed's estimate for one item, at its share of --bwlimit."""
+        return estimate_seconds(item["bytes"], capped_rate(self.opts["bwlimit"]))
 
     # ---- run ------------------------------------------------------------------
 
@@ -495,13 +511,14 @@ def main(args):
     if concurrency < 1:
         raise Usage("--concurrency takes a positive whole number, not %r"
                     % args["--concurrency"])
+    from ..cli import parse_rate, parse_size
     max_delta = None
     if args["--max-delta"] is not None:
-        from ..cli import parse_size
         max_delta = parse_size(args["--max-delta"])
     e = Evacuation(args["SOURCE_CN_NAME"], to=args["--to"], concurrency=concurrency,
                    max_delta=max_delta, allow_older=args["-D"], yes=args["-y"],
-                   as_json=args["-j"], dry_run=args["--dry-run"])
+                   as_json=args["-j"], dry_run=args["--dry-run"],
+                   bwlimit=parse_rate(args["--bwlimit"]))
     try:
         return e.run()
     finally:

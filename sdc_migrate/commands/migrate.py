@@ -15,8 +15,8 @@ from ..node import Node, Runner
 from ..procedure import InstanceLock, Journal
 from dateutil.parser import isoparse as parse_time
 
-from ..report import (JsonReport, Report, estimate_text, human_duration, human_size,
-                      human_time, now)
+from ..report import (JsonReport, Report, capped_rate, estimate_text, human_duration,
+                      human_size, human_time, now)
 from ..triton import UUID_RE, Triton, admin_ip
 
 STATE_DIR = "/var/tmp"
@@ -49,7 +49,8 @@ def converged(deltas, max_delta):
 
 class Options:
     def __init__(self, uuid=None, dest=None, incremental=False, auto=False,
-                 allow_older=False, yes=False, interval=60, max_delta=None, dry_run=False):
+                 allow_older=False, yes=False, interval=60, max_delta=None, dry_run=False,
+                 bwlimit=None):
         self.uuid, self.dest = uuid, dest
         self.incremental = incremental or auto
         self.auto = auto
@@ -58,6 +59,7 @@ class Options:
         self.yes = yes
         self.interval = interval
         self.dry_run = dry_run      # gather and show for real; list, not run, the rest
+        self.bwlimit = bwlimit      # bytes a second for every stream, or None
 
 
 def zone_state(listing, uuid):
@@ -218,9 +220,11 @@ class Migration:
             ("base image", vm.get("image_uuid") or self._image_of_disks() or "-"),
             ("total dataset size", "%s across %d datasets" % (human_size(self.total),
                                                              len(self.datasets))),
-            ("est. migration time", estimate_text(self.total)),
+            ("est. migration time", estimate_text(self.total, capped_rate(o.bwlimit))),
             ("migration type", "Incremental" if o.incremental else "Non-Incremental"),
         ]
+        if o.bwlimit:
+            pairs.append(("bandwidth limit", "%s / second" % human_size(o.bwlimit)))
         if o.incremental:
             pairs += [("migration log file", "%s HN:%s" % (dc, log)),
                       ("migration state file", "%s HN:%s" % (dc, st))]
@@ -762,7 +766,8 @@ class Migration:
             r.step("    + Tranferring %s@%s ..." % (ds.name, snap))
             argv = zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip,
                                      self.key, self.known_hosts, props=first,
-                                     progress=meter is not None, pidfile=self.recv_pidfile())
+                                     progress=meter is not None, pidfile=self.recv_pidfile(),
+                                     bwlimit=self.opts.bwlimit)
             self.sending = True
             if meter is None:
                 self.src.run(argv)
@@ -1124,7 +1129,8 @@ def main(args):
     opts = Options(uuid=args["INST_UUID"], dest=args["DEST_CN_NAME"],
                    incremental=args["-i"], auto=args["-a"], allow_older=args["-D"],
                    yes=args["-y"], interval=int(args["--interval"] or 60),
-                   max_delta=args.get("--max-delta"), dry_run=args.get("--dry-run"))
+                   max_delta=args.get("--max-delta"), dry_run=args.get("--dry-run"),
+                   bwlimit=args.get("--bwlimit"))
     m = Migration(opts, JsonReport() if args.get("-j") else Report())
     try:
         return m.run()

@@ -74,6 +74,8 @@ def _ns_setup_script(host):
             "mount -t tmpfs tmpfs /var/lock/zfs",
             "mount --bind %s/var-lib-zfs /var/lib/zfs" % h,
             "mount -t overlay overlay -o lowerdir=%s/cn:/usr/sbin /usr/sbin" % common.SIM_ROOT,
+            # the node every SmartOS platform ships for vmadm and the agents
+            "mount --bind %s /usr/node" % os.path.join(d, "usr-node"),
         ]
     lines += ["touch %s/run/ns-ready" % h, "exec sleep infinity"]
     return "\n".join(lines)
@@ -86,7 +88,11 @@ def _start_holder(host):
     os.chmod(os.path.join(h, "root-ssh"), 0o700)
     with open(os.path.join(h, "dotfile"), "w") as f:
         f.write("# simulated host: no start-up files\n")
-    for d in ("/zones", "/etc/zones", "/root/.ssh", "/var/ssh", "/var/run/zfs", "/var/lock/zfs", "/var/lib/zfs", "/run/sshd"):
+    node = os.path.join(common.sim_dir(), "usr-node", "bin", "node")
+    if not os.path.lexists(node):
+        os.makedirs(os.path.dirname(node), exist_ok=True)
+        os.symlink(shutil.which("node") or "/usr/bin/node", node)
+    for d in ("/usr/node", "/zones", "/etc/zones", "/root/.ssh", "/var/ssh", "/var/run/zfs", "/var/lock/zfs", "/var/lib/zfs", "/run/sshd"):
         os.makedirs(d, exist_ok=True)
     # zfs-fuse removes a pool's mountpoint on export; a removed /zones would
     # take every host's mounts on it along (in every namespace). A file in
