@@ -27,6 +27,7 @@ def parse_http(text):
 class Datacenter:
     def __init__(self, env):
         self.env = env
+        self.provisioned = {}       # uuid -> the simdc provision arguments
 
     def simdc(self, *args, input=None, check=True):
         # bytes, decoded here: text mode would turn the APIs' CRLF into LF
@@ -55,7 +56,9 @@ class Datacenter:
 
     def provision(self, *args):
         out = self.simdc("provision", *args).stdout
-        return out.strip().splitlines()[-1]
+        uuid = out.strip().splitlines()[-1]
+        self.provisioned[uuid] = [str(a) for a in args]
+        return uuid
 
     def seq(self, host, uuid):
         return int(self.simdc("seq", host, uuid).stdout.strip())

@@ -8,11 +8,37 @@ def datadir(dc, host, uuid):
 
 
 def data_digest(dc, host, uuid):
-    """sha1 of every file of the instance's data but the live sequence file."""
-    d = datadir(dc, host, uuid)
-    out = dc.exec(host, "sh", "-c", "cd %s && find . -type f ! -name simdc-seq | sort | "
-                  "xargs -r sha1sum" % d).stdout
+    """sha1 of every file of the instance's data but the live sequence file: the
+    zone root or disk0, every other disk and the delegated dataset."""
+    dirs = dc.exec(host, "simdc-datadir", "--all", uuid).stdout.split()
+    out = dc.exec(host, "sh", "-c", 'for d in "$@"; do echo "$d"; (cd "$d" && find . -type f '
+                  '! -name simdc-seq | sort | xargs -r sha1sum); done', "sh", *dirs).stdout
+    if "--size" in dc.provisioned.get(uuid, []):
+        # provision wrote a simdc-data file in each
+        assert out.count("/simdc-data\n") == len(dirs), \
+            "some of the instance's data is missing on %s: %s" % (host, out)
     return out
+
+
+def leftovers(dc, uuid, hosts=("source-server", "dest-server")):
+    """What a finished or undone migration must not leave behind: temporary keys
+    and known_hosts, authorized_keys backups and entries, a receive's pid file,
+    migration snapshots, the head node's lock and state file; [] if none."""
+    found = []
+    for host in hosts:
+        ssh = dc.exec(host, "ls", "-a", "/root/.ssh").stdout.split()
+        found += ["%s:/root/.ssh/%s" % (host, f) for f in ssh
+                  if f.startswith(("migr-key", "migr-known", "authorized_keys."))]
+        if "sdc-migrate-" in authorized_keys(dc, host):
+            found.append("%s: sdc-migrate's entry in authorized_keys" % host)
+        found += ["%s:%s" % (host, n) for n in dc.zfs_names(host)
+                  if uuid in n and "@" in n and "migration" in n.split("@")[1]]
+        found += ["%s:/var/tmp/%s" % (host, f) for f in dc.exec(host, "ls", "/var/tmp").stdout.split()
+                  if f == "sdc-migrate-recv-%s.pid" % uuid]
+    found += ["headnode:/var/tmp/" + f for f in dc.exec("headnode", "ls", "/var/tmp").stdout.split()
+              if f == "sdc-migrate-%s.lock" % uuid or (f.startswith("migrator-" + uuid)
+                                                        and f.endswith(".st"))]
+    return found
 
 
 def authorized_keys(dc, host):
@@ -28,11 +54,14 @@ def assert_migrated(dc, uuid, before, out, src="source-server", dst="dest-server
     xml = dc.exec(src, "cat", "/etc/zones/%s.xml" % uuid).stdout
     assert 'name="do-not-inventory"' in xml
     assert "zones/" + uuid in dc.zfs_names(src)
-    # no migration snapshot left on either side, no temporary key anywhere
-    for host in (src, dst):
-        assert not [n for n in dc.zfs_names(host) if "_ops_migration_" in n]
-        assert "migr-key" not in dc.exec(host, "ls", "/root/.ssh").stdout
-        assert "sdc-migrate-" not in authorized_keys(dc, host)
+    # never booting by itself there again
+    got = dc.exec(src, "vmadm", "get", uuid).stdout
+    assert '"autoboot": false' in got, "autoboot still on at the source"
+    # no migration snapshot, key, backup or lock left anywhere; the IPs free to go
+    assert leftovers(dc, uuid, (src, dst)) == []
+    for nic in vm["nics"]:
+        ip = dc.api("napi", "/networks/%s/ips/%s" % (nic["network_uuid"], nic["ip"]))[2]
+        assert ip["belongs_to_uuid"] == uuid and not ip.get("reserved"), ip
     # the destination's data is the source's as of the stop
     assert data_digest(dc, src, uuid) == data_digest(dc, dst, uuid)
     # the seed's blocks

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from checks import assert_migrated, assert_sequence_continues, dc_state
+from checks import assert_migrated, assert_sequence_continues, dc_state, leftovers
 from conftest import SIMDC
 
 SRC, DST = "source-server", "dest-server"
@@ -41,13 +41,17 @@ def assert_rolled_back(dc, uuid, before_vm, before_keys):
     for nic in vm["nics"]:
         ip = dc.api("napi", "/networks/%s/ips/%s" % (nic["network_uuid"], nic["ip"]))[2]
         assert ip["belongs_to_uuid"] == uuid and not ip["reserved"]
-    assert dc.exec("headnode", "sh", "-c", "ls /var/tmp/sdc-migrate-%s.lock 2>/dev/null || true"
-                   % uuid).stdout == ""
+    assert leftovers(dc, uuid) == []
     if before_vm["state"] == "running":
-        # the workload went on where it stopped: nothing lost, no gap
+        # the workload went on where it stopped: every line it had written
+        # before the attempt is still there as it was, then no gap
         time.sleep(0.3)
-        numbers = [int(l[0]) for l in dc.seq_lines(SRC, uuid)]
+        lines = dc.seq_lines(SRC, uuid)
+        earlier = _SEQ_BEFORE.pop(uuid, [])
+        assert lines[:len(earlier)] == earlier, "the source's record lost or changed lines"
+        numbers = [int(l[0]) for l in lines]
         assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        assert len(lines) > len(earlier), "the workload did not go on"
 
 
 def keys(dc):
@@ -81,6 +85,12 @@ FAULTS = [
 
 
 _ROLLED_BACK = []   # instances a rollback test left as they were
+_SEQ_BEFORE = {}    # uuid -> the source workload's record just before an attempt
+
+
+def remember_record(dc, uuid):
+    if dc.vm(uuid)["state"] == "running":
+        _SEQ_BEFORE[uuid] = dc.seq_lines(SRC, uuid)
 
 
 def running_instance(dc):
@@ -106,6 +116,7 @@ def migrate_with_fault(dc, uuid, host, prefix, extra=(), args=(), dest=DST):
     """Migrate with the fault in place; the tool's process and whether the
     fault was hit."""
     fault(dc, host, prefix, list(extra), uuid)
+    remember_record(dc, uuid)
     try:
         p = dc.migrate("-y", *args, uuid, dest)
         hit = no_fault_left(dc)
@@ -356,6 +367,7 @@ def test_ctrl_c(dc, name, host, prefix, delay, status):
     uuid = running_instance(dc)
     before, before_keys = dc.vm(uuid), keys(dc)
     fault(dc, host, prefix, ["--delay", str(delay), "--exit", "0"], uuid)
+    remember_record(dc, uuid)
     tool = start_tool(dc, "-y", uuid, DST)
     wait_for_the_fault(dc, tool)
     time.sleep(0.3)
@@ -411,6 +423,7 @@ def test_destination_pool_fills_during_the_transfer_rolls_back(dc):
     before, before_keys = dc.vm(uuid), keys(dc)
     # after the gather saw room enough, before the send: the pool fills
     dc.simdc("fault", "add", SRC, "--delay", "2", "--exit", "0", "--", "zfs", "snapshot")
+    remember_record(dc, uuid)
     tool = start_tool(dc, "-y", uuid, DST)
     try:
         wait_for_the_fault(dc, tool)

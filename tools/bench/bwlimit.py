@@ -22,11 +22,14 @@ import benchlib  # noqa: E402
 import transfer  # noqa: E402
 from benchlib import MB, on  # noqa: E402
 
-sys.path.insert(0, benchlib.ROOT)
-from sdc_migrate.cli import parse_size  # noqa: E402
-
 SRC, DST = transfer.SRC, transfer.DST
 TOLERANCE = 0.10
+
+
+def parse_size(text):
+    """10M, 512K: bytes (run with the machine's python3, not the package's venv)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1:] in units else int(text)
 
 
 def limited(limit, seconds):

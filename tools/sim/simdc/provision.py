@@ -3,6 +3,7 @@
 NAPI provisions the NICs, the CN imports the image and runs `vmadm create`,
 and VMAPI learns of the instance from the CN's vm-agent, as in Triton.
 """
+import shlex
 import sys
 import time
 import uuid as uuidlib
@@ -83,13 +84,19 @@ def main(args):
         workflow.create_on_cn(host, payload, image)
     except workflow.WorkflowError as e:
         sys.exit("simdc provision: %s" % e)
-    datadir = run_on(host, ["simdc-datadir", vm_uuid]).stdout.strip()
+    datadirs = run_on(host, ["simdc-datadir", "--all", vm_uuid]).stdout.split()
     if args.size:
-        # A snapshot makes zfs-fuse commit its transaction group, so that
-        # `used` counts the data now, as it would on illumos a few seconds later.
-        run_on(host, ["sh", "-c", "head -c %d /dev/urandom > %s/simdc-data && "
-                      "zfs snapshot zones/%s@simdc-settle && zfs destroy zones/%s@simdc-settle"
-                      % (args.size * 1048576, datadir, vm_uuid, vm_uuid)])
+        # SIZE MB where the workload writes, a quarter of it (1 MB at least) on
+        # every other disk and the delegated dataset: a migration that forgot
+        # one would lose data a test can see. A snapshot makes zfs-fuse commit
+        # its transaction group, so that `used` counts the data now, as it
+        # would on illumos a few seconds later.
+        sizes = [args.size * 1048576] + [max(1, args.size // 4) * 1048576] * (len(datadirs) - 1)
+        writes = " && ".join("head -c %d /dev/urandom > %s/simdc-data" % (n, shlex.quote(d))
+                             for n, d in zip(sizes, datadirs))
+        # (a transaction group is the whole pool's: one snapshot commits it all)
+        run_on(host, ["sh", "-c", writes + " && zfs snapshot zones/%s@simdc-settle && "
+                      "zfs destroy zones/%s@simdc-settle" % (vm_uuid, vm_uuid)])
     workflow.boot_and_report(host, vm_uuid, args.state == "running")
     want = "running" if args.state == "running" else "stopped"
     deadline = time.time() + 30

@@ -443,6 +443,20 @@ def disk0_dataset(uuid, brand):
     return None
 
 
+def data_dirs(uuid, zones_dir="/etc/zones"):
+    """data_dir first, then the mountpoints of the instance's other disks
+    (kvm's zones/UUID-diskN, bhyve's zones/UUID/diskN) and of its delegated
+    dataset zones/UUID/data: everything of the instance a migration must carry."""
+    brand = brand_of(uuid, zones_dir)
+    disk0 = disk0_dataset(uuid, brand)
+    prefix = {"kvm": "%s/%s-disk" % (POOL, uuid),
+              "bhyve": "%s/%s/disk" % (POOL, uuid)}.get(brand)
+    names = zfs("list", "-H", "-o", "name").stdout.split()
+    others = sorted(n for n in names if n != disk0 and (
+        prefix and n.startswith(prefix) or n == "%s/%s/data" % (POOL, uuid)))
+    return [data_dir(uuid, zones_dir)] + [m for m in map(mountpoint, others) if m]
+
+
 def mountpoint(dataset):
     """The real mountpoint of a dataset (volumes included), or None."""
     r = zfs("get", "-H", "-o", "value", "mountpoint", dataset)
