@@ -50,7 +50,7 @@ def limited(limit, seconds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=6.0,
+    ap.add_argument("--seconds", type=float, default=10.0,
                     help="how long each limited stream should last")
     ap.add_argument("--limits", default="10M,50M")
     ap.add_argument("--size", type=int, default=128, help="MB for the unlimited rounds")
