@@ -14,6 +14,7 @@ Subcommands, each with its own --help:
                        [--max-delta=SIZE] [--bwlimit=RATE] SOURCE_CN_NAME
   sdc-migrate list [-j]
   sdc-migrate finish INST_UUID
+  sdc-migrate rollback [-y] [-j] [--dry-run] [--bwlimit=RATE] INST_UUID
 
 Runs on the head node. Without INST_UUID or DEST_CN_NAME it asks for them.
 A full migration stops the instance, sends its datasets from the source
@@ -72,6 +73,7 @@ SUBCOMMANDS = {
     "evacuate": "evacuate",
     "list": "inflight",
     "finish": "finish",
+    "rollback": "rollback",
 }
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 

@@ -9,6 +9,7 @@ command to finish it or undo it. One JSON object a line, fsynced:
   {"t": "change", "undo": NAME, "what": TEXT, "args": {...}, "data": bool}
   {"t": "confirmed", "i": N}     change N, journaled before it was made, was made
   {"t": "undone", "i": N}        change N was undone (or no longer needs undoing)
+  {"t": "final", "snapshot": S}  the last snapshot sent, kept on both CNs after
   {"t": "switched"}              VMAPI showed the instance on the destination
   {"t": "end", "outcome": ...}   done, rolled-back, needs-operator or superseded
 """
@@ -73,6 +74,19 @@ class Journal:
     @property
     def switched(self):
         return any(r["t"] == "switched" for r in self.records)
+
+    @property
+    def final_snapshot(self):
+        """The name of the migration's last snapshot, kept on both CNs after it."""
+        finals = [r["snapshot"] for r in self.records if r["t"] == "final"]
+        return finals[-1] if finals else None
+
+    def command(self):
+        """The command that finishes or undoes this journal's procedure."""
+        b = self.begin
+        if b.get("kind") == "rollback":
+            return "sdc-migrate rollback -y %s" % b.get("uuid")
+        return "sdc-migrate -y %s %s" % (b.get("uuid"), b.get("dest"))
 
     def change(self, undo, what, data=False, maybe=False, **args):
         """Journal a change; with maybe, one about to be made (write-ahead: a run

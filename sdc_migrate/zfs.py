@@ -39,6 +39,14 @@ def instance_datasets(listing, uuid):
     return found
 
 
+# sh -c SCRIPT sh KEEP DATASET...: destroy the datasets' migration snapshots
+# (named by sdc-migrate: *_ops_migration_*), all but those named KEEP.
+DESTROY_MIGRATION_SNAPSHOTS = (
+    'keep=$1; shift; for s in $(zfs list -H -o name -t snapshot -d 1 "$@" 2>/dev/null | '
+    "grep '@vmsnap-.*_ops_migration_'); do "
+    '[ "${s#*@}" = "$keep" ] && continue; zfs destroy "$s" || exit 1; done')
+
+
 def image_origin(ds):
     """The image UUID if ds is a clone of zones/IMAGE@final, else None."""
     if ds.origin and ds.origin.startswith("zones/") and ds.origin.endswith("@final"):

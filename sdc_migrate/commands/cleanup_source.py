@@ -9,7 +9,9 @@ hidden from inventory (do-not-inventory) and intact. Once the instance is
 verified on its new compute node, this removes that copy as the migration's
 closing block says: `zonecfg -z INST_UUID delete -F`,
 `zfs destroy zones/cores/INST_UUID` and `zfs destroy -r` of zones/INST_UUID
-(and of kvm's zones/INST_UUID-diskN).
+(and of kvm's zones/INST_UUID-diskN). It then removes the migration's last
+snapshot, which the live copy keeps for `sdc-migrate rollback`: once the
+old copy is gone there is nothing to roll back to.
 
 It finds the old source compute node from the migration logs on the head
 node (/var/tmp/migrator-INST_UUID-*.log), or else by looking on every
@@ -271,6 +273,14 @@ class Cleanup:
                     raise
                 r.done()
             self.check(probe(node, u))
+        if not self.comment_out:
+            # the last migration's snapshot, kept for `sdc-migrate rollback`:
+            # with the old copy gone there is nothing to roll back to
+            r.step("* Removing the migration snapshots kept on %s for a rollback..."
+                   % live.node.hostname)
+            live.node.run(["sh", "-c", zfs.DESTROY_MIGRATION_SNAPSHOTS, "sh", ""]
+                          + [d.name for d in live.datasets])
+            r.done()
         r.line()
         r.line("%s (%s) lives on %s only." % (u, self.alias, live.node.hostname)
                if not self.comment_out else

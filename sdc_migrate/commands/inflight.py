@@ -4,14 +4,16 @@ Usage:
   sdc-migrate list [-j]
   sdc-migrate list -h | --help
 
-One line per migration, from its journal in /var/tmp on the head node
+One line per migration or rollback (`sdc-migrate rollback`, KIND rollback),
+from its journal in /var/tmp on the head node
 (migrator-INST_UUID-DEST_CN_NAME-EPOCH.journal): instance, alias, source and
 destination compute nodes, phase (preparing, round N, stopped, switched,
 finished, rolled back), the rounds sent and the size of the last one, when it
 started, and its outcome: running (its sdc-migrate holds the instance's
 lock), interrupted (run the same sdc-migrate command again to finish or undo
 it), done, rolled-back, superseded (undone by a later run that started over)
-or needs-operator.
+or needs-operator; a finished migration that a later rollback undid shows
+rolled-back, and its phase says by which rollback.
 
 Options:
   -j          One JSON object per migration instead of the table.
@@ -28,8 +30,8 @@ from ..procedure import STATE_DIR, Journal
 from ..report import Report, human_size, human_time
 
 USAGE = __doc__
-HEADERS = ["INSTANCE", "ALIAS", "SOURCE", "DESTINATION", "PHASE", "ROUNDS", "LAST DELTA",
-           "STARTED", "OUTCOME"]
+HEADERS = ["INSTANCE", "ALIAS", "KIND", "SOURCE", "DESTINATION", "PHASE", "ROUNDS",
+           "LAST DELTA", "STARTED", "OUTCOME"]
 
 
 def lock_held(uuid, state_dir=STATE_DIR):
@@ -63,6 +65,7 @@ def summary(journal, running):
         phase = "switched" if journal.switched else "stopped" if stopped else \
             "round %d" % rounds[-1]["n"] if rounds else "preparing"
     return {"uuid": b.get("uuid"), "alias": b.get("alias"),
+            "kind": b.get("kind", "migration"),
             "source": (b.get("src") or {}).get("hostname"), "destination": b.get("dest"),
             "phase": phase, "rounds": len(rounds),
             # the final increment's size is not measured (the instance is down then)
@@ -81,13 +84,24 @@ def migrations(state_dir=STATE_DIR):
             continue
         out.append(summary(j, not j.ended and lock_held(j.begin["uuid"], state_dir)))
     out.sort(key=lambda m: m["started"] or "")
+    # a finished rollback undid the finished migration of its instance before it
+    last_done = {}
+    for m in out:
+        if m["outcome"] != "done":
+            continue
+        if m["kind"] == "rollback" and m["uuid"] in last_done:
+            undone = last_done.pop(m["uuid"])
+            undone["outcome"] = "rolled-back"
+            undone["phase"] = "rolled back (%s)" % m["journal"]
+        elif m["kind"] != "rollback":
+            last_done[m["uuid"]] = m
     return out
 
 
 def row(m):
     started = human_time(isoparse(m["started"])) if m["started"] else "-"
     delta = human_size(m["last_delta_bytes"]) if m["last_delta_bytes"] is not None else "-"
-    return [m["uuid"], m["alias"] or "-", m["source"] or "-", m["destination"] or "-",
+    return [m["uuid"], m["alias"] or "-", m["kind"], m["source"] or "-", m["destination"] or "-",
             m["phase"], str(m["rounds"]), delta, started, m["outcome"]]
 
 

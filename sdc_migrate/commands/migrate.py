@@ -76,6 +76,8 @@ def vm_type(vm):
 
 
 class Migration:
+    KIND = "migration"      # the journal's begin record says which procedure wrote it
+
     def __init__(self, opts, report=None, runner=None):
         self.opts = opts
         self.r = report or Report()
@@ -194,10 +196,13 @@ class Migration:
         if there and not self.resuming:
             raise Refused("destination %s already has %s: a copy of this instance is there"
                           " (remove it, or migrate elsewhere)" % (self.opts.dest, ", ".join(there)))
-        need = sum(d.used for d in self.datasets)
+        need = self.space_needed()
         if need > avail:
             raise Refused("destination %s has %s free in zones; the instance needs %s"
                           % (self.opts.dest, human_size(avail), human_size(need)))
+
+    def space_needed(self):
+        return sum(d.used for d in self.datasets)
 
     # ---- show -------------------------------------------------------------------
 
@@ -288,6 +293,10 @@ class Migration:
         if not UUID_RE.match(o.uuid or ""):
             raise Refused("'%s' is not an instance UUID" % o.uuid)
         interrupted = Journal.unfinished(o.uuid)
+        if interrupted and interrupted[-1].begin.get("kind", "migration") != self.KIND:
+            raise Refused("a %s of %s was interrupted (journal %s): run `%s` to finish or undo"
+                          " it first" % (interrupted[-1].begin.get("kind"), o.uuid,
+                                         interrupted[-1].path, interrupted[-1].command()))
         if interrupted and o.dry_run:
             raise Refused("a migration of %s is running or was interrupted (journal %s):"
                           " no dry run until it is finished or undone" % (o.uuid,
@@ -312,7 +321,8 @@ class Migration:
         self.was_running = self.vm.get("state") == "running"
         self.journal = Journal(Journal.path_for(o.uuid, o.dest, self.epoch))
         self.journal.write({
-            "t": "begin", "uuid": o.uuid, "dest": o.dest, "epoch": self.epoch, "tag": self.tag,
+            "t": "begin", "kind": self.KIND, "uuid": o.uuid, "dest": o.dest,
+            "epoch": self.epoch, "tag": self.tag,
             "alias": self.vm.get("alias"),
             "started": self.started.isoformat(), "incremental": o.incremental,
             "was_running": self.was_running, "datacenter": self.datacenter,
@@ -507,7 +517,7 @@ class Migration:
         self.raise_bhyve_quota()
         typ = vm_type(vm)
         label = "%s (%s)" % (uuid, vm.get("alias") or "-")
-        self.snap_base = "vmsnap-%d_ops_migration_%d" % (self.epoch, self.epoch)
+        self.snap_base = self.snapshot_name()
         self.sent = None
         # what needs no stop, before it. (The cores dataset waits for the data:
         # mounted at /zones/UUID/cores, it would keep zones/UUID from mounting.)
@@ -528,6 +538,9 @@ class Migration:
         self.attach()
         self.switch_vmapi()
         self.after_switch()
+
+    def snapshot_name(self):
+        return "vmsnap-%d_ops_migration_%d" % (self.epoch, self.epoch)
 
     def after_switch(self):
         """Past the switch the migration only goes forward."""
@@ -741,13 +754,12 @@ class Migration:
             self.r.done()
         return name
 
-    def undo_snapshots(self, node):
-        """Destroy every migration snapshot of the instance's datasets on node."""
-        names = " ".join(shlex.quote(d.name) for d in self.datasets)
-        self.node(node).run(["sh", "-c",
-                             "for s in $(zfs list -H -o name -t snapshot -d 1 %s 2>/dev/null | "
-                             "grep '@vmsnap-.*_ops_migration_'); do zfs destroy \"$s\" || "
-                             "exit 1; done" % names])
+    def undo_snapshots(self, node, keep=None):
+        """Destroy every migration snapshot of the instance's datasets on node
+        but those named keep (the final one, which `sdc-migrate rollback`
+        sends back from, stays until cleanup-source)."""
+        self.node(node).run(["sh", "-c", zfs.DESTROY_MIGRATION_SNAPSHOTS, "sh", keep or ""]
+                            + [d.name for d in self.datasets])
 
     def send_round(self, snap):
         """Send every dataset's snapshot to the destination, CN to CN."""
@@ -929,6 +941,8 @@ class Migration:
             r.line("* Transferring dataset snapshots to %s" % self.dst.hostname)
         self.send_round(snap)
         self.final_snap = snap
+        # both sides keep it after the migration: a rollback's common snapshot
+        self.journal.write({"t": "final", "snapshot": snap})
 
     def create_cores(self):
         r, uuid = self.r, self.vm["uuid"]
@@ -1004,6 +1018,7 @@ class Migration:
         i = self.will("hidden", "do-not-inventory on %s" % src.hostname, uuid=uuid)
         src.run(["zonecfg", "-z", uuid, self.HIDE])
         self.journal.confirm(i)
+        self.show_destination()
         # only then the destination's report: VMAPI must never see two live copies
         r.line("    + Restarting vmadmd again on destination, to hasten update of VM's presence.")
         r.line("    + Restarting heartbeater on destination, to hasten update of VM's presence.")
@@ -1027,6 +1042,9 @@ class Migration:
             time.sleep(0.2)
         self.mark_switched()
         r.done("Success!")
+
+    def show_destination(self):
+        """The destination's copy into inventory (a rollback's old copy is hidden)."""
 
     def undo_hidden(self, uuid):
         self.src.run(["sh", "-c", "zonecfg -z %s 'remove attr name=do-not-inventory' && "
@@ -1058,8 +1076,10 @@ class Migration:
     def cleanup_snapshots(self):
         r = self.r
         r.step("* Deleting migration snapshots on %s..." % self.dst.hostname)
-        # the source's (journaled) and the destination's, side by side
-        self.both(lambda n: self.undo_snapshots("src" if n is self.src else "dst"))
+        # the source's (journaled) and the destination's, side by side; the final
+        # one stays on both for `sdc-migrate rollback`, until cleanup-source
+        keep = self.journal.final_snapshot
+        self.both(lambda n: self.undo_snapshots("src" if n is self.src else "dst", keep))
         for i, rec in self.journal.pending():
             if rec["undo"] in ("snapshots", "received"):
                 self.journal.mark_undone(i)
@@ -1108,6 +1128,9 @@ class Migration:
             if d.name.count("/") == 1:
                 r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs destroy -r %s"' % (ip, d.name))
         r.line("   (or all of it: sdc-migrate cleanup-source %s)" % uuid)
+        if self.KIND == "migration":
+            r.line("   (or move it back, with what it writes until then: sdc-migrate rollback %s)"
+                   % uuid)
         r.line()
         r.line(" Please validate in AdminUI:  https://%s/vms/%s"
                % (getattr(self, "adminui", None) or self._adminui(), uuid))

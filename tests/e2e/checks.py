@@ -1,5 +1,6 @@
 """What the end-to-end tests check, from outside the tool: VMAPI, NAPI, both
 CNs' pools and zone configuration, keys, and the workload's own records."""
+import json
 import time
 
 
@@ -20,11 +21,33 @@ def data_digest(dc, host, uuid):
     return out
 
 
+def journals(dc, uuid):
+    """The head node's journals of uuid's migrations and rollbacks, oldest first:
+    each a list of records."""
+    names = [f for f in dc.exec("headnode", "ls", "/var/tmp").stdout.split()
+             if f.startswith("migrator-%s-" % uuid) and f.endswith(".journal")]
+    names.sort(key=lambda f: int(f[:-len(".journal")].rsplit("-", 1)[1]))
+    return [[json.loads(l) for l in dc.exec("headnode", "cat", "/var/tmp/" + f).stdout.splitlines()
+             if l.strip()] for f in names]
+
+
+def kept_snapshot(dc, uuid):
+    """The snapshot the newest finished migration (or rollback) of uuid keeps
+    on both CNs for `sdc-migrate rollback`, until cleanup-source; or None."""
+    for records in reversed(journals(dc, uuid)):
+        if any(r["t"] == "end" and r.get("outcome") == "done" for r in records):
+            finals = [r["snapshot"] for r in records if r["t"] == "final"]
+            return finals[-1] if finals else None
+    return None
+
+
 def leftovers(dc, uuid, hosts=("source-server", "dest-server")):
     """What a finished or undone migration must not leave behind: temporary keys
     and known_hosts, authorized_keys backups and entries, a receive's pid file,
-    migration snapshots, the head node's lock and state file; [] if none."""
+    migration snapshots (but the one kept for a rollback), the head node's lock
+    and state file; [] if none."""
     found = []
+    kept = kept_snapshot(dc, uuid)
     for host in hosts:
         ssh = dc.exec(host, "ls", "-a", "/root/.ssh").stdout.split()
         found += ["%s:/root/.ssh/%s" % (host, f) for f in ssh
@@ -32,7 +55,8 @@ def leftovers(dc, uuid, hosts=("source-server", "dest-server")):
         if "sdc-migrate-" in authorized_keys(dc, host):
             found.append("%s: sdc-migrate's entry in authorized_keys" % host)
         found += ["%s:%s" % (host, n) for n in dc.zfs_names(host)
-                  if uuid in n and "@" in n and "migration" in n.split("@")[1]]
+                  if uuid in n and "@" in n and "migration" in n.split("@")[1]
+                  and n.split("@")[1] != kept]
         found += ["%s:/var/tmp/%s" % (host, f) for f in dc.exec(host, "ls", "/var/tmp").stdout.split()
                   if f == "sdc-migrate-recv-%s.pid" % uuid]
     found += ["headnode:/var/tmp/" + f for f in dc.exec("headnode", "ls", "/var/tmp").stdout.split()
@@ -59,6 +83,11 @@ def assert_migrated(dc, uuid, before, out, src="source-server", dst="dest-server
     assert '"autoboot": false' in got, "autoboot still on at the source"
     # no migration snapshot, key, backup or lock left anywhere; the IPs free to go
     assert leftovers(dc, uuid, (src, dst)) == []
+    # the last snapshot stays on both sides, the same, for `sdc-migrate rollback`
+    kept = kept_snapshot(dc, uuid)
+    assert kept, "the migration's journal names no final snapshot"
+    for host in (src, dst):
+        assert "zones/%s@%s" % (uuid, kept) in dc.zfs_names(host), (host, kept)
     for nic in vm["nics"]:
         ip = dc.api("napi", "/networks/%s/ips/%s" % (nic["network_uuid"], nic["ip"]))[2]
         assert ip["belongs_to_uuid"] == uuid and not ip.get("reserved"), ip

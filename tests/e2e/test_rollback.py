@@ -1,0 +1,146 @@
+"""sdc-migrate rollback, judged by the datacenter: after a migration the
+instance goes back to its old copy with everything it wrote on the
+destination; refusals change nothing; a failed rollback leaves it where the
+migration put it; a killed one is finished by running it again."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from checks import dc_state, kept_snapshot, leftovers
+from conftest import SIMDC
+
+SRC, DST = "source-server", "dest-server"
+
+
+def migrated(dc, *provision):
+    """A running instance migrated to dest-server that has written there."""
+    uuid = dc.provision("--size", "2", *provision)
+    time.sleep(0.3)
+    p = dc.migrate("-y", uuid, DST)
+    assert p.returncode == 0, p.stdout + p.stderr
+    time.sleep(1)
+    return uuid
+
+
+def assert_back_on_source(dc, uuid, dest_record):
+    """On the source, running, visible; the destination's copy hidden and
+    stopped; the source's record is the destination's, then goes on."""
+    vm = dc.vm(uuid)
+    assert vm["server_uuid"] == dc.hosts()[SRC]["uuid"] and vm["state"] == "running"
+    assert dc.exec(SRC, "zoneadm", "-z", uuid, "list", "-p").stdout.split(":")[2] == "running"
+    assert 'name="do-not-inventory"' not in dc.exec(SRC, "cat", "/etc/zones/%s.xml" % uuid).stdout
+    assert 'name="do-not-inventory"' in dc.exec(DST, "cat", "/etc/zones/%s.xml" % uuid).stdout
+    assert dc.exec(DST, "zoneadm", "-z", uuid, "list", "-p").stdout.split(":")[2] == "installed"
+    time.sleep(0.5)
+    lines = dc.seq_lines(SRC, uuid)
+    assert lines[:len(dest_record)] == dest_record, "a line written on the destination is lost"
+    numbers = [int(l[0]) for l in lines]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert len(lines) > len(dest_record) and lines[len(dest_record)][1] != dest_record[-1][1]
+    assert leftovers(dc, uuid) == []
+    for nic in vm["nics"]:
+        ip = dc.api("napi", "/networks/%s/ips/%s" % (nic["network_uuid"], nic["ip"]))[2]
+        assert ip["belongs_to_uuid"] == uuid and not ip.get("reserved")
+
+
+def test_rollback_brings_back_what_was_written_on_the_destination(dc):
+    uuid = migrated(dc)
+    moved = dc.seq_lines(DST, uuid)
+    assert moved[-1][1] != moved[0][1], "the workload did not write on the destination"
+    before = dc_state(dc, uuid)
+    dry = dc.migrate("rollback", "--dry-run", uuid)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Dry run: nothing was changed" in dry.stdout and "zfs send" in dry.stdout
+    assert dc_state(dc, uuid) == before
+    p = dc.exec("headnode", "sdc-migrate", "rollback", "-y", "-j", uuid, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    events = [json.loads(l) for l in p.stdout.splitlines()]
+    summary = [e for e in events if e["event"] == "summary"][-1]
+    assert (summary["outcome"], summary["source"], summary["destination"]) == \
+        ("done", DST, SRC)
+    assert_back_on_source(dc, uuid, dc.seq_lines(DST, uuid))
+    # only what changed since the migration's snapshot went back
+    sends = [r["argv"] for r in dc.log(DST) if r["argv"][:2] == ["zfs", "send"]
+             and "-n" not in r["argv"] and any(uuid in a for a in r["argv"])]
+    assert len(sends) == 1 and "-i" in sends[0] or "-I" in sends[0], sends
+    listed = [json.loads(l) for l in dc.migrate("list", "-j").stdout.splitlines()]
+    mine = [(m["kind"], m["outcome"]) for m in listed if m["uuid"] == uuid]
+    assert mine == [("migration", "rolled-back"), ("rollback", "done")]
+    again = dc.migrate("rollback", "-y", uuid)
+    assert again.returncode == 2 and "rolled back already" in again.stderr
+    # cleanup-source now removes the copy the rollback left on dest-server,
+    # and the snapshot the source kept for a rollback
+    c = dc.migrate("cleanup-source", "-y", uuid)
+    assert c.returncode == 0, c.stdout + c.stderr
+    assert not [n for n in dc.zfs_names(DST) if uuid in n]
+    assert not [n for n in dc.zfs_names(SRC) if "@" in n and n.split("@")[1] == kept_snapshot(
+        dc, uuid)]
+
+
+def test_rollback_refuses_without_a_common_snapshot_or_an_old_copy(dc):
+    never = dc.provision("--size", "1", "--state", "stopped")
+    p = dc.migrate("rollback", "-y", never)
+    assert p.returncode == 3 and "no finished migration of %s" % never in p.stderr
+    assert dc.migrate("rollback", "-y", "../../etc").returncode == 2
+    uuid = migrated(dc)
+    kept = kept_snapshot(dc, uuid)
+    dc.exec(DST, "zfs", "destroy", "zones/%s@%s" % (uuid, kept))
+    before = dc_state(dc, uuid)
+    p = dc.migrate("rollback", "-y", uuid)
+    assert p.returncode == 2 and "no snapshot in common" in p.stderr, p.stdout + p.stderr
+    assert dc_state(dc, uuid) == before
+    assert dc.migrate("cleanup-source", "-y", uuid).returncode == 0
+    before = dc_state(dc, uuid)
+    p = dc.migrate("rollback", "-y", uuid)
+    assert p.returncode == 2 and "is gone" in p.stderr, p.stdout + p.stderr
+    assert dc_state(dc, uuid) == before
+
+
+def test_a_failed_rollback_leaves_the_instance_where_the_migration_put_it(dc):
+    uuid = migrated(dc)
+    kept = kept_snapshot(dc, uuid)
+    old_copy = dc.exec(SRC, "zfs", "get", "-Hp", "-o", "value", "guid",
+                       "zones/%s@%s" % (uuid, kept)).stdout
+    before = dc_state(dc, uuid)
+    dc.simdc("fault", "add", SRC, "--", "zfs", "recv")
+    try:
+        p = dc.migrate("rollback", "-y", uuid)
+    finally:
+        dc.simdc("fault", "clear")
+    assert p.returncode == 4, p.stdout + p.stderr
+    after = dc_state(dc, uuid)
+    for k in ("pools", "vm", "ips", "zones", "keys"):
+        assert after[k] == before[k], (k, before[k], after[k])
+    vm = dc.vm(uuid)
+    assert vm["server_uuid"] == dc.hosts()[DST]["uuid"] and vm["state"] == "running"
+    # the old copy as it was: hidden, with the snapshot a later rollback needs
+    assert dc.exec(SRC, "zfs", "get", "-Hp", "-o", "value", "guid",
+                   "zones/%s@%s" % (uuid, kept)).stdout == old_copy
+    assert leftovers(dc, uuid) == []
+    record = dc.seq_lines(DST, uuid)
+    numbers = [int(l[0]) for l in record]
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_a_killed_rollback_is_finished_by_running_it_again(dc):
+    uuid = migrated(dc)
+    dc.simdc("fault", "add", DST, "--delay", "1", "--exit", "0", "--", "zfs", "send")
+    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", "rollback", "-y",
+                             uuid], env=dc.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while "[]" not in dc.simdc("fault", "list").stdout.replace("\n", "").replace(" ", ""):
+            assert time.time() < deadline and tool.poll() is None
+            time.sleep(0.1)
+    finally:
+        os.killpg(tool.pid, signal.SIGKILL)
+        tool.communicate()
+        dc.simdc("fault", "clear")
+    time.sleep(1.5)                  # the send in flight on the CN ends
+    p = dc.migrate("rollback", "-y", uuid)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Found the journal of an interrupted migration" in p.stdout
+    assert_back_on_source(dc, uuid, dc.seq_lines(DST, uuid))
