@@ -576,3 +576,79 @@ def test_imgadm_import_get_list(cn):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ---- what an operator's CN-to-CN script asks of zfs ------------------------------------
+
+def tree_digest(cn, path):
+    return cn.sh("cd %s && find . -type f | sort | xargs -r sha1sum" % path).stdout
+
+
+def test_sync_property_as_illumos_has_it(cn):
+    # illumos zfs_prop.c: sync is standard|always|disabled, inherited, not on snapshots
+    cn.run("zfs", "create", "-p", "zones/syncp/child")
+    cn.run("zfs", "snapshot", "zones/syncp@s")
+    assert cn.run("zfs", "get", "-Ho", "property,value,source", "sync", "zones/syncp").stdout \
+        == "sync\tstandard\tdefault\n"
+    cn.run("zfs", "set", "sync=always", "zones/syncp")
+    out = cn.run("zfs", "get", "-Ho", "name,value,source", "sync", "zones/syncp",
+                 "zones/syncp/child", "zones/syncp@s").stdout
+    assert out == ("zones/syncp\talways\tlocal\n"
+                   "zones/syncp@s\t-\t-\n"
+                   "zones/syncp/child\talways\tinherited from zones/syncp\n")
+    p = cn.run("zfs", "set", "sync=sometimes", "zones/syncp", check=False)
+    assert p.returncode == 1 and p.stderr == ("cannot set property for 'zones/syncp': 'sync' "
+                                              "must be one of 'standard | always | disabled'\n")
+    # the third-party script's question, one line a property
+    out = cn.run("zfs", "get", "-Ho", "property,value", "quota,recordsize,mountpoint,sharenfs,"
+                 "sync", "zones/syncp").stdout
+    assert out == ("quota\tnone\nrecordsize\t128K\nmountpoint\t/zones/syncp\n"
+                   "sharenfs\toff\nsync\talways\n")
+    assert "simdc:sync" not in cn.run("zfs", "get", "all", "zones/syncp").stdout
+
+
+def test_recv_o_origin_receives_a_full_stream_as_a_clone(cn):
+    # libzfs_sendrecv.c zfs_receive_one + dmu_recv.c dmu_recv_begin_check: a full
+    # stream received with -o origin=SNAP becomes a clone of SNAP, with the sent
+    # snapshot's guid; -o properties are set on the received dataset
+    # an image of its own: zones/src@one has received copies in the pool (see recvclone.py)
+    cn.run("zfs", "create", "zones/img")
+    fill(cn, "/zones/img/data", 2)
+    cn.run("zfs", "snapshot", "zones/img@final")
+    cn.run("zfs", "clone", "zones/img@final", "zones/vm1")
+    fill(cn, "/zones/vm1/own", 1)
+    cn.run("rm", "/zones/vm1/data")
+    cn.run("zfs", "snapshot", "zones/vm1@migration")
+    cn.run("zfs", "create", "zones/dst")
+    cn.sh("zfs send zones/vm1@migration | zfs recv -o quota=1G -o sync=disabled "
+          "-o mountpoint=/zones/landed -o origin=zones/img@final -d zones/dst")
+    got = real_props(cn, ["origin", "quota", "mountpoint"], "zones/dst/vm1")["zones/dst/vm1"]
+    assert got == {"origin": "zones/img@final", "quota": str(1 << 30), "mountpoint": "/zones/landed"}
+    assert cn.run("zfs", "get", "-Ho", "value,source", "sync", "zones/dst/vm1").stdout == \
+        "disabled\tlocal\n"
+    assert guid(cn, "zones/dst/vm1@migration") == guid(cn, "zones/vm1@migration")
+    assert tree_digest(cn, "/zones/landed") == tree_digest(cn, "/zones/vm1")
+    # it is a clone: the origin cannot go while it exists
+    p = cn.run("zfs", "destroy", "zones/img@final", check=False)
+    assert p.returncode == 1 and "dependent clones" in p.stderr
+    # an incremental from it follows
+    fill(cn, "/zones/vm1/later", 1)
+    cn.run("zfs", "snapshot", "zones/vm1@later")
+    # (-F: reading the files above changed their atimes, as on illumos)
+    cn.sh("zfs send -i @migration zones/vm1@later | zfs recv -F -d zones/dst")
+    assert tree_digest(cn, "/zones/landed") == tree_digest(cn, "/zones/vm1")
+
+
+def test_recv_o_refuses_what_illumos_refuses(cn, src):
+    before = names(cn)
+    for opts, rc, text in (
+            (["-o", "origin=zones/nope@x"], 1, "cannot open 'zones/nope@x': dataset does not exist\n"),
+            (["-o", "origin=" + src], 1, "cannot open '%s': operation not applicable to "
+                                        "datasets of this type\n" % src),
+            (["-o", "bogus=1"], 1, "cannot receive: invalid property 'bogus'\n"),
+            (["-o", "volsize=1G"], 1, "cannot receive: invalid property 'volsize'\n"),
+            (["-o", "quota"], 2, "missing '=' for property=value argument\n")):
+        p = cn.sh("zfs send %s@one | zfs recv %s zones/refused" % (src, " ".join(opts)),
+                  check=False)
+        assert p.returncode == rc and p.stderr.startswith(text), (opts, p.stderr)
+    assert names(cn) == before

@@ -10,6 +10,11 @@ the receiving pool). So the first substream's DRR_BEGIN is rewritten to name
 the origin, and its DRR_END checksum (fletcher-4 of everything before it,
 which the receiver verifies) is corrected for the words that changed. The
 data passes through unchanged.
+
+One difference remains: zfs-fuse finds the origin by guid, the first
+snapshot in the pool with it, where illumos takes the one named. They differ
+only when the pool holds a received copy of the origin (same guid, same
+data) besides it; a CN holds an image once, as zones/IMAGE@final.
 """
 import os
 import struct
