@@ -74,6 +74,8 @@ def _ns_setup_script(host):
             "mount -t tmpfs tmpfs /var/lock/zfs",
             "mount --bind %s/var-lib-zfs /var/lib/zfs" % h,
             "mount -t overlay overlay -o lowerdir=%s/cn:/usr/sbin /usr/sbin" % common.SIM_ROOT,
+            # what SmartOS's global zone has in /usr/bin and Debian lacks (json)
+            "mount -t overlay overlay -o lowerdir=%s/cnbin:/usr/bin /usr/bin" % common.SIM_ROOT,
         ]
     lines += ["touch %s/run/ns-ready" % h, "exec sleep infinity"]
     return "\n".join(lines)
