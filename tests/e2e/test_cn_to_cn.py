@@ -36,7 +36,7 @@ STEPS = {
     "switch": 'vmadm update "$1" do_not_inventory=true && svcadm restart vm-agent && '
               '%s "vmadm update $1 do_not_inventory=false && vmadm start $1 && '
               'svcadm restart vm-agent"' % SSH,
-    "remote_alias": '%s "vmadm list uuid=$1 -Ho alias; vmadm get $1 | json zone_state"' % SSH,
+    "remote_alias": '%s "vmadm list uuid=$1 -Ho alias; vmadm get $1 | /usr/bin/json zone_state"' % SSH,
 }
 
 
@@ -93,4 +93,8 @@ def test_operator_cn_to_cn_sequence_moves_a_running_zone(dc):
     # the source copy stays, stopped and hidden from the inventory
     assert 'name="do-not-inventory"' in dc.exec("source-server", "cat",
                                                 "/etc/zones/%s.xml" % uuid).stdout
+    # each CN's /tmp is its own, as on SmartOS
+    dc.exec("dest-server", "touch", "/tmp/only-on-dest-" + uuid)
+    assert uuid not in dc.exec("source-server", "ls", "/tmp").stdout
+    dc.exec("dest-server", "rm", "/tmp/only-on-dest-" + uuid)
     assert_sequence_continues(dc, uuid)
