@@ -652,3 +652,51 @@ def test_recv_o_refuses_what_illumos_refuses(cn, src):
                   check=False)
         assert p.returncode == rc and p.stderr.startswith(text), (opts, p.stderr)
     assert names(cn) == before
+
+
+def test_recvclone_rewrites_begin_and_keeps_the_end_checksum_true():
+    """The DRR_END checksum is fletcher-4 of everything before it (dmu_send.c
+    dump_record; dmu_recv.c checks it): after the DRR_BEGIN names the origin,
+    the corrected checksum must equal one computed over the new bytes."""
+    import struct
+    from simdc import recvclone
+
+    def fletcher4(data):
+        a = b = c = d = 0
+        for (w,) in struct.iter_unpack("<I", data):
+            a, b = (a + w) % 2 ** 64, (b + a + w) % 2 ** 64
+            c = (c + b) % 2 ** 64
+            d = (d + c) % 2 ** 64
+        return a, b, c, d
+
+    begin = bytearray(recvclone.RECORD)
+    struct.pack_into("<QQQIIQQ", begin, 8, recvclone.BACKUP_MAGIC, 1, 0, 2, 4, 77, 0)
+    write = bytearray(recvclone.RECORD)
+    struct.pack_into("<I", write, 0, recvclone.DRR_WRITE)
+    struct.pack_into("<Q", write, 32, 4096)
+    body = bytes(begin) + bytes(write) + os.urandom(4096)
+    end = bytearray(recvclone.RECORD)
+    struct.pack_into("<I", end, 0, recvclone.DRR_END)
+    struct.pack_into("<4Q", end, 8, *fletcher4(body))
+    tail = b"next substream"
+    r_in, w_in = os.pipe()
+    r_out, w_out = os.pipe()
+    os.write(w_in, body[recvclone.RECORD:] + bytes(end) + tail)
+    os.close(w_in)
+
+    def copy(src, dst, n):
+        recvclone.write_all(dst, os.read(src, n) if n else os.read(src, 1 << 20))
+
+    recvclone.relay_as_clone(r_in, w_out, bytes(begin), 12345, copy)
+    os.close(w_out)
+    out = os.read(r_out, 1 << 20)
+    new_body, new_end = out[:len(body)], out[len(body):len(body) + recvclone.RECORD]
+    magic, _, _, _, flags, toguid, fromguid = struct.unpack_from("<QQQIIQQ", new_body, 8)
+    assert (flags, toguid, fromguid) == (4 | recvclone.DRR_FLAG_CLONE, 77, 12345)
+    assert new_body[recvclone.RECORD:] == body[recvclone.RECORD:]
+    assert struct.unpack_from("<4Q", new_end, 8) == fletcher4(new_body)
+    assert out.endswith(tail)
+    # an incremental from another snapshot cannot be a clone of this origin
+    struct.pack_into("<Q", begin, 48, 999)
+    with pytest.raises(recvclone.StreamError):
+        recvclone.begin_as_clone(bytes(begin), 12345)
