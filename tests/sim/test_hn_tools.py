@@ -526,3 +526,12 @@ def test_sdc_server(dc):
     assert json.loads(r.stdout) == []
     r = dc.run("sdc-server", "admin-ip", "nope")
     assert r.returncode == 1
+
+
+def test_cn_global_zone_json_is_the_head_nodes(dc):
+    # a SmartOS global zone has /usr/bin/json (tools/sim/cnbin, overlaid on a CN's
+    # /usr/bin): the operator's `vmadm get UUID | json alias` works there too
+    vm = json.dumps({"alias": "web-1", "nics": [{"ip": "10.0.0.7"}]})
+    cn_json = dc.run(str(SIM / "cnbin" / "json"), "alias", "nics.0.ip", stdin=vm.encode())
+    assert (cn_json.returncode, cn_json.stdout) == (0, b"web-1\n10.0.0.7\n")
+    assert dc.run("json", "alias", "nics.0.ip", stdin=vm.encode()).stdout == cn_json.stdout

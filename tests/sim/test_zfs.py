@@ -576,3 +576,127 @@ def test_imgadm_import_get_list(cn):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ---- what an operator's CN-to-CN script asks of zfs ------------------------------------
+
+def tree_digest(cn, path):
+    return cn.sh("cd %s && find . -type f | sort | xargs -r sha1sum" % path).stdout
+
+
+def test_sync_property_as_illumos_has_it(cn):
+    # illumos zfs_prop.c: sync is standard|always|disabled, inherited, not on snapshots
+    cn.run("zfs", "create", "-p", "zones/syncp/child")
+    cn.run("zfs", "snapshot", "zones/syncp@s")
+    assert cn.run("zfs", "get", "-Ho", "property,value,source", "sync", "zones/syncp").stdout \
+        == "sync\tstandard\tdefault\n"
+    cn.run("zfs", "set", "sync=always", "zones/syncp")
+    out = cn.run("zfs", "get", "-Ho", "name,value,source", "sync", "zones/syncp",
+                 "zones/syncp/child", "zones/syncp@s").stdout
+    assert out == ("zones/syncp\talways\tlocal\n"
+                   "zones/syncp@s\t-\t-\n"
+                   "zones/syncp/child\talways\tinherited from zones/syncp\n")
+    p = cn.run("zfs", "set", "sync=sometimes", "zones/syncp", check=False)
+    assert p.returncode == 1 and p.stderr == ("cannot set property for 'zones/syncp': 'sync' "
+                                              "must be one of 'standard | always | disabled'\n")
+    # the third-party script's question, one line a property
+    out = cn.run("zfs", "get", "-Ho", "property,value", "quota,recordsize,mountpoint,sharenfs,"
+                 "sync", "zones/syncp").stdout
+    assert out == ("quota\tnone\nrecordsize\t128K\nmountpoint\t/zones/syncp\n"
+                   "sharenfs\toff\nsync\talways\n")
+    assert "simdc:sync" not in cn.run("zfs", "get", "all", "zones/syncp").stdout
+
+
+def test_recv_o_origin_receives_a_full_stream_as_a_clone(cn):
+    # libzfs_sendrecv.c zfs_receive_one + dmu_recv.c dmu_recv_begin_check: a full
+    # stream received with -o origin=SNAP becomes a clone of SNAP, with the sent
+    # snapshot's guid; -o properties are set on the received dataset
+    # an image of its own: zones/src@one has received copies in the pool (see recvclone.py)
+    cn.run("zfs", "create", "zones/img")
+    fill(cn, "/zones/img/data", 2)
+    cn.run("zfs", "snapshot", "zones/img@final")
+    cn.run("zfs", "clone", "zones/img@final", "zones/vm1")
+    fill(cn, "/zones/vm1/own", 1)
+    cn.run("rm", "/zones/vm1/data")
+    cn.run("zfs", "snapshot", "zones/vm1@migration")
+    cn.run("zfs", "create", "zones/dst")
+    cn.sh("zfs send zones/vm1@migration | zfs recv -o quota=1G -o sync=disabled "
+          "-o mountpoint=/zones/landed -o origin=zones/img@final -d zones/dst")
+    got = real_props(cn, ["origin", "quota", "mountpoint"], "zones/dst/vm1")["zones/dst/vm1"]
+    assert got == {"origin": "zones/img@final", "quota": str(1 << 30), "mountpoint": "/zones/landed"}
+    assert cn.run("zfs", "get", "-Ho", "value,source", "sync", "zones/dst/vm1").stdout == \
+        "disabled\tlocal\n"
+    assert guid(cn, "zones/dst/vm1@migration") == guid(cn, "zones/vm1@migration")
+    assert tree_digest(cn, "/zones/landed") == tree_digest(cn, "/zones/vm1")
+    # it is a clone: the origin cannot go while it exists
+    p = cn.run("zfs", "destroy", "zones/img@final", check=False)
+    assert p.returncode == 1 and "dependent clones" in p.stderr
+    # an incremental from it follows
+    fill(cn, "/zones/vm1/later", 1)
+    cn.run("zfs", "snapshot", "zones/vm1@later")
+    # (-F: reading the files above changed their atimes, as on illumos)
+    cn.sh("zfs send -i @migration zones/vm1@later | zfs recv -F -d zones/dst")
+    assert tree_digest(cn, "/zones/landed") == tree_digest(cn, "/zones/vm1")
+
+
+def test_recv_o_refuses_what_illumos_refuses(cn, src):
+    before = names(cn)
+    for opts, rc, text in (
+            (["-o", "origin=zones/nope@x"], 1, "cannot open 'zones/nope@x': dataset does not exist\n"),
+            (["-o", "origin=" + src], 1, "cannot open '%s': operation not applicable to "
+                                        "datasets of this type\n" % src),
+            (["-o", "bogus=1"], 1, "cannot receive: invalid property 'bogus'\n"),
+            (["-o", "volsize=1G"], 1, "cannot receive: invalid property 'volsize'\n"),
+            (["-o", "quota"], 2, "missing '=' for property=value argument\n")):
+        p = cn.sh("zfs send %s@one | zfs recv %s zones/refused" % (src, " ".join(opts)),
+                  check=False)
+        assert p.returncode == rc and p.stderr.startswith(text), (opts, p.stderr)
+    assert names(cn) == before
+
+
+def test_recvclone_rewrites_begin_and_keeps_the_end_checksum_true():
+    """The DRR_END checksum is fletcher-4 of everything before it (dmu_send.c
+    dump_record; dmu_recv.c checks it): after the DRR_BEGIN names the origin,
+    the corrected checksum must equal one computed over the new bytes."""
+    import struct
+    from simdc import recvclone
+
+    def fletcher4(data):
+        a = b = c = d = 0
+        for (w,) in struct.iter_unpack("<I", data):
+            a, b = (a + w) % 2 ** 64, (b + a + w) % 2 ** 64
+            c = (c + b) % 2 ** 64
+            d = (d + c) % 2 ** 64
+        return a, b, c, d
+
+    begin = bytearray(recvclone.RECORD)
+    struct.pack_into("<QQQIIQQ", begin, 8, recvclone.BACKUP_MAGIC, 1, 0, 2, 4, 77, 0)
+    write = bytearray(recvclone.RECORD)
+    struct.pack_into("<I", write, 0, recvclone.DRR_WRITE)
+    struct.pack_into("<Q", write, 32, 4096)
+    body = bytes(begin) + bytes(write) + os.urandom(4096)
+    end = bytearray(recvclone.RECORD)
+    struct.pack_into("<I", end, 0, recvclone.DRR_END)
+    struct.pack_into("<4Q", end, 8, *fletcher4(body))
+    tail = b"next substream"
+    r_in, w_in = os.pipe()
+    r_out, w_out = os.pipe()
+    os.write(w_in, body[recvclone.RECORD:] + bytes(end) + tail)
+    os.close(w_in)
+
+    def copy(src, dst, n):
+        recvclone.write_all(dst, os.read(src, n) if n else os.read(src, 1 << 20))
+
+    recvclone.relay_as_clone(r_in, w_out, bytes(begin), 12345, copy)
+    os.close(w_out)
+    out = os.read(r_out, 1 << 20)
+    new_body, new_end = out[:len(body)], out[len(body):len(body) + recvclone.RECORD]
+    magic, _, _, _, flags, toguid, fromguid = struct.unpack_from("<QQQIIQQ", new_body, 8)
+    assert (flags, toguid, fromguid) == (4 | recvclone.DRR_FLAG_CLONE, 77, 12345)
+    assert new_body[recvclone.RECORD:] == body[recvclone.RECORD:]
+    assert struct.unpack_from("<4Q", new_end, 8) == fletcher4(new_body)
+    assert out.endswith(tail)
+    # an incremental from another snapshot cannot be a clone of this origin
+    struct.pack_into("<Q", begin, 48, 999)
+    with pytest.raises(recvclone.StreamError):
+        recvclone.begin_as_clone(bytes(begin), 12345)

@@ -794,3 +794,68 @@ def test_real_cn_create_boot_halt_detach_attach(ns_cn):
     left = run("zfs", "list", "-H", "-o", "name", "-r", "zones").stdout.split()
     assert not [n for n in left if kvm in n]
     assert run("zoneadm", "list", "-c").stdout == "global\n%s\n" % joyent
+
+
+# ---- vmadm's words, as vmadm.js reads them with nopt ---------------------------------
+# smartos-live src/vm/sbin/vmadm.js (main, addCommandOptions, parseKeyEqualsValue,
+# getUUID, parseStartArgs) and src/vm/node_modules/nopt.js (parse, resolveShort).
+
+def test_vmadm_options_after_filters_and_combined_flags(cn):
+    get, payload = minimal_payload()
+    uuid = get["uuid"]
+    cn.zfs.add_image(payload["image_uuid"])
+    assert cn.run("vmadm", "create", stdin=json.dumps(payload))[0] == 0
+    # what third-party CN scripts run: options after the filter, -H and -o glommed
+    assert cn.run("vmadm", "list", "uuid=" + uuid, "-Ho", "alias") == (0, "testvm\n", "")
+    assert cn.run("vmadm", "list", "-pHo", "uuid,alias")[1] == uuid + ":testvm\n"
+    assert cn.run("vmadm", "list", "--order=alias", "-H", "state=running")[1] == "testvm\n"
+    assert cn.run("vmadm", "list", "--ord", "alias", "--no-header")[1] == "testvm\n"
+    assert cn.run("vmadm", "list", "-H", "-o", "uuid", "--", "alias=testvm")[1] == uuid + "\n"
+    # an unknown option is no error: nopt gives it the next word (here the filter)
+    assert cn.run("vmadm", "list", "-x", "alias=nope", "-Ho", "alias")[1] == "testvm\n"
+    # -o without a value is String(true)
+    assert cn.run("vmadm", "list", "-o")[:3:2] == (1, "invalid order field: true\n")
+    assert cn.run("vmadm", "lookup", "alias=testvm", "-j", "-o", "alias")[1] == \
+        '[\n  {\n    "alias": "testvm"\n  }\n]\n'
+    assert cn.run("vmadm", "stop", uuid, "-F")[0] == 0
+    assert cn.run("vmadm", "start", uuid, "order=cd")[0] == 0
+
+
+def test_vmadm_bad_words_give_vmadm_js_errors(cn):
+    usage_head = COMMANDS["vmadm"].USAGE
+    # `if (kv < 2)` compares the split array, as a number, with 2: only a word
+    # reading as a number below 2 is "unable to split"
+    rc, out, err = cn.run("vmadm", "list", "1")
+    assert (rc, out, err) == (2, "", "Bad arguments: unable to split 1\n" + usage_head)
+    assert cn.run("vmadm", "list", "foo")[:3:2] == (1, 'Invalid filter key: "foo"\n')
+    assert cn.run("vmadm", "list", "-o", "nics.*.ip")[:3:2] == \
+        (1, 'Invalid order key: "nics.*.ip"\n')
+    assert cn.run("vmadm", "list", "-s", "bogus")[:3:2] == (1, "invalid sort field: bogus\n")
+    assert cn.run("vmadm", "lookup", "-o", "uuid")[:3:2] == (1, "Cannot specify -o without -j\n")
+    assert cn.run("vmadm", "bogus") == (2, "", 'Invalid command: "bogus".\n' + usage_head)
+    assert cn.run("vmadm", "stop", "-F") == \
+        (2, "", "Invalid or missing UUID for stop\n" + usage_head)
+    uuid = "00000000-0000-0000-0000-000000000000"
+    assert cn.run("vmadm", "start", uuid, "foo=bar") == \
+        (2, "", "Invalid argument to start: foo\n" + usage_head)
+    assert cn.run("vmadm", "-h") == (0, usage_head, "")
+    assert cn.run("vmadm") == (2, "", usage_head)
+
+
+def test_nopt_parses_as_nopt_js():
+    from simdc import nopt
+    types_ = {"verbose": nopt.BOOL, "order": nopt.STRING, "header": [nopt.BOOL, "true"],
+              "parsable": [nopt.BOOL, "false"]}
+    shorts = {"v": ["--verbose", "true"], "o": ["--order"], "H": ["--header", "false"],
+              "h": ["--header", "true"], "p": ["--parsable", "true"]}
+    assert nopt.parse(types_, shorts, ["a=1", "-Ho", "x", "b=2"]) == \
+        ({"header": False, "order": "x"}, ["a=1", "b=2"])
+    assert nopt.parse(types_, shorts, ["-o=y", "--no-parsable", "-", "c"]) == \
+        ({"order": "y", "parsable": False}, ["c"])
+    assert nopt.parse(types_, shorts, ["--verb", "-z", " 12 ", "--", "-o"]) == \
+        ({"verbose": True, "z": 12.0}, ["-o"])
+    assert nopt.abbrev(["order", "output"]) == {"or": "order", "ord": "order",
+                                                "orde": "order", "order": "order",
+                                                "ou": "output", "out": "output",
+                                                "outp": "output", "outpu": "output",
+                                                "output": "output"}

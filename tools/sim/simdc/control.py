@@ -72,10 +72,18 @@ def _ns_setup_script(host):
             "mount -t tmpfs tmpfs /zones",
             "mount -t tmpfs tmpfs /var/run/zfs",
             "mount -t tmpfs tmpfs /var/lock/zfs",
+        ]
+        if not any(p.startswith("/tmp/") for p in (d + "/", common.SIM_ROOT + "/")):
+            # a CN's /tmp is its own (swap-backed tmpfs on SmartOS), unless the
+            # datacenter or the checkout live under the machine's /tmp
+            lines.append("mount -t tmpfs -o mode=1777 tmpfs /tmp")
+        lines += [
             "mount --bind %s/var-lib-zfs /var/lib/zfs" % h,
             "mount -t overlay overlay -o lowerdir=%s/cn:/usr/sbin /usr/sbin" % common.SIM_ROOT,
             # the node every SmartOS platform ships for vmadm and the agents
             "mount --bind %s /usr/node" % os.path.join(d, "usr-node"),
+            # what SmartOS's global zone has in /usr/bin and Debian lacks (json)
+            "mount -t overlay overlay -o lowerdir=%s/cnbin:/usr/bin /usr/bin" % common.SIM_ROOT,
         ]
     lines += ["touch %s/run/ns-ready" % h, "exec sleep infinity"]
     return "\n".join(lines)

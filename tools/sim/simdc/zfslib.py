@@ -19,6 +19,11 @@ from simdc import common
 
 VOLSIZE = "simdc:volsize"
 VOLBLOCK = "simdc:volblocksize"
+# `sync` (illumos zfs_prop.c: standard | always | disabled, inherited, not
+# on snapshots) came after pool version 23: kept in a user property, which
+# zfs-fuse inherits and sends as it would the real one.
+SYNC = "simdc:sync"
+SYNC_VALUES = ("standard", "always", "disabled")
 DEFAULT_VOLBLOCKSIZE = 8192
 UINT64_MAX = 18446744073709551615
 POOL = "zones"
@@ -63,7 +68,7 @@ NATIVE = {
 EMULATED = [
     "written", "logicalused", "logicalreferenced", "refcompressratio",
     "volsize", "volblocksize", "filesystem_limit", "snapshot_limit",
-    "filesystem_count", "snapshot_count",
+    "filesystem_count", "snapshot_count", "sync",
 ]
 SIZE_PROPS = {
     "used", "available", "referenced", "quota", "reservation", "recordsize",
@@ -322,6 +327,10 @@ def emulate(recs, wanted, literal=True):
                           "default" if not snap else "-")
             elif p in ("filesystem_count", "snapshot_count"):
                 rec[p] = ("-", "-")     # counts are kept only under a limit
+            elif p == "sync":
+                mine = rec.get(SYNC, ("-", "-"))
+                rec[p] = ("-", "-") if snap else \
+                    mine if mine[0] != "-" else ("standard", "default")
     return recs
 
 
