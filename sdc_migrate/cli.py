@@ -2,7 +2,8 @@
 
 Usage:
   sdc-migrate [-i | -a] [-D] [-y] [-j] [--dry-run] [--interval=SECS] [--max-delta=SIZE]
-              [--bwlimit=RATE] [INST_UUID [DEST_CN_NAME]]
+              [--bwlimit=RATE] [--health-timeout=SECS] [--no-rollback]
+              [INST_UUID [DEST_CN_NAME]]
   sdc-migrate -h | --help
   sdc-migrate -v | --version
 
@@ -37,6 +38,14 @@ Options:
   --bwlimit=RATE    Send no more than RATE a second (e.g. 20M, 512K; bytes
                     without a suffix), on the source CN's side of every
                     stream; shown in the plan and its time estimate.
+  --health-timeout=SECS
+                    After the boot on the destination, how long the instance
+                    has to be up: its zone running and, in a joyent zone, its
+                    milestone/multi-user online [default: 120]. If it is not,
+                    it is rolled back to the source with what it wrote there
+                    (as `sdc-migrate rollback`) and the exit status is 4.
+  --no-rollback     Leave an instance that did not come up on the destination
+                    there (exit status 5).
   -D                Allow a destination whose platform is older than the source's.
   -y                Do not ask "Are you ready to proceed?".
   -j                One JSON event a line on stdout instead (step_start,
@@ -140,6 +149,9 @@ def main(argv=None):
                 raise Usage("--max-delta goes with -a (automatic incremental)")
             args["--max-delta"] = parse_size(args["--max-delta"])
         args["--bwlimit"] = parse_rate(args["--bwlimit"])
+        if not (args["--health-timeout"] or "").isdigit():
+            raise Usage("--health-timeout takes whole seconds, not %r" % args["--health-timeout"])
+        args["--health-timeout"] = int(args["--health-timeout"])
         if args["-j"] and not (args["INST_UUID"] and args["DEST_CN_NAME"]):
             raise Usage("-j asks no question: give INST_UUID and DEST_CN_NAME")
         if args["-j"] and not (args["-y"] or args["--dry-run"]):

@@ -23,6 +23,9 @@ STATE_DIR = "/var/tmp"
 TCP_TUNABLES = (("tcp_max_buf", 2097152), ("tcp_xmit_hiwat", 1048576),
                 ("tcp_recv_hiwat", 1048576))
 VMAPI_WAIT = 120
+HEALTH_TIMEOUT = 120    # --health-timeout's default: seconds to come up on the destination
+HEALTH_POLL = 1.0
+SMF_BRANDS = ("joyent", "joyent-minimal")     # zones with SMF inside: a milestone to ask
 RECV_WAIT = 3600        # the longest a run waits for an earlier run's receive
 # --max-delta's convergence rule (RFD 34): live rounds end when one sends less
 # than the limit, when the delta has not shrunk for STALL_ROUNDS rounds, or
@@ -50,7 +53,7 @@ def converged(deltas, max_delta):
 class Options:
     def __init__(self, uuid=None, dest=None, incremental=False, auto=False,
                  allow_older=False, yes=False, interval=60, max_delta=None, dry_run=False,
-                 bwlimit=None):
+                 bwlimit=None, health_timeout=HEALTH_TIMEOUT, no_rollback=False):
         self.uuid, self.dest = uuid, dest
         self.incremental = incremental or auto
         self.auto = auto
@@ -60,6 +63,8 @@ class Options:
         self.interval = interval
         self.dry_run = dry_run      # gather and show for real; list, not run, the rest
         self.bwlimit = bwlimit      # bytes a second for every stream, or None
+        self.health_timeout = health_timeout    # seconds for the instance to come up there
+        self.no_rollback = no_rollback  # an instance that does not come up stays there
 
 
 def zone_state(listing, uuid):
@@ -92,6 +97,7 @@ class Migration:
         self.stopped_at = None
         self.booted_at = None
         self.lock = None
+        self.start_after = False  # boot it on the destination even if it is not running
 
     # ---- gather -------------------------------------------------------------
 
@@ -318,7 +324,7 @@ class Migration:
         r.line("Here we go...")
         r.line()
         self.started = now()
-        self.was_running = self.vm.get("state") == "running"
+        self.was_running = self.vm.get("state") == "running" or self.start_after
         self.journal = Journal(Journal.path_for(o.uuid, o.dest, self.epoch))
         self.journal.write({
             "t": "begin", "kind": self.KIND, "uuid": o.uuid, "dest": o.dest,
@@ -332,6 +338,8 @@ class Migration:
             os.close(os.open(st, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             self.act()
+        except (RolledBack, NeedsOperator):
+            raise       # said already (after the switch: the instance did not come up)
         except (Exception, KeyboardInterrupt) as e:
             self.fail(e)
         finally:
@@ -344,7 +352,7 @@ class Migration:
         r = self.r
         r.line("* Dry run: the commands this migration would run, host by host, in order:")
         self.started = now()
-        self.was_running = self.vm.get("state") == "running"
+        self.was_running = self.vm.get("state") == "running" or self.start_after
         self.journal = Journal(None)        # in memory: no file on the head node
         r.muted, self.listing = True, True
         try:
@@ -543,17 +551,105 @@ class Migration:
         return "vmsnap-%d_ops_migration_%d" % (self.epoch, self.epoch)
 
     def after_switch(self):
-        """Past the switch the migration only goes forward."""
-        self.finish_destination()      # the boot first: the instance is down until then
+        """Past the switch the migration only goes forward, unless the instance
+        does not come up on the destination: then it is rolled back."""
+        boot_error = None
+        try:
+            self.finish_destination()  # the boot first: the instance is down until then
+        except RemoteError as e:
+            if not self.was_running or self.opts.no_rollback or self.KIND != "migration":
+                raise
+            self.r.failed()
+            boot_error = e
+        trouble = self.health(boot_error) if self.was_running and not self.opts.dry_run \
+            else None
+        if trouble:
+            return self.not_up(trouble)
+        self.wrap_up()
+        if not self.opts.dry_run:
+            self.r.event("summary", **self.summary("done", 0))
+
+    def wrap_up(self, trouble=None):
+        """What every migration that switched ends with, the instance up or not."""
         self.unreserve_ips()
         self.cleanup_snapshots()
         self.restore_bhyve_quota()
         self.ended = now()
-        self.closing_block()
+        if trouble is None:
+            self.closing_block()
         self.clear_keys()
-        self.journal.write({"t": "end", "outcome": "done", "downtime": self.downtime()})
-        if not self.opts.dry_run:
-            self.r.event("summary", **self.summary("done", 0))
+        self.journal.write({"t": "end", "outcome": "done", "downtime": self.downtime(),
+                            **({"health": trouble} if trouble else {})})
+
+    def health(self, boot_error=None):
+        """None once the instance is up on the destination: its zone running
+        and, in a zone with SMF inside, svc:/milestone/multi-user online,
+        within --health-timeout (at once after a failed boot); else what is
+        wrong. One round trip a look."""
+        r, uuid, dst = self.r, self.opts.uuid, self.dst
+        smf = self.vm.get("brand") in SMF_BRANDS
+        r.step("* Checking that %s is up on %s (zone running%s)..."
+               % (self.vm.get("alias") or uuid, dst.hostname,
+                  ", milestone/multi-user online" if smf else ""))
+        look = ["sh", "-c", 'zoneadm -z "$1" list -p && { [ "$2" = no ] || '
+                'svcs -z "$1" -H -o state svc:/milestone/multi-user:default; }',
+                "sh", uuid, "yes" if smf else "no"]
+        deadline = time.time() + (0 if boot_error else self.opts.health_timeout)
+        while True:
+            status, out, err = dst.call(look, readonly=True)
+            state = zone_state(out, uuid)
+            milestone = out.split()[-1] if smf and status == 0 and out.split() else None
+            if state == "running" and (not smf or milestone == "online"):
+                if boot_error:      # it runs all the same: vm-agent's report is due
+                    dst.run(["svcadm", "restart", "vm-agent"])
+                r.done("Up.")
+                return None
+            said = (err.strip().splitlines() or ["?"])[-1]
+            trouble = ("its zone is %s" % state if state != "running" else
+                       "its milestone/multi-user is %s" % (milestone or "not online: " + said))
+            if time.time() >= deadline:
+                r.failed()
+                if boot_error:
+                    return "the boot failed (%s) and %s" % (boot_error, trouble)
+                return "%s after %d seconds" % (trouble, self.opts.health_timeout)
+            time.sleep(HEALTH_POLL)
+
+    def not_up(self, trouble):
+        """It did not come up on the destination: finish what the migration
+        leaves in order, then roll it back onto the source copy with what it
+        wrote (sdc-migrate rollback), or with --no-rollback leave it there."""
+        o, r = self.opts, self.r
+        alias = self.vm.get("alias") or o.uuid
+        self.wrap_up(trouble)
+        r.line("* %s did not come up on %s: %s" % (alias, self.dst.hostname, trouble))
+        r.event("failure", error=trouble)
+        if o.no_rollback or self.KIND != "migration":
+            r.event("summary", **self.summary("needs-operator", NeedsOperator.exit_status))
+            back = ("; `sdc-migrate rollback %s` moves it back to %s with what it wrote"
+                    % (o.uuid, self.src.hostname)) if self.KIND == "migration" else ""
+            raise NeedsOperator("%s is on %s (VMAPI shows it there) but did not come up: %s."
+                                " It was left as it is: look at it there%s."
+                                % (o.uuid, self.dst.hostname, trouble, back))
+        r.line("* Rolling it back to %s, with what it wrote on %s:"
+               % (self.src.hostname, self.dst.hostname))
+        from .rollback import Rollback
+        self.lock.release()             # the rollback takes the instance's lock
+        self.lock = None
+        rb = Rollback(Options(uuid=o.uuid, yes=True, bwlimit=o.bwlimit,
+                              health_timeout=o.health_timeout), r)
+        rb.start_after = True           # it ran on the source before the migration
+        try:
+            rb.run()
+        except MigrateError as e:
+            raise NeedsOperator("%s did not come up on %s (%s), and rolling it back to %s"
+                                " failed: %s" % (o.uuid, self.dst.hostname, trouble,
+                                                 self.src.hostname, e)) from None
+        finally:
+            rb.release()
+        raise RolledBack("migration of %s failed after the switch: %s on %s\n"
+                         "  It was rolled back: the instance is on %s, with what it wrote on"
+                         " %s." % (o.uuid, trouble, self.dst.hostname, self.src.hostname,
+                                   self.dst.hostname))
 
     # What stays as it is once VMAPI shows the instance on the destination.
     PERMANENT = ("tunables", "stop", "received", "cores", "config", "autoboot", "attach",
@@ -1153,7 +1249,8 @@ def main(args):
                    incremental=args["-i"], auto=args["-a"], allow_older=args["-D"],
                    yes=args["-y"], interval=int(args["--interval"] or 60),
                    max_delta=args.get("--max-delta"), dry_run=args.get("--dry-run"),
-                   bwlimit=args.get("--bwlimit"))
+                   bwlimit=args.get("--bwlimit"), health_timeout=args["--health-timeout"],
+                   no_rollback=args["--no-rollback"])
     m = Migration(opts, JsonReport() if args.get("-j") else Report())
     try:
         return m.run()

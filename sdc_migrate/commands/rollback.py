@@ -172,6 +172,13 @@ class Rollback(Migration):
         self.switch_vmapi()
         self.after_switch()
 
+    def stop_instance(self):
+        if self.vm.get("state") != "running":   # a boot there failed: nothing to stop
+            self.r.line("* Instance %s is already shutdown.  Proceeding."
+                        % (self.vm.get("alias") or self.opts.uuid))
+            return
+        super().stop_instance()
+
     def show_destination(self):
         """The old copy back in inventory: its vm-agent reports it to VMAPI."""
         uuid = self.opts.uuid

@@ -223,20 +223,22 @@ def test_sigkill_during_image_import_then_rerun_finishes(dc):
                    "zones/" + uuid).stdout.strip() == "zones/%s@final" % image
 
 
-# Past the switch: (name, host, prefix, extra fault options)
+# Past the switch: (name, host, prefix, extra fault options, migration options).
+# A failed boot rolls the instance back (tests/e2e/test_rollback.py) unless
+# --no-rollback keeps it there.
 AFTER_SWITCH = [
-    ("boot on the destination", DST, ["vmadm", "start", "UUID"], []),
-    ("deleting the migration snapshots", SRC, ["zfs", "destroy"], []),
-    ("clearing the keys", DST, ["grep -v -F -e"], ["--remote"]),
+    ("boot on the destination", DST, ["vmadm", "start", "UUID"], [], ["--no-rollback"]),
+    ("deleting the migration snapshots", SRC, ["zfs", "destroy"], [], []),
+    ("clearing the keys", DST, ["grep -v -F -e"], ["--remote"], []),
 ]
 
 
-@pytest.mark.parametrize("name,host,prefix,extra", AFTER_SWITCH,
+@pytest.mark.parametrize("name,host,prefix,extra,args", AFTER_SWITCH,
                          ids=[f[0] for f in AFTER_SWITCH])
-def test_failure_after_the_switch_is_finished_by_a_rerun(dc, name, host, prefix, extra):
+def test_failure_after_the_switch_is_finished_by_a_rerun(dc, name, host, prefix, extra, args):
     uuid = running_instance(dc)
     before = dc.vm(uuid)
-    first, hit = migrate_with_fault(dc, uuid, host, prefix, extra)
+    first, hit = migrate_with_fault(dc, uuid, host, prefix, extra, args)
     assert first.returncode == 5 and hit, first.stdout + first.stderr
     assert "run `sdc-migrate -y %s %s` again to finish" % (uuid, DST) in first.stderr
     p = dc.migrate("-y", uuid, DST)

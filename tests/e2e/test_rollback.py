@@ -144,3 +144,49 @@ def test_a_killed_rollback_is_finished_by_running_it_again(dc):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "Found the journal of an interrupted migration" in p.stdout
     assert_back_on_source(dc, uuid, dc.seq_lines(DST, uuid))
+
+
+# After the boot on the destination the migration checks that the instance is
+# up: its zone running and, in a joyent zone, svc:/milestone/multi-user online
+# (what `svcs -z ZONE` answers from the global zone, illumos
+# usr/src/cmd/svc/svcs/svcs.c). Its services failing there, or its boot:
+def test_an_instance_whose_services_fail_on_the_destination_is_rolled_back(dc):
+    uuid = dc.provision("--size", "2", "--alias", "sick-services")
+    time.sleep(0.3)
+    dc.simdc("fault", "add", DST, "--times", "100", "--", "svcs", "-z", uuid)
+    try:
+        p = dc.migrate("-y", "--health-timeout=3", uuid, DST)
+    finally:
+        dc.simdc("fault", "clear")
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "did not come up on %s" % DST in p.stdout
+    assert "milestone/multi-user" in p.stderr and "It was rolled back" in p.stderr
+    assert_back_on_source(dc, uuid, dc.seq_lines(DST, uuid))
+    listed = [json.loads(l) for l in dc.migrate("list", "-j").stdout.splitlines()]
+    assert [(m["kind"], m["outcome"]) for m in listed if m["uuid"] == uuid] == \
+        [("migration", "rolled-back"), ("rollback", "done")]
+
+
+def test_a_failed_boot_rolls_back_or_with_no_rollback_stays(dc):
+    uuid = dc.provision("--size", "2", "--alias", "no-boot")
+    time.sleep(0.3)
+    dc.simdc("fault", "add", DST, "--", "vmadm", "start", uuid)
+    try:
+        p = dc.migrate("-y", uuid, DST)
+    finally:
+        dc.simdc("fault", "clear")
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "the boot failed" in p.stderr
+    assert_back_on_source(dc, uuid, dc.seq_lines(DST, uuid))
+    assert dc.migrate("cleanup-source", "-y", uuid).returncode == 0
+    # --no-rollback: its services fail, it stays there, up to the operator
+    dc.simdc("fault", "add", DST, "--times", "100", "--", "svcs", "-z", uuid)
+    try:
+        p = dc.migrate("-y", "--no-rollback", "--health-timeout=2", uuid, DST)
+    finally:
+        dc.simdc("fault", "clear")
+    assert p.returncode == 5, p.stdout + p.stderr
+    assert "It was left as it is" in p.stderr and "sdc-migrate rollback %s" % uuid in p.stderr
+    vm = dc.vm(uuid)
+    assert vm["server_uuid"] == dc.hosts()[DST]["uuid"] and vm["state"] == "running"
+    assert leftovers(dc, uuid) == []

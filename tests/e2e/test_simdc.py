@@ -147,3 +147,21 @@ def test_down_ends_everything_and_up_again_is_fresh():
             pass
     assert alive == []
     assert not os.path.exists(env["SIMDC_DIR"])
+
+
+def test_svcs_z_answers_for_a_zone_as_illumos_does(dc):
+    """svcs -z from the global zone (illumos usr/src/cmd/svc/svcs/svcs.c): a
+    running joyent zone's services are online; a zone not running has no
+    repository server to bind to; an unknown zone is invalid."""
+    uuid = dc.provision("--size", "1")
+    host = "source-server"
+    p = dc.exec(host, "svcs", "-z", uuid, "-H", "-o", "state", "milestone/multi-user")
+    assert p.stdout == "online\n"
+    dc.exec(host, "vmadm", "stop", uuid)
+    p = dc.exec(host, "svcs", "-z", uuid, "-H", "-o", "state", "milestone/multi-user",
+                check=False)
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr == ("svcs: Could not bind to repository server for zone %s: repository"
+                        " server unavailable\n" % uuid)
+    p = dc.exec(host, "svcs", "-z", "no-such-zone", check=False)
+    assert (p.returncode, p.stderr) == (1, "svcs: invalid zone 'no-such-zone'\n")
