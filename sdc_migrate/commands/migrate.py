@@ -418,6 +418,9 @@ class Migration:
                           " `sdc-migrate %s %s` to finish or undo it first"
                           % (o.uuid, b.get("dest"), journal.path, o.uuid, b.get("dest")))
         self.journal, self.epoch, self.tag = journal, b["epoch"], b["tag"]
+        stale = self.paths()[1]
+        if os.path.exists(stale):
+            os.unlink(stale)        # the state file of the killed run's rounds
         self.src = Node(trace=self.hn.trace, dry_run=self.hn.dry_run, **b["src"])
         self.dst = Node(trace=self.hn.trace, dry_run=self.hn.dry_run, **b["dst"])
         self.datasets = zfs.instance_datasets(self.src.run(zfs.list_command(), readonly=True),

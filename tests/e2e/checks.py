@@ -82,7 +82,8 @@ def assert_migrated(dc, uuid, before, out, src="source-server", dst="dest-server
     got = dc.exec(src, "vmadm", "get", uuid).stdout
     assert '"autoboot": false' in got, "autoboot still on at the source"
     # no migration snapshot, key, backup or lock left anywhere; the IPs free to go
-    assert leftovers(dc, uuid, (src, dst)) == []
+    left = leftovers(dc, uuid, (src, dst))
+    assert left == [], left
     # the last snapshot stays on both sides, the same, for `sdc-migrate rollback`
     kept = kept_snapshot(dc, uuid)
     assert kept, "the migration's journal names no final snapshot"

@@ -35,7 +35,7 @@ def assert_rolled_back(dc, uuid, before_vm, before_keys):
     assert not [n for n in dc.zfs_names(DST) if uuid in n]
     assert dc.exec(DST, "sh", "-c", "ls /etc/zones; cat /etc/zones/index").stdout.count(uuid) == 0
     for host in (SRC, DST):
-        assert not [n for n in dc.zfs_names(host) if "_ops_migration_" in n]
+        assert not [n for n in dc.zfs_names(host) if uuid in n and "_ops_migration_" in n]
         assert dc.exec(host, "sh", "-c", "ls /root/.ssh").stdout == before_keys[host]
     assert dc.exec(DST, "cat", "/root/.ssh/authorized_keys").stdout == before_keys["ak"]
     for nic in vm["nics"]:
@@ -228,7 +228,9 @@ def test_sigkill_during_image_import_then_rerun_finishes(dc):
 # --no-rollback keeps it there.
 AFTER_SWITCH = [
     ("boot on the destination", DST, ["vmadm", "start", "UUID"], [], ["--no-rollback"]),
-    ("deleting the migration snapshots", SRC, ["zfs", "destroy"], [], []),
+    # -a: the live rounds' snapshots are deleted, the final one is kept
+    ("deleting the migration snapshots", SRC, ["zfs", "destroy"], [],
+     ["-a", "--interval", "0"]),
     ("clearing the keys", DST, ["grep -v -F -e"], ["--remote"], []),
 ]
 
