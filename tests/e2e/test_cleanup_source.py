@@ -2,6 +2,7 @@
 it removes exactly the old copy on the source; it refuses, removing nothing,
 for an instance that never moved. Migrations here go to spare-server:
 which images dest-server holds is other tests' business."""
+from checks import kept_snapshot
 
 
 DEST = "spare-server"
@@ -29,12 +30,14 @@ def test_removes_exactly_the_old_copy_of_a_kvm_instance(dc):
     uuid = migrate(dc, "--brand", "kvm", "--disks", "2", "--size", "1", "--state", "stopped")
     neighbour = dc.provision("--size", "1", "--state", "stopped", "--alias", "stays")
     (src_zfs, (src_index, src_xmls)), dst = state(dc, "source-server"), state(dc, DEST)
+    kept = kept_snapshot(dc, uuid)
     p = dc.migrate("cleanup-source", "-y", uuid)
     assert p.returncode == 0, p.stdout + p.stderr
     assert '/usr/sbin/zonecfg -z %s delete -F"' % uuid in p.stdout
     # the old copy's datasets, XML and index line, and nothing else
-    gone = {"zones/" + uuid, "zones/%s-disk0" % uuid, "zones/%s-disk1" % uuid,
-            "zones/cores/" + uuid}
+    disks = {"zones/" + uuid, "zones/%s-disk0" % uuid, "zones/%s-disk1" % uuid}
+    snaps = {"%s@%s" % (d, kept) for d in disks}      # kept for a rollback till now
+    gone = disks | snaps | {"zones/cores/" + uuid}
     zfs_after, (index_after, xmls_after) = state(dc, "source-server")
     assert src_zfs - zfs_after == gone and zfs_after <= src_zfs
     assert [l for l in src_index if l not in index_after] == \
@@ -42,8 +45,8 @@ def test_removes_exactly_the_old_copy_of_a_kvm_instance(dc):
     assert set(src_xmls) - set(xmls_after) == {uuid + ".xml"} and len(index_after) == \
         len(src_index) - 1
     assert neighbour + ".xml" in xmls_after and "zones/" + neighbour in zfs_after
-    # the live copy is untouched
-    assert state(dc, DEST) == dst
+    # the live copy is untouched but for the snapshot it kept for a rollback
+    assert state(dc, DEST) == (dst[0] - snaps, dst[1]) and snaps <= dst[0]
     vm = dc.vm(uuid)
     assert vm["server_uuid"] == dc.hosts()[DEST]["uuid"] and vm["state"] == "stopped"
     # a second run finds nothing more to remove
@@ -68,7 +71,8 @@ def test_comment_out_then_remove_without_the_log(dc):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "looking for a hidden copy on every compute node" in p.stdout
     zfs_after, (index, xmls) = state(dc, "source-server")
-    assert before[0] - zfs_after == {"zones/" + uuid, "zones/cores/" + uuid}
+    assert before[0] - zfs_after == {"zones/" + uuid, "zones/cores/" + uuid,
+                                     "zones/%s@%s" % (uuid, kept_snapshot(dc, uuid))}
     assert not [l for l in index if uuid in l] and uuid + ".xml" not in xmls
 
 
