@@ -399,6 +399,32 @@ def test_destroy_unmounts_and_refuses_busy(cn):
     assert r.returncode == 1 and "zones/m@a" not in names(cn)
 
 
+def test_holds_keep_a_snapshot_until_released(cn):
+    """zfs hold/holds/release as illumos' zfs(8) has them; a held snapshot, and a
+    dataset with one, are not destroyed (libzfs_dataset.c zfs_destroy_snaps_nvl:
+    "cannot destroy snapshot NAME: dataset is busy")."""
+    cn.run("zfs", "create", "zones/kept")
+    cn.run("zfs", "snapshot", "zones/kept@indestructible")
+    cn.run("zfs", "hold", "do_not_destroy", "zones/kept@indestructible")
+    p = cn.run("zfs", "hold", "do_not_destroy", "zones/kept@indestructible", check=False)
+    assert p.returncode == 1 and "tag already exists" in p.stderr
+    out = cn.run("zfs", "holds", "-H", "zones/kept@indestructible").stdout
+    name, tag, stamp = out.rstrip("\n").split("\t")
+    assert (name, tag) == ("zones/kept@indestructible", "do_not_destroy")
+    assert re.match(r"^\w{3} \w{3} [ \d]\d \d\d:\d\d \d{4}$", stamp)
+    for argv in (["zones/kept@indestructible"], ["-r", "zones/kept"]):
+        p = cn.run("zfs", "destroy", *argv, check=False)
+        assert (p.returncode, p.stderr) == (
+            1, "cannot destroy snapshot zones/kept@indestructible: dataset is busy\n")
+    assert "zones/kept@indestructible" in names(cn)
+    p = cn.run("zfs", "release", "other", "zones/kept@indestructible", check=False)
+    assert p.returncode == 1 and "no such tag" in p.stderr
+    cn.run("zfs", "release", "do_not_destroy", "zones/kept@indestructible")
+    assert cn.run("zfs", "holds", "-H", "zones/kept@indestructible").stdout == ""
+    cn.run("zfs", "destroy", "-r", "zones/kept")
+    assert not [n for n in names(cn) if n.startswith("zones/kept")]
+
+
 # ---- zpool, sysinfo, ndd/ipadm ---------------------------------------------------------
 
 def test_zpool_list_parsable(cn):
