@@ -41,6 +41,12 @@ def list_command(snapshots=False):
     return ["zfs", "list", "-H", "-p", "-t", types, "-o", ",".join(LIST_COLUMNS)]
 
 
+def encryption_command():
+    """The destination pool's encryption: a cipher, or off (also where the
+    platform's zfs has no such property)."""
+    return ["sh", "-c", "zfs get -Hp -o value encryption zones 2>/dev/null || echo off"]
+
+
 def sent_size(datasets):
     """The bytes a migration sends of these datasets (not REFER: see Dataset.sent)."""
     return sum(d.sent for d in datasets)
@@ -86,7 +92,7 @@ def image_origin(ds):
 
 
 def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False,
-                  progress=False, pidfile=None):
+                  progress=False, pidfile=None, exclude=()):
     """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
 
     The data never passes through the head node. The source checks the
@@ -116,13 +122,16 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
            "-o", "UserKnownHostsFile=" + known_hosts, "-o", "LogLevel=ERROR",
            "-o", "BindAddress=" + src_ip,
            "-c", "aes128-gcm@openssh.com", "root@" + dest_ip,
-           recv_command(ds_name, pidfile)]
+           recv_command(ds_name, pidfile, exclude)]
     return ["bash", "-o", "pipefail", "-c", shlex.join(send) + " | " + shlex.join(ssh)]
 
 
-def recv_command(ds_name, pidfile=None):
-    """zfs recv; with pidfile, its shell's pid there while it runs."""
-    recv = shlex.join(["zfs", "recv", "-F", ds_name])
+def recv_command(ds_name, pidfile=None, exclude=()):
+    """zfs recv; with pidfile, its shell's pid there while it runs. exclude:
+    properties of the stream not to receive (-x): `encryption` into an
+    encrypted pool, which refuses a stream's encryption=off otherwise."""
+    recv = shlex.join(["zfs", "recv", "-F"] + [w for p in exclude for w in ("-x", p)]
+                      + [ds_name])
     if pidfile is None:
         return recv
     f = shlex.quote(pidfile)

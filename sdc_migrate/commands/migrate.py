@@ -759,6 +759,11 @@ class Migration:
                          datasets=[d.name for d in self.datasets])
         # On a terminal, zfs send -vP's lines drive one progress line (never logged).
         meter = progress.Meter(show=r.meter) if r.wants_progress() else None
+        if first:
+            # an encrypted pool takes our -p streams only without their
+            # encryption=off: the datasets inherit the pool's encryption
+            enc = self.dst.run(zfs.encryption_command(), readonly=True).strip()
+            self.recv_exclude = ("encryption",) if enc not in ("off", "-", "") else ()
         bases = {ds.name: common.get(ds.name) or self.incremental_from.get(ds.name)
                  for ds in self.datasets} if first else {}
         oldest = self._oldest_snapshots([n for n, b in bases.items() if not b])
@@ -783,7 +788,8 @@ class Migration:
     def _send(self, ds, snap, from_snap, props, meter):
         argv = zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip,
                                  self.key, self.known_hosts, props=props,
-                                 progress=meter is not None, pidfile=self.recv_pidfile())
+                                 progress=meter is not None, pidfile=self.recv_pidfile(),
+                                 exclude=getattr(self, "recv_exclude", ()))
         self.sending = True
         if meter is None:
             self.src.run(argv)

@@ -115,3 +115,19 @@ def test_sizes_are_what_is_sent_not_refer(dc, moved):
     assert abs(shown - est) < 0.01 * 1048576, (line, est)
     refer = moved["refer"]
     assert abs(refer - sent) > sent * 0.2, (refer, sent)
+
+
+def test_into_an_encrypted_pool_the_datasets_inherit_its_encryption(dc):
+    """An encrypted destination pool refuses a -p stream's encryption=off
+    (illumos libzfs_sendrecv.c): the receive excludes it (-x encryption)."""
+    uuid = dc.provision("--size", "1", "--state", "stopped", "--alias", "to-encrypted")
+    before = dc.vm(uuid)
+    dc.simdc("encrypt", "dest-server", "on")
+    try:
+        p = dc.migrate("-y", uuid, "dest-server")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert_migrated(dc, uuid, before, p.stdout)
+        assert dc.exec("dest-server", "zfs", "get", "-H", "-o", "value", "encryption",
+                       "zones/" + uuid).stdout == "aes-256-gcm\n"
+    finally:
+        dc.simdc("encrypt", "dest-server", "off")

@@ -373,6 +373,32 @@ def test_recv_u_and_e(cn, src):
     assert "zones/parent/src@one" in names(cn)
 
 
+def test_an_encrypted_pool_refuses_a_stream_with_properties_unless_x_encryption(cn, src):
+    """illumos libzfs_sendrecv.c zfs_receive_one: a new filesystem from a -p
+    stream under an encrypted parent needs -x (or -o) encryption."""
+    flag = cn.simdir / "hosts" / HOST / "pool-encryption"
+    flag.parent.mkdir(parents=True, exist_ok=True)
+    assert cn.run("zfs", "get", "-H", "-o", "value", "encryption", "zones").stdout == "off\n"
+    flag.write_text("aes-256-gcm\n")
+    try:
+        assert cn.run("zfs", "get", "-H", "-o", "value", "encryption",
+                      src).stdout == "aes-256-gcm\n"
+        p = cn.sh("zfs send -p %s@one | zfs recv zones/enc1" % src, check=False)
+        assert p.returncode == 1
+        assert p.stderr.startswith("cannot receive new filesystem stream: parent 'zones' must "
+                                   "not be encrypted to receive unenecrypted property\n")
+        assert "zones/enc1" not in names(cn)
+        cn.sh("zfs send %s@one | zfs recv zones/enc2" % src)
+        cn.sh("zfs send -p %s@one | zfs recv -x encryption zones/enc3" % src)
+        assert {"zones/enc2@one", "zones/enc3@one"} <= set(names(cn))
+        p = cn.run("zfs", "recv", "-x", input="", check=False)
+        assert p.returncode == 2 and "missing argument for 'x' option" in p.stderr
+    finally:
+        flag.unlink()
+    for fs in ("zones/enc2", "zones/enc3"):
+        cn.run("zfs", "destroy", "-r", fs)
+
+
 # ---- destroy -----------------------------------------------------------------------
 
 def test_destroy_unmounts_and_refuses_busy(cn):

@@ -63,7 +63,7 @@ NATIVE = {
 EMULATED = [
     "written", "logicalused", "logicalreferenced", "refcompressratio",
     "volsize", "volblocksize", "filesystem_limit", "snapshot_limit",
-    "filesystem_count", "snapshot_count",
+    "filesystem_count", "snapshot_count", "encryption",
 ]
 SIZE_PROPS = {
     "used", "available", "referenced", "quota", "reservation", "recordsize",
@@ -322,7 +322,25 @@ def emulate(recs, wanted, literal=True):
                           "default" if not snap else "-")
             elif p in ("filesystem_count", "snapshot_count"):
                 rec[p] = ("-", "-")     # counts are kept only under a limit
+            elif p == "encryption":
+                cipher = pool_encryption()
+                rec[p] = (cipher, "-") if cipher != "off" else ("off", "default")
     return recs
+
+
+def encryption_flag(host):
+    """The file that marks HOST's pool encrypted (`simdc encrypt HOST on`)."""
+    return common.host_dir(host, "pool-encryption")
+
+
+def pool_encryption(host=None):
+    """The cipher every dataset of this CN's pool inherits, or "off": zfs-fuse
+    has no encryption, the flag stands for a pool created with -O encryption=on."""
+    try:
+        with open(encryption_flag(host or common.this_host())) as f:
+            return f.read().strip() or "off"
+    except OSError:
+        return "off"
 
 
 def format_value(prop, val, literal):
