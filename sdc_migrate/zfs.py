@@ -1,23 +1,66 @@
 """The datasets of an instance, their snapshots, and the CN-to-CN stream."""
 import shlex
 
-# What a received stream may not carry over from the source on every platform.
-LIST_COLUMNS = ("name", "type", "origin", "used", "refer", "quota")
+LIST_COLUMNS = ("name", "type", "origin", "used", "refer", "quota", "usedbydataset",
+                "usedbysnapshots", "userrefs")
+# The migration's snapshots. Not vmsnap-*: that is vmadm's namespace, and
+# vmload reports every @vmsnap-* to VMAPI as an instance snapshot a customer
+# could see and roll back to (smartos-live src/vm/node_modules/VM.js).
+SNAP_PREFIX = "sdc-migrate_ops_migration_"
+# VM.js indestructible_zoneroot/_delegated: this snapshot, held with this tag.
+INDESTRUCTIBLE = "indestructible"
+HOLD_TAG = "do_not_destroy"
+
+
+def migration_snapshot(epoch):
+    return "%s%d" % (SNAP_PREFIX, epoch)
+
+
+def _num(v):
+    return 0 if v in ("-", "none", "") else int(v)
 
 
 class Dataset:
-    def __init__(self, name, type, origin, used, refer, quota):
+    def __init__(self, name, type, origin, used, refer, quota, usedbydataset="-",
+                 usedbysnapshots="-", userrefs="-"):
         self.name, self.type = name, type
         self.origin = None if origin in ("-", "") else origin
         self.used, self.refer = int(used), int(refer)
-        self.quota = 0 if quota in ("-", "none", "") else int(quota)
+        self.quota = _num(quota)
+        # What a send of the dataset's whole history moves: its own blocks
+        # and its snapshots', not its image's (a clone is sent from
+        # IMAGE@final), nor a volume's refreservation, nor its children's.
+        self.sent = _num(usedbydataset) + _num(usedbysnapshots)
 
     def __repr__(self):
         return "Dataset(%s)" % self.name
 
 
-def list_command():
-    return ["zfs", "list", "-H", "-p", "-t", "filesystem,volume", "-o", ",".join(LIST_COLUMNS)]
+def list_command(snapshots=False):
+    types = "filesystem,volume" + (",snapshot" if snapshots else "")
+    return ["zfs", "list", "-H", "-p", "-t", types, "-o", ",".join(LIST_COLUMNS)]
+
+
+def encryption_command():
+    """The destination pool's encryption: a cipher, or off (also where the
+    platform's zfs has no such property)."""
+    return ["sh", "-c", "zfs get -Hp -o value encryption zones 2>/dev/null || echo off"]
+
+
+def sent_size(datasets):
+    """The bytes a migration sends of these datasets (not REFER: see Dataset.sent)."""
+    return sum(d.sent for d in datasets)
+
+
+def indestructible_snapshots(listing, datasets):
+    """DS@indestructible of datasets, held, in a `list_command(snapshots=True)`
+    listing: VM.js's indestructible_zoneroot/_delegated protection."""
+    held = set()
+    for line in listing.splitlines():
+        fields = line.split("\t")
+        if len(fields) == len(LIST_COLUMNS) and _num(fields[-1]) > 0:
+            held.add(fields[0])
+    return [s for s in ("%s@%s" % (d.name, INDESTRUCTIBLE) for d in datasets) if s in held]
 
 
 def instance_datasets(listing, uuid):
@@ -33,6 +76,8 @@ def instance_datasets(listing, uuid):
         if len(fields) != len(LIST_COLUMNS):
             continue
         name = fields[0]
+        if "@" in name:
+            continue
         if name == top or name.startswith(top + "/") or name.startswith(top + "-disk"):
             found.append(Dataset(*fields))
     found.sort(key=lambda d: (d.name.count("/"), d.name))
@@ -40,10 +85,11 @@ def instance_datasets(listing, uuid):
 
 
 # sh -c SCRIPT sh KEEP DATASET...: destroy the datasets' migration snapshots
-# (named by sdc-migrate: *_ops_migration_*), all but those named KEEP.
+# (@SNAP_PREFIX*, and an older sdc-migrate's @vmsnap-*_ops_migration_*), all
+# but those named KEEP.
 DESTROY_MIGRATION_SNAPSHOTS = (
     'keep=$1; shift; for s in $(zfs list -H -o name -t snapshot -d 1 "$@" 2>/dev/null | '
-    "grep '@vmsnap-.*_ops_migration_'); do "
+    "grep -e '@%s' -e '@vmsnap-.*_ops_migration_'); do " % SNAP_PREFIX +
     '[ "${s#*@}" = "$keep" ] && continue; zfs destroy "$s" || exit 1; done')
 
 
@@ -88,7 +134,7 @@ def throttle_command(rate):
 
 
 def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False,
-                  progress=False, pidfile=None, bwlimit=None):
+                  progress=False, pidfile=None, exclude=(), bwlimit=None):
     """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
 
     The data never passes through the head node. The source checks the
@@ -100,6 +146,12 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
     the destination while zfs recv runs: it runs on if its client dies, and a
     later run waits for it (receive_waiter). With bwlimit (bytes a second)
     the stream passes throttle_command on the source, before ssh.
+
+    -I, never -i: every snapshot between from_snap and snap travels, the
+    instance's own (vmadm create-snapshot) with the migration's, as Triton's
+    cn-agent sends them (sdc-cn-agent lib/backends/smartos/tasks/
+    machine_migrate.js: --replicate, then -I). From a clone's origin
+    (IMAGE@final), -I sends every snapshot of the clone.
     """
     send = ["zfs", "send"]
     if progress:
@@ -107,20 +159,23 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
     if props:
         send.append("-p")
     if from_snap:
-        send += ["-i", from_snap]
+        send += ["-I", from_snap]
     send.append("%s@%s" % (ds_name, snap))
     ssh = ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
            "-o", "UserKnownHostsFile=" + known_hosts, "-o", "LogLevel=ERROR",
            "-o", "BindAddress=" + src_ip,
            "-c", "aes128-gcm@openssh.com", "root@" + dest_ip,
-           recv_command(ds_name, pidfile)]
+           recv_command(ds_name, pidfile, exclude)]
     stages = [send] + ([throttle_command(bwlimit)] if bwlimit else []) + [ssh]
     return ["bash", "-o", "pipefail", "-c", " | ".join(shlex.join(s) for s in stages)]
 
 
-def recv_command(ds_name, pidfile=None):
-    """zfs recv; with pidfile, its shell's pid there while it runs."""
-    recv = shlex.join(["zfs", "recv", "-F", ds_name])
+def recv_command(ds_name, pidfile=None, exclude=()):
+    """zfs recv; with pidfile, its shell's pid there while it runs. exclude:
+    properties of the stream not to receive (-x): `encryption` into an
+    encrypted pool, which refuses a stream's encryption=off otherwise."""
+    recv = shlex.join(["zfs", "recv", "-F"] + [w for p in exclude for w in ("-x", p)]
+                      + [ds_name])
     if pidfile is None:
         return recv
     f = shlex.quote(pidfile)

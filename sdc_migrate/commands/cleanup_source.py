@@ -9,9 +9,10 @@ hidden from inventory (do-not-inventory) and intact. Once the instance is
 verified on its new compute node, this removes that copy as the migration's
 closing block says: `zonecfg -z INST_UUID delete -F`,
 `zfs destroy zones/cores/INST_UUID` and `zfs destroy -r` of zones/INST_UUID
-(and of kvm's zones/INST_UUID-diskN). It then removes the migration's last
-snapshot, which the live copy keeps for `sdc-migrate rollback`: once the
-old copy is gone there is nothing to roll back to.
+(and of kvm's zones/INST_UUID-diskN), after lifting the do_not_destroy hold
+of an indestructible_zoneroot/_delegated copy (zfs release). It then removes
+the migration's last snapshot, which the live copy keeps for `sdc-migrate
+rollback`: once the old copy is gone there is nothing to roll back to.
 
 It finds the old source compute node from the migration logs on the head
 node (/var/tmp/migrator-INST_UUID-*.log), or else by looking on every
@@ -47,7 +48,7 @@ MARK = "@@ sdc-migrate @@"
 PROBE = ('zoneadm -z "$1" list -p 2>/dev/null; echo "%s"; '
          'cat "/etc/zones/$1.xml" 2>/dev/null; echo "%s"; '
          'grep -e "$1" /etc/zones/index; echo "%s"; %s' % (
-             MARK, MARK, MARK, shlex.join(zfs.list_command())))
+             MARK, MARK, MARK, shlex.join(zfs.list_command(snapshots=True))))
 DNI_RE = re.compile(r'<attr\b[^>]*\bname="do-not-inventory"[^>]*>')
 
 
@@ -72,6 +73,7 @@ class Copy:
             elif line.split(":")[0] == "#" + uuid and self.index is None:
                 self.index = "commented"
         self.datasets = zfs.instance_datasets(listing, uuid)
+        self.indestructible = zfs.indestructible_snapshots(listing, self.datasets)
         self.cores = any(l.split("\t")[0] == "zones/cores/" + uuid for l in listing.splitlines())
 
     @property
@@ -127,6 +129,9 @@ def removal_commands(copy, comment_out):
         cmds.append(["zonecfg", "-z", u, "delete", "-F"])
     if copy.cores:
         cmds.append(["zfs", "destroy", "zones/cores/" + u])
+    # indestructible_zoneroot/_delegated: lift the hold (VM.js makeDestructible)
+    # on this old copy, or zfs refuses to destroy it
+    cmds += [["zfs", "release", zfs.HOLD_TAG, s] for s in copy.indestructible]
     cmds += [["zfs", "destroy", "-r", d.name] for d in copy.datasets if d.name.count("/") == 1]
     return cmds
 

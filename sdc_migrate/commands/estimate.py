@@ -9,9 +9,10 @@ nodes named, or every set-up compute node but the head node when none is
 named, with one remote call per compute node; on a compute node (no
 /opt/smartdc/bin/sdc-cnapi there) it covers that node's own instances.
 
-Per instance: UUID, alias, brand, state, the size of all its datasets (what
-`zfs list` reports as REFER, kvm's zones/UUID-diskN and bhyve's
-zones/UUID/diskN included: what a migration sends) and the time a migration
+Per instance: UUID, alias, brand, state, the size of all its datasets (kvm's
+zones/UUID-diskN and bhyve's zones/UUID/diskN included) as a migration sends
+them: their own blocks and their snapshots' (usedbydataset + usedbysnapshots;
+not REFER, which counts a clone's image) and the time a migration
 would take at the rate, plus the two minutes every migration spends besides
 the data. Per compute node the purge figure: the time to migrate every
 instance off it, one after another. NAT zones (moved by
@@ -92,7 +93,7 @@ def parse_listing(out):
         datasets = zfs.instance_datasets(datasets_part, uuid)
         instances.append({
             "uuid": uuid, "alias": ":".join(f[5:]), "brand": brand, "state": state,
-            "datasets": [d.name for d in datasets], "bytes": sum(d.refer for d in datasets),
+            "datasets": [d.name for d in datasets], "bytes": zfs.sent_size(datasets),
             "note": note_for(brand, dni, role)})
     instances.sort(key=lambda i: (i["note"] is not None, i["alias"], i["uuid"]))
     return instances

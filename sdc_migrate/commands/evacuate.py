@@ -155,7 +155,7 @@ def item_for(vm, listing):
         kind, reason = "skip", "state %s: neither running nor stopped" % vm.get("state")
     return {"uuid": vm["uuid"], "alias": vm.get("alias"), "brand": vm.get("brand"),
             "state": vm.get("state"), "kind": kind, "reason": reason, "dest": None,
-            "bytes": sum(d.refer for d in datasets), "pool": sum(d.used for d in datasets),
+            "bytes": zfs.sent_size(datasets), "pool": sum(d.used for d in datasets),
             "ram": int(vm.get("ram") or 0) << 20, "tags": needed_tags(vm)}
 
 

@@ -177,7 +177,7 @@ class Migration:
         # Both CNs at once, one round trip each (and their ssh connections
         # opened side by side). The destination's host key is read over the
         # head node's own trusted connection: the source will accept exactly it.
-        src_script = ["sh", "-c", shlex.join(zfs.list_command()) + " && echo %s && "
+        src_script = ["sh", "-c", shlex.join(zfs.list_command(snapshots=True)) + " && echo %s && "
                       "{ zfs get -Hp -o value quota zones/cores/%s 2>/dev/null || true; }"
                       % (self.SEP, uuid)]
         dst_script = ["sh", "-c", "cat %s; " % cnlink.HOST_KEY +
@@ -190,9 +190,10 @@ class Migration:
             out = theirs.result().split("\n")
             self.adminui = adminui.result()
         self.datasets = zfs.instance_datasets(listing, uuid)
+        self.indestructible = zfs.indestructible_snapshots(listing, self.datasets)
         if not self.datasets:
             raise NotFound("instance %s has no datasets on %s" % (uuid, self.src.hostname))
-        self.total = sum(d.refer for d in self.datasets)
+        self.total = zfs.sent_size(self.datasets)
         self.cores_quota = quota.strip() or None
         self.dst_hostkey = " ".join(out[0].split()[:2])
         avail = int(out[1])
@@ -423,8 +424,9 @@ class Migration:
             os.unlink(stale)        # the state file of the killed run's rounds
         self.src = Node(trace=self.hn.trace, dry_run=self.hn.dry_run, **b["src"])
         self.dst = Node(trace=self.hn.trace, dry_run=self.hn.dry_run, **b["dst"])
-        self.datasets = zfs.instance_datasets(self.src.run(zfs.list_command(), readonly=True),
-                                              o.uuid)
+        listing = self.src.run(zfs.list_command(snapshots=True), readonly=True)
+        self.datasets = zfs.instance_datasets(listing, o.uuid)
+        self.indestructible = zfs.indestructible_snapshots(listing, self.datasets)
         r.open_log(self.paths()[0])
         r.line("* Found the journal of an interrupted migration: %s" % journal.path)
         self.vm = self.api.vm(o.uuid)
@@ -551,7 +553,7 @@ class Migration:
         self.after_switch()
 
     def snapshot_name(self):
-        return "vmsnap-%d_ops_migration_%d" % (self.epoch, self.epoch)
+        return zfs.migration_snapshot(self.epoch)
 
     def after_switch(self):
         """Past the switch the migration only goes forward, unless the instance
@@ -568,6 +570,7 @@ class Migration:
             else None
         if trouble:
             return self.not_up(trouble)
+        self.protect_destination()
         self.wrap_up()
         if not self.opts.dry_run:
             self.r.event("summary", **self.summary("done", 0))
@@ -871,27 +874,60 @@ class Migration:
                          datasets=[d.name for d in self.datasets])
         # On a terminal, zfs send -vP's lines drive one progress line (never logged).
         meter = progress.Meter(show=r.meter) if r.wants_progress() else None
+        if first:
+            # an encrypted pool takes our -p streams only without their
+            # encryption=off: the datasets inherit the pool's encryption
+            enc = self.dst.run(zfs.encryption_command(), readonly=True).strip()
+            self.recv_exclude = ("encryption",) if enc not in ("off", "-", "") else ()
+        bases = {ds.name: common.get(ds.name) or self.incremental_from.get(ds.name)
+                 for ds in self.datasets} if first else {}
+        oldest = self._oldest_snapshots([n for n, b in bases.items() if not b])
         for ds in self.datasets:
-            from_snap = ("%s@%s" % (ds.name, self.sent)) if not first else \
-                common.get(ds.name) or self.incremental_from.get(ds.name)
             r.step("    + Tranferring %s@%s ..." % (ds.name, snap))
-            argv = zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip,
-                                     self.key, self.known_hosts, props=first,
-                                     progress=meter is not None, pidfile=self.recv_pidfile(),
-                                     bwlimit=self.opts.bwlimit)
-            self.sending = True
-            if meter is None:
-                self.src.run(argv)
+            if not first:
+                legs = [("%s@%s" % (ds.name, self.sent), snap)]
+            elif bases[ds.name]:
+                legs = [(bases[ds.name], snap)]
             else:
-                status, _, err = self.src.stream(argv, meter.feed)
-                if status != 0:
-                    raise RemoteError(self.src.name, argv, status, err)
-                meter.complete()
-            self.sending = False
+                # nothing to start from: the oldest snapshot whole, then the rest
+                legs = [(None, oldest.get(ds.name, snap))]
+                if legs[0][1] != snap:
+                    legs.append(("%s@%s" % (ds.name, legs[0][1]), snap))
+            for from_snap, to in legs:
+                self._send(ds, to, from_snap, first, meter)
             r.done("done")
         self._verify_received(snap)
         self.sent = snap
         self.increments += 1
+
+    def _send(self, ds, snap, from_snap, props, meter):
+        argv = zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip,
+                                 self.key, self.known_hosts, props=props,
+                                 progress=meter is not None, pidfile=self.recv_pidfile(),
+                                 exclude=getattr(self, "recv_exclude", ()),
+                                 bwlimit=self.opts.bwlimit)
+        self.sending = True
+        if meter is None:
+            self.src.run(argv)
+        else:
+            status, _, err = self.src.stream(argv, meter.feed)
+            if status != 0:
+                raise RemoteError(self.src.name, argv, status, err)
+            meter.complete()
+        self.sending = False
+
+    def _oldest_snapshots(self, names):
+        """{dataset: its oldest snapshot's short name} on the source, for the
+        datasets in names: where a whole history is sent from."""
+        if not names:
+            return {}
+        out = self.src.run(["zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-s",
+                            "createtxg", "-d", "1"] + names, readonly=True)
+        oldest = {}
+        for line in out.split():
+            fs, _, short = line.partition("@")
+            oldest.setdefault(fs, short)
+        return oldest
 
     def recv_pidfile(self):
         return "%s/sdc-migrate-recv-%s.pid" % (STATE_DIR, self.opts.uuid)
@@ -1171,6 +1207,23 @@ class Migration:
             r.line(' - VM %s was in state %s when we started' % (alias, vm.get("zone_state") or
                                                                  vm.get("state")))
             r.line('   thus not running.  Leaving in "installed" state.')
+
+    def protect_destination(self):
+        """indestructible_zoneroot/_delegated: @indestructible came with the
+        data (send -I), its hold does not travel (holds are not in a stream):
+        hold it there as VM.js did here. Not before the switch, or undoing
+        the received datasets would have to lift it first."""
+        if not self.indestructible:
+            return
+        r = self.r
+        r.step("* Protecting %s on %s (indestructible)..." % (
+            ", ".join(self.indestructible), self.dst.hostname))
+        for snap in self.indestructible:
+            st, _, err = self.dst.call(["zfs", "hold", zfs.HOLD_TAG, snap])
+            # a resumed run may find it held already
+            if st != 0 and "tag already exists" not in err:
+                raise RemoteError(self.dst.name, ["zfs", "hold", zfs.HOLD_TAG, snap], st, err)
+        r.done()
 
     def cleanup_snapshots(self):
         r = self.r

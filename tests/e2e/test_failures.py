@@ -419,7 +419,7 @@ def test_sshd_stopped_mid_transfer_then_rerun_ends_it(dc, down):
         # the receive went on without its client and got it all: not sent again
         sends = [r["argv"] for r in dc.log(SRC) if r["argv"][:2] == ["zfs", "send"]
                  and any(uuid in a for a in r["argv"])]
-        assert "zones/%s@vmsnap-" % uuid in " ".join(sends[-1]), sends[-1]
+        assert "zones/%s@sdc-migrate_ops_migration_" % uuid in " ".join(sends[-1]), sends[-1]
 
 
 def test_destination_pool_fills_during_the_transfer_rolls_back(dc):

@@ -88,7 +88,7 @@ def test_dry_run_lists_every_command_by_host_and_changes_nothing(dc):
     key = first(r"source-server: sh -c .*ssh-keygen")
     reserve = first(r"headnode: sdc-napi /networks/\S+/ips/\S+ -X PUT .*\"reserved\": true")
     stop = first(r"source-server: .*vmadm stop %s" % uuid)
-    snapshot = first(r"source-server: .*zfs snapshot zones/%s@vmsnap-" % uuid)
+    snapshot = first(r"source-server: .*zfs snapshot zones/%s@sdc-migrate_ops_migration_" % uuid)
     send = first(r"source-server: bash -o pipefail -c 'zfs send .*zfs recv")
     attach = first(r"dest-server: .*zoneadm -z %s attach" % uuid)
     boot = first(r"dest-server: .*vmadm start %s" % uuid)

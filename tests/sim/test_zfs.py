@@ -315,13 +315,15 @@ def test_clone_sends_from_its_origin(cn, src):
 
 
 def test_options_an_old_zfs_lacks(cn, src):
-    for argv in (["send", "-c", src + "@one"], ["send", "-t", "1-abc-def"],
-                 ["recv", "-s", "zones/x"], ["send", "-w", src + "@one"]):
+    for argv in (["send", "-c", src + "@one"], ["send", "-w", src + "@one"]):
         p = cn.run("zfs", *argv, check=False, input="")
         assert p.returncode == 2, argv
         assert p.stderr.startswith("invalid option '%s'\nusage:\n" % argv[1][1]), p.stderr
-    p = cn.run("zfs", "get", "receive_resume_token", src, check=False)
-    assert p.returncode == 2 and "invalid property 'receive_resume_token'" in p.stderr
+    # resumable receives are emulated (see below); a bad token is refused
+    p = cn.run("zfs", "send", "-t", "1-abc-def", check=False)
+    assert p.returncode == 1 and "resume token is corrupt" in p.stderr
+    assert cn.run("zfs", "get", "-H", "-o", "value", "receive_resume_token",
+                  src).stdout == "-\n"
     p = cn.run("zfs", "send", "-i", "zones/other@x", src + "@two", check=False)
     assert p.returncode == 2 and "incremental source must be in same filesystem" in p.stderr
 
@@ -373,6 +375,75 @@ def test_recv_u_and_e(cn, src):
     assert "zones/parent/src@one" in names(cn)
 
 
+def test_an_encrypted_pool_refuses_a_stream_with_properties_unless_x_encryption(cn, src):
+    """illumos libzfs_sendrecv.c zfs_receive_one: a new filesystem from a -p
+    stream under an encrypted parent needs -x (or -o) encryption."""
+    flag = cn.simdir / "hosts" / HOST / "pool-encryption"
+    flag.parent.mkdir(parents=True, exist_ok=True)
+    assert cn.run("zfs", "get", "-H", "-o", "value", "encryption", "zones").stdout == "off\n"
+    flag.write_text("aes-256-gcm\n")
+    try:
+        assert cn.run("zfs", "get", "-H", "-o", "value", "encryption",
+                      src).stdout == "aes-256-gcm\n"
+        p = cn.sh("zfs send -p %s@one | zfs recv zones/enc1" % src, check=False)
+        assert p.returncode == 1
+        assert p.stderr.startswith("cannot receive new filesystem stream: parent 'zones' must "
+                                   "not be encrypted to receive unenecrypted property\n")
+        assert "zones/enc1" not in names(cn)
+        cn.sh("zfs send %s@one | zfs recv zones/enc2" % src)
+        cn.sh("zfs send -p %s@one | zfs recv -x encryption zones/enc3" % src)
+        assert {"zones/enc2@one", "zones/enc3@one"} <= set(names(cn))
+        p = cn.run("zfs", "recv", "-x", input="", check=False)
+        assert p.returncode == 2 and "missing argument for 'x' option" in p.stderr
+    finally:
+        flag.unlink()
+    for fs in ("zones/enc2", "zones/enc3"):
+        cn.run("zfs", "destroy", "-r", fs)
+
+
+def test_a_cut_resumable_receive_resumes_with_only_the_rest(cn, src):
+    """zfs recv -s keeps what a cut stream brought and shows receive_resume_token;
+    zfs send -t TOKEN sends only the rest (-nv: the token's contents and the
+    estimate on stderr, as illumos zfs_send_resume prints them)."""
+    full = int(cn.sh("zfs send %s@one | wc -c" % src).stdout)
+    cut = 3 << 20
+    p = cn.sh("zfs send %s@one | zfs recv -s zones/res" % src, check=False)
+    assert p.returncode == 0
+    cn.run("zfs", "destroy", "-r", "zones/res")
+    p = cn.run("sh", "-c", "zfs send %s@one | SIMDC_FAULT_AFTER_BYTES=%d zfs recv -s zones/res"
+               % (src, cut), check=False)
+    assert p.returncode != 0
+    token = cn.run("zfs", "get", "-H", "-o", "value", "receive_resume_token",
+                   "zones/res").stdout.strip()
+    assert re.match(r"^1-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+$", token), token
+    p = cn.run("zfs", "send", "-nvP", "-t", token)
+    assert p.stdout == ""
+    assert p.stderr.startswith("resume token contents:\nnvlist version: 0\n")
+    assert "\ttoname = %s@one\n" % src in p.stderr
+    size = int([l for l in p.stderr.splitlines() if l.startswith("full\t")][0].split("\t")[2])
+    assert 0 < size < full - cut + (1 << 20)
+    # a whole stream is refused while the partial state is there
+    p = cn.sh("zfs send %s@one | zfs recv -s zones/res" % src, check=False)
+    assert p.returncode == 1 and 'partially-complete state from "zfs receive -s"' in p.stderr
+    rest = int(cn.sh("zfs send -t %s | wc -c" % token).stdout)
+    assert full - cut <= rest < full - cut + 4096
+    cn.sh("zfs send -t %s | zfs recv -s zones/res" % token)
+    guids = real_props(cn, ["guid"], src + "@one", "zones/res@one")
+    assert guids[src + "@one"] == guids["zones/res@one"]
+    assert cn.run("zfs", "get", "-H", "-o", "value", "receive_resume_token",
+                  "zones/res").stdout == "-\n"
+    # recv -A: a cut receive's state thrown away
+    cn.run("sh", "-c", "zfs send -i one %s@two | SIMDC_FAULT_AFTER_BYTES=65536 zfs recv -s "
+           "zones/res" % src, check=False)
+    assert cn.run("zfs", "get", "-H", "-o", "value", "receive_resume_token",
+                  "zones/res").stdout != "-\n"
+    cn.run("zfs", "recv", "-A", "zones/res")
+    p = cn.run("zfs", "recv", "-A", "zones/res", check=False)
+    assert p.returncode == 1 and "does not have any resumable receive state" in p.stderr
+    cn.sh("zfs send -i one %s@two | zfs recv -s zones/res" % src)
+    cn.run("zfs", "destroy", "-r", "zones/res")
+
+
 # ---- destroy -----------------------------------------------------------------------
 
 def test_destroy_unmounts_and_refuses_busy(cn):
@@ -397,6 +468,32 @@ def test_destroy_unmounts_and_refuses_busy(cn):
     cn.run("zfs", "create", "zones/m")
     r = cn.run("zfs", "snapshot", "zones/m@a", "zones/nonexistent@a", check=False)
     assert r.returncode == 1 and "zones/m@a" not in names(cn)
+
+
+def test_holds_keep_a_snapshot_until_released(cn):
+    """zfs hold/holds/release as illumos' zfs(8) has them; a held snapshot, and a
+    dataset with one, are not destroyed (libzfs_dataset.c zfs_destroy_snaps_nvl:
+    "cannot destroy snapshot NAME: dataset is busy")."""
+    cn.run("zfs", "create", "zones/kept")
+    cn.run("zfs", "snapshot", "zones/kept@indestructible")
+    cn.run("zfs", "hold", "do_not_destroy", "zones/kept@indestructible")
+    p = cn.run("zfs", "hold", "do_not_destroy", "zones/kept@indestructible", check=False)
+    assert p.returncode == 1 and "tag already exists" in p.stderr
+    out = cn.run("zfs", "holds", "-H", "zones/kept@indestructible").stdout
+    name, tag, stamp = out.rstrip("\n").split("\t")
+    assert (name, tag) == ("zones/kept@indestructible", "do_not_destroy")
+    assert re.match(r"^\w{3} \w{3} [ \d]\d \d\d:\d\d \d{4}$", stamp)
+    for argv in (["zones/kept@indestructible"], ["-r", "zones/kept"]):
+        p = cn.run("zfs", "destroy", *argv, check=False)
+        assert (p.returncode, p.stderr) == (
+            1, "cannot destroy snapshot zones/kept@indestructible: dataset is busy\n")
+    assert "zones/kept@indestructible" in names(cn)
+    p = cn.run("zfs", "release", "other", "zones/kept@indestructible", check=False)
+    assert p.returncode == 1 and "no such tag" in p.stderr
+    cn.run("zfs", "release", "do_not_destroy", "zones/kept@indestructible")
+    assert cn.run("zfs", "holds", "-H", "zones/kept@indestructible").stdout == ""
+    cn.run("zfs", "destroy", "-r", "zones/kept")
+    assert not [n for n in names(cn) if n.startswith("zones/kept")]
 
 
 # ---- zpool, sysinfo, ndd/ipadm ---------------------------------------------------------

@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -859,3 +860,64 @@ def test_nopt_parses_as_nopt_js():
                                                 "ou": "output", "out": "output",
                                                 "outp": "output", "outpu": "output",
                                                 "output": "output"}
+@pytest.mark.skipif(not _have_ns(), reason="needs root, unshare, zfs-fuse, the zfs shim "
+                    "and workload.py")
+def test_real_cn_snapshots_and_indestructible(ns_cn):
+    """vmadm create-/delete-/rollback-snapshot and indestructible_zoneroot as
+    smartos-live src/vm/node_modules/VM.js does them: zfs snapshots
+    DS@vmsnap-NAME listed in `snapshots`, names checked by validSnapshotName,
+    @indestructible held with do_not_destroy, and vmadm delete refused."""
+    run = ns_cn.run
+    image = "4e3b8c1a-0b9f-4f5e-9c41-1d2f0a7b6e02"
+    run(str(ns_cn.simdir / "realbin" / "zfs"), "create", "zones/" + image)
+    run(str(ns_cn.simdir / "realbin" / "zfs"), "snapshot", "zones/%s@final" % image)
+    vm = "8f2b1c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    run("vmadm", "create", input=json.dumps({
+        "uuid": vm, "brand": "joyent", "image_uuid": image, "max_physical_memory": 128,
+        "quota": 1, "autoboot": False, "nics": []}))
+    data = "/zones/%s/root/state" % vm
+    run("sh", "-c", "echo one > " + data)
+    p = run("vmadm", "create-snapshot", vm, "first")
+    assert p.stderr == "Created snapshot first for VM %s\n" % vm
+    run("sh", "-c", "echo two > " + data)
+    run("vmadm", "create-snapshot", vm, "second")
+    for name, msg in (("first", 'snapshot with name "first" already exists.'),
+                      ("bad/name", "Invalid snapshot name"), ("x" * 65, "Invalid snapshot name")):
+        p = run("vmadm", "create-snapshot", vm, name, check=False)
+        assert (p.returncode, p.stderr) == (1, msg + "\n")
+    obj = json.loads(run("vmadm", "get", vm).stdout)
+    assert sorted(s["name"] for s in obj["snapshots"]) == ["first", "second"]
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$", s["created_at"])
+               for s in obj["snapshots"])
+    snaps = run("zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-r",
+                "zones/" + vm).stdout.split()
+    assert snaps == ["zones/%s@vmsnap-first" % vm, "zones/%s@vmsnap-second" % vm]
+
+    # rollback: the data of `first` back, `second` gone (zfs rollback -r), started
+    p = run("vmadm", "rollback-snapshot", vm, "first")
+    assert p.stderr == "Rolled back snapshot first for VM %s\n" % vm
+    assert run("cat", data).stdout == "one\n"
+    obj = json.loads(run("vmadm", "get", vm).stdout)
+    assert [s["name"] for s in obj["snapshots"]] == ["first"]
+    assert obj["state"] == "running"
+    p = run("vmadm", "delete-snapshot", vm, "second", check=False)
+    assert (p.returncode, p.stderr) == (1, 'No snapshot named "second" for %s\n' % vm)
+    p = run("vmadm", "delete-snapshot", vm, "first")
+    assert p.stderr == "Deleted snapshot first for VM %s\n" % vm
+    assert json.loads(run("vmadm", "get", vm).stdout)["snapshots"] == []
+
+    # indestructible_zoneroot: @indestructible held; not a vmsnap, so not a snapshot
+    assert "indestructible_zoneroot" not in json.loads(run("vmadm", "get", vm).stdout)
+    run("vmadm", "update", vm, "indestructible_zoneroot=true")
+    obj = json.loads(run("vmadm", "get", vm).stdout)
+    assert obj["indestructible_zoneroot"] is True and obj["snapshots"] == []
+    holds = run("zfs", "holds", "-H", "zones/%s@indestructible" % vm).stdout
+    assert holds.split("\t")[:2] == ["zones/%s@indestructible" % vm, "do_not_destroy"]
+    p = run("vmadm", "delete", vm, check=False)
+    assert p.returncode == 1 and "indestructible_zoneroot is set, cannot delete" in p.stderr
+    assert json.loads(run("vmadm", "get", vm).stdout)["uuid"] == vm
+    run("vmadm", "update", vm, "indestructible_zoneroot=false")
+    assert "indestructible_zoneroot" not in json.loads(run("vmadm", "get", vm).stdout)
+    run("vmadm", "stop", vm)
+    run("vmadm", "delete", vm)
+    assert vm not in run("zfs", "list", "-H", "-o", "name", "-t", "all", "-r", "zones").stdout

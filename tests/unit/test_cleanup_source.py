@@ -18,8 +18,8 @@ class FakeNode:
     hostname, uuid, ip = "source-server", "s-uuid", "10.1.1.33"
 
 
-def zfs_line(name, type="filesystem"):
-    return "\t".join([name, type, "-", "1024", "1024", "0"])
+def zfs_line(name, type="filesystem", userrefs="-"):
+    return "\t".join([name, type, "-", "1024", "1024", "0", "1024", "0", userrefs])
 
 
 def probe_output(state="installed", hidden=True, index="live", kvm=True):
@@ -83,6 +83,21 @@ def test_full_removal_is_the_seeds_closing_block_with_the_kvm_disks():
         '   * /usr/bin/ssh 10.1.1.33 "/usr/sbin/zonecfg -z %s delete -F"' % UUID
     assert cs.seed_line("10.1.1.33", cmds[2]) == \
         '   * /usr/bin/ssh 10.1.1.33 "/usr/sbin/zfs destroy -r zones/%s"' % UUID
+
+
+def test_an_indestructible_copy_has_its_hold_lifted_before_it_is_destroyed():
+    """VM.js makeDestructible: zfs release do_not_destroy DS@indestructible; a held
+    snapshot is one zfs destroy refuses. An unheld one needs no release."""
+    out = probe_output() + zfs_line("zones/%s@indestructible" % UUID, "snapshot", "1") + \
+        "\n" + zfs_line("zones/%s-disk0@indestructible" % UUID, "snapshot", "0") + "\n"
+    c = cs.Copy(FakeNode(), UUID, out)
+    assert [d.name for d in c.datasets] == ["zones/" + UUID, "zones/%s-disk0" % UUID,
+                                            "zones/%s-disk1" % UUID]
+    cmds = cs.removal_commands(c, comment_out=False)
+    release = ["zfs", "release", "do_not_destroy", "zones/%s@indestructible" % UUID]
+    assert cmds.count(release) == 1 and not [a for a in cmds if "disk0@" in " ".join(a)]
+    assert cmds.index(release) < cmds.index(["zfs", "destroy", "-r", "zones/" + UUID])
+    assert "zfs list" in cs.PROBE and "snapshot" in cs.PROBE
 
 
 def test_comment_out_touches_only_the_index_line():

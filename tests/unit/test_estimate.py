@@ -26,14 +26,19 @@ VMADM = "\n".join([
 ])
 
 
-def zfs_line(name, refer, type="filesystem", origin="-"):
-    return "\t".join([name, type, origin, str(refer), str(refer), "0"])
+def zfs_line(name, refer, type="filesystem", origin="-", sent=None):
+    """A `zfs list` line: a dataset whose own blocks and snapshots' are sent
+    (usedbydataset + usedbysnapshots), REFER maybe more (a clone's image)."""
+    sent = refer if sent is None else sent
+    return "\t".join([name, type, origin, str(refer), str(refer), "0", str(sent - MB // 2),
+                      str(MB // 2), "-"])
 
 
 ZFS = "\n".join([
     zfs_line("zones", 10 * MB),
     zfs_line("zones/" + IMAGE, 1 * MB),
-    zfs_line("zones/" + JOYENT, 208 * MB, origin="zones/%s@final" % IMAGE),
+    # a clone: REFER counts its image's 50 MB, which is not sent
+    zfs_line("zones/" + JOYENT, 258 * MB, origin="zones/%s@final" % IMAGE, sent=208 * MB),
     zfs_line("zones/cores/" + JOYENT, 31 * 1024),
     zfs_line("zones/" + KVM, 1 * MB),
     zfs_line("zones/%s-disk0" % KVM, 100 * MB, "volume"),

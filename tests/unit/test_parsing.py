@@ -44,19 +44,37 @@ def test_admin_ip_from_sysinfo_network_interfaces():
 
 
 LISTING = "\n".join("\t".join(row) for row in [
-    ("zones/cores/U", "filesystem", "-", "100", "100", "1000"),
-    ("zones/U", "filesystem", "zones/IMG@final", "5000", "9000", "10737418240"),
-    ("zones/U-disk0", "volume", "zones/IMG@final", "7000", "7000", "-"),
-    ("zones/U-disk1", "volume", "-", "3000", "3000", "-"),
-    ("zones/U/disk0", "volume", "zones/IMG@final", "7000", "7000", "-"),
-    ("zones/UU", "filesystem", "-", "1", "1", "-"),
-    ("zones/IMG", "filesystem", "-", "1", "1", "-"),
+    ("zones/cores/U", "filesystem", "-", "100", "100", "1000", "100", "0", "-"),
+    ("zones/U", "filesystem", "zones/IMG@final", "5000", "9000", "10737418240", "4000", "1000",
+     "-"),
+    ("zones/U@indestructible", "snapshot", "-", "1000", "9000", "-", "-", "-", "1"),
+    ("zones/U@vmsnap-mine", "snapshot", "-", "1000", "9000", "-", "-", "-", "0"),
+    ("zones/U-disk0", "volume", "zones/IMG@final", "7000", "7000", "-", "700", "0", "-"),
+    ("zones/U-disk0@indestructible", "snapshot", "-", "0", "7000", "-", "-", "-", "0"),
+    ("zones/U-disk1", "volume", "-", "3000", "3000", "-", "3000", "0", "-"),
+    ("zones/U/disk0", "volume", "zones/IMG@final", "7000", "7000", "-", "700", "0", "-"),
+    ("zones/UU", "filesystem", "-", "1", "1", "-", "1", "0", "-"),
+    ("zones/IMG", "filesystem", "-", "1", "1", "-", "1", "0", "-"),
 ])
 
 
 def test_instance_datasets_are_the_zone_its_children_and_kvm_disks_parents_first():
     names = [d.name for d in zfs.instance_datasets(LISTING, "U")]
     assert names == ["zones/U", "zones/U-disk0", "zones/U-disk1", "zones/U/disk0"]
+
+
+def test_sent_size_is_own_blocks_and_snapshots_not_refer_nor_children():
+    ds = zfs.instance_datasets(LISTING, "U")
+    # zones/U: 4000 + 1000, not its REFER of 9000 (its image), nor its disk0
+    assert [d.sent for d in ds] == [5000, 700, 3000, 700]
+    assert zfs.sent_size(ds) == 9400
+
+
+def test_held_indestructible_snapshots_and_migration_snapshot_names():
+    ds = zfs.instance_datasets(LISTING, "U")
+    assert zfs.indestructible_snapshots(LISTING, ds) == ["zones/U@indestructible"]
+    snap = zfs.migration_snapshot(1796218862)
+    assert snap.startswith(zfs.SNAP_PREFIX) and not snap.startswith("vmsnap-")
 
 
 def test_image_origin_only_for_image_final_snapshots():
@@ -69,7 +87,8 @@ def test_send_pipeline_quotes_every_word_once():
                              "/root/.ssh/migr-key-1", "/root/.ssh/migr-known-1")
     assert argv[:3] == ["bash", "-o", "pipefail"]
     send, ssh = argv[-1].split(" | ")
-    assert shlex.split(send) == ["zfs", "send", "-i", "zones/U@snap-0", "zones/U@snap-1"]
+    # -I: the snapshots in between (the instance's own) travel too
+    assert shlex.split(send) == ["zfs", "send", "-I", "zones/U@snap-0", "zones/U@snap-1"]
     words = shlex.split(ssh)
     assert "StrictHostKeyChecking=yes" in words and words[-1] == "zfs recv -F zones/U"
     assert "BindAddress=127.0.10.11" in words

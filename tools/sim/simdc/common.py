@@ -182,6 +182,10 @@ def ssh_session(host):
     return "%s:%s/%d" % (conn[0], conn[1], os.getsid(0))
 
 
+# What a command adds to its own log record (zfs send: the bytes it wrote).
+LOG_EXTRA = {}
+
+
 def emulated(main):
     """Wrap an emulated command's main(argv) -> rc: faults, logging, exit.
 
@@ -222,7 +226,7 @@ def emulated(main):
                 pass
             session = ssh_session(host)
             log_call(host, argv, rc, start, time.time(),
-                     **({"ssh_session": session} if session else {}))
+                     **dict(LOG_EXTRA, **({"ssh_session": session} if session else {})))
         os._exit(rc)
     return run
 

@@ -593,6 +593,22 @@ def cmd_fill(args):
     sys.exit("simdc fill: %s still has %d bytes free" % (args.host, available()))
 
 
+def cmd_encrypt(args):
+    """Mark HOST's pool encrypted (aes-256-gcm, as `zpool create -O encryption=on`
+    makes it) or not: its zfs then reports encryption and refuses what an
+    encrypted pool refuses."""
+    if args.host not in CNS:
+        sys.exit("simdc: %s has no pool" % args.host)
+    from . import zfslib
+    flag = zfslib.encryption_flag(args.host)
+    if args.state == "on":
+        with open(flag, "w") as f:
+            f.write("aes-256-gcm\n")
+    elif os.path.exists(flag):
+        os.unlink(flag)
+    return 0
+
+
 def cmd_provision(args):
     from . import provision
     return provision.main(args)
@@ -655,6 +671,10 @@ def main(argv=None):
     s = sub.add_parser("fill")
     s.add_argument("host")
     s.set_defaults(func=cmd_fill)
+    s = sub.add_parser("encrypt", help="mark a CN's pool encrypted or not")
+    s.add_argument("host")
+    s.add_argument("state", choices=["on", "off"])
+    s.set_defaults(func=cmd_encrypt)
     argv = sys.argv[1:] if argv is None else list(argv)
     tail = []
     if argv[:1] == ["fault"] and "--" in argv:

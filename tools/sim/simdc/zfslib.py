@@ -69,6 +69,7 @@ EMULATED = [
     "written", "logicalused", "logicalreferenced", "refcompressratio",
     "volsize", "volblocksize", "filesystem_limit", "snapshot_limit",
     "filesystem_count", "snapshot_count", "sync",
+    "filesystem_count", "snapshot_count", "encryption", "receive_resume_token",
 ]
 SIZE_PROPS = {
     "used", "available", "referenced", "quota", "reservation", "recordsize",
@@ -331,7 +332,28 @@ def emulate(recs, wanted, literal=True):
                 mine = rec.get(SYNC, ("-", "-"))
                 rec[p] = ("-", "-") if snap else \
                     mine if mine[0] != "-" else ("standard", "default")
+            elif p == "receive_resume_token":
+                st = partial_state(name) if not snap else None
+                rec[p] = (st["token"], "-") if st else ("-", "-")
+            elif p == "encryption":
+                cipher = pool_encryption()
+                rec[p] = (cipher, "-") if cipher != "off" else ("off", "default")
     return recs
+
+
+def encryption_flag(host):
+    """The file that marks HOST's pool encrypted (`simdc encrypt HOST on`)."""
+    return common.host_dir(host, "pool-encryption")
+
+
+def pool_encryption(host=None):
+    """The cipher every dataset of this CN's pool inherits, or "off": zfs-fuse
+    has no encryption, the flag stands for a pool created with -O encryption=on."""
+    try:
+        with open(encryption_flag(host or common.this_host())) as f:
+            return f.read().strip() or "off"
+    except OSError:
+        return "off"
 
 
 def format_value(prop, val, literal):
@@ -494,3 +516,51 @@ def data_dir(uuid, zones_dir="/etc/zones"):
         zp = zonepath_of(uuid, zones_dir) or "/%s/%s" % (POOL, uuid)
         return os.path.join(zp, "root")
     return mountpoint(ds) or "/%s" % ds
+
+
+# ---- resumable receives (zfs recv -s): zfs-fuse has none --------------------
+# What a cut `zfs recv -s` received is kept beside the pool, in this host's
+# own files: the bytes, and the token `zfs get receive_resume_token` shows.
+
+def partial_path(fs, ext):
+    return common.host_dir(common.this_host(), "zfs-partial", fs.replace("/", "%") + ext)
+
+
+def partial_state(fs):
+    import json
+    try:
+        with open(partial_path(fs, ".json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def drop_partial(fs):
+    for ext in (".json", ".stream"):
+        try:
+            os.unlink(partial_path(fs, ext))
+        except FileNotFoundError:
+            pass
+
+
+def make_token(fields):
+    """A token in illumos' shape, 1-CKSUM-LENGTH-PAYLOAD (zfs_send_resume_token_to_nvlist
+    reads it); the payload here is our own zlib-compressed JSON, not an nvlist."""
+    import json
+    import zlib
+    packed = zlib.compress(json.dumps(fields, sort_keys=True).encode())
+    return "1-%x-%x-%s" % (zlib.crc32(packed), len(packed), packed.hex())
+
+
+def parse_token(token):
+    import json
+    import zlib
+    try:
+        version, cksum, length, payload = token.split("-", 3)
+        packed = bytes.fromhex(payload)
+        if version != "1" or int(cksum, 16) != zlib.crc32(packed) or \
+                int(length, 16) != len(packed):
+            return None
+        return json.loads(zlib.decompress(packed))
+    except (ValueError, zlib.error):
+        return None

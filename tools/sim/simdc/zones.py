@@ -847,6 +847,12 @@ def vm_object(name, cache=None):
                 snaps.append(snap)
         snaps.sort(key=lambda s: s.get("created_at", ""), reverse=True)
         obj["snapshots"] = snaps
+        # vmload: the protection is the @indestructible snapshot (held by VM.js)
+        # (vmload sets the keys only when true)
+        if dsname + "@indestructible" in table:
+            obj["indestructible_zoneroot"] = True
+        if dsname + "/data@indestructible" in table:
+            obj["indestructible_delegated"] = True
     for d in obj.get("disks", []):
         vol = d.get("path", "")
         vname = vol[len("/dev/zvol/rdsk/"):] if vol.startswith("/dev/zvol/rdsk/") else None
