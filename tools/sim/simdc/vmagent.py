@@ -82,7 +82,7 @@ def gather(host):
 
 def _send(api, method, urlpath, body):
     try:
-        status, answer = common.api(api, method, urlpath, body)
+        status, answer = common.api(api, method, urlpath, body, agent="vm-agent")
     except OSError as e:     # urllib's URLError is one
         raise ReportError("cannot reach the APIs: %s" % getattr(e, "reason", e))
     if status >= 300:
@@ -163,21 +163,28 @@ def _log(msg):
     sys.stderr.flush()
 
 
-def main(argv=None):
+def serve(argv, make, log):
+    """The main loop of a CN agent: make(host) once, then its step() every
+    WATCH_INTERVAL seconds until SIGTERM. A failed step is logged and retried
+    from a fresh look: the agent never dies of an API's answer."""
     argv = sys.argv[1:] if argv is None else argv
     host = argv[0] if argv else common.this_host()
     os.environ["SIMDC_HOST"] = host
-    interval = float(os.environ.get("SIMDC_AGENT_INTERVAL", "15"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    agent = Agent(host, interval)
+    agent = make(host)
     while True:
         try:
             agent.step(time.time())
-        except Exception as e:   # the loop never dies of a bad report; it retries
+        except Exception as e:   # noqa: BLE001 - see above
             agent.seen = None
-            _log("report failed: %s" % e)
+            log("step failed: %s" % e)
             time.sleep(1)
         time.sleep(WATCH_INTERVAL)
+
+
+def main(argv=None):
+    interval = float(os.environ.get("SIMDC_AGENT_INTERVAL", "15"))
+    serve(argv, lambda host: Agent(host, interval), _log)
 
 
 if __name__ == "__main__":
