@@ -71,6 +71,7 @@ def zone_state(listing, uuid):
     return "unknown"
 
 
+EXPORT_MARK = "@@ zonecfg export @@"
 DNI_RE = re.compile(r'<attr\b[^>]*\bname="do-not-inventory"[^>]*>')
 
 
@@ -465,8 +466,8 @@ class Migration:
             stops = journal.of("stop")
             self.stopped_at = stops[0]["at"] if stops else None
             if not journal.switched:
-                # Attached there and reported by its vm-agent before the run
-                # could hide the source copy: hide it now, or both CNs report it.
+                # Shown there, so the source copy was hidden first: make sure of
+                # it (idempotent), or both CNs report it.
                 self.hide_source()
                 self.mark_switched()
             self.after_switch()
@@ -506,8 +507,8 @@ class Migration:
         return clean
 
     def back_on_source(self):
-        """The destination's vm-agent may have reported the zone while it was
-        configured there: have the source's report it and wait for VMAPI."""
+        """A source copy hidden and shown again was reported gone meanwhile
+        (VMAPI: destroyed): have the source's vm-agent report it, wait for VMAPI."""
         uuid = self.opts.uuid
         vm = self.api.vm(uuid)
         if vm.get("server_uuid") == self.src.uuid and vm.get("state") != "destroyed":
@@ -569,8 +570,8 @@ class Migration:
         self.final_transfer()
         self.create_cores()
         self.copy_config()
-        self.disable_source()
         self.attach()
+        self.disable_source()
         self.switch_vmapi()
         self.after_switch()
 
@@ -930,9 +931,12 @@ class Migration:
         self.stopped_at = time.time()
         i = self.will("stop", "stop of the instance on %s" % self.src.hostname, uuid=vm["uuid"],
                       at=self.stopped_at)
-        out = self.src.run(["sh", "-c", "vmadm stop %s && zoneadm -z %s list -p"
-                            % (vm["uuid"], vm["uuid"])])
+        # the configuration copy_config sends, read in the same round trip: the
+        # instance is down from here on
+        out = self.src.run(["sh", "-c", 'vmadm stop "$1" && zoneadm -z "$1" list -p && '
+                            'echo %s && zonecfg -z "$1" export' % EXPORT_MARK, "sh", vm["uuid"]])
         self.journal.confirm(i)
+        out, _, self.exported = out.partition(EXPORT_MARK + "\n")
         state = zone_state(out, vm["uuid"])
         r.done()
         r.line("  - New state is:  %s" % ("stopped" if state == "installed" else state))
@@ -1011,7 +1015,8 @@ class Migration:
         inventory and never booting by itself from its first file on."""
         r, uuid = self.r, self.vm["uuid"]
         r.step("* Transferring Zone XML to the destination...")
-        exported = self.src.run(["zonecfg", "-z", uuid, "export"], readonly=True)
+        exported = getattr(self, "exported", None) or \
+            self.src.run(["zonecfg", "-z", uuid, "export"], readonly=True)
         i = self.will("config", "zone configuration on %s" % self.dst.hostname, uuid=uuid)
         # zonecfg -f - reads the commands from stdin (illumos zonecfg.c cmd_file)
         self.dst.run(["zonecfg", "-z", uuid, "-f", "-"], input=hidden_config(exported, uuid))
@@ -1042,14 +1047,20 @@ class Migration:
             self.dst.run(["zonecfg", "-z", uuid, "delete", "-F"])
 
     def disable_source(self):
+        """The source copy never boots by itself and leaves inventory: the first
+        half of Triton's switch (hide the source, move server_uuid, unhide the
+        destination), one vmadm update (kvm/bhyve keep zone autoboot=false,
+        their own is vm-autoboot)."""
         r, uuid = self.r, self.vm["uuid"]
-        r.step("* Disabling instance on %s..." % self.src.hostname)
+        r.step("* Disabling instance on %s, setting attr 'do-not-inventory'..."
+               % self.src.hostname)
         autoboot = "true" if self.vm.get("autoboot", True) else "false"
-        # journaled first: setting it back is harmless if this never ran.
-        # Through vmadm: kvm/bhyve keep zone autoboot=false, their own is vm-autoboot.
+        # journaled first: setting them back is harmless if this never ran
         self.changed("autoboot", "autoboot off on %s" % self.src.hostname, uuid=uuid,
                      value=autoboot)
-        self.src.run(["vmadm", "update", uuid, "autoboot=false"])
+        i = self.will("hidden", "do-not-inventory on %s" % self.src.hostname, uuid=uuid)
+        self.src.run(["vmadm", "update", uuid, "autoboot=false", self.HIDE])
+        self.journal.confirm(i)
         r.done()
 
     def undo_autoboot(self, uuid, value):
@@ -1059,12 +1070,10 @@ class Migration:
         r, uuid = self.r, self.vm["uuid"]
         r.step("* Importing & Attaching Zone on %s..." % self.dst.hostname)
         i = self.will("attach", "attach on %s" % self.dst.hostname, uuid=uuid)
-        # the attach and vmadmd's restart in one round trip: the instance is down
-        self.dst.script([["zoneadm", "-z", uuid, "attach"], ["svcadm", "restart", "vmadmd"]])
+        # no vmadmd restart to have it detected: it is hidden until the switch
+        self.dst.run(["zoneadm", "-z", uuid, "attach"])
         self.journal.confirm(i)
         r.done()
-        r.line("* Restarting vmadmd on %s, to ensure detection of transferred VM's presence."
-               % self.dst.hostname)
 
     def undo_attach(self, uuid):
         if self._hidden_dest_copy(uuid) == "installed":
@@ -1075,19 +1084,16 @@ class Migration:
     def hide_source(self):
         """The source copy out of inventory and never booting by itself (idempotent)."""
         uuid = self.vm["uuid"]
-        self.src.script([["vmadm", "update", uuid, "autoboot=false"],
-                         ["vmadm", "update", uuid, self.HIDE]])
+        self.src.run(["vmadm", "update", uuid, "autoboot=false", self.HIDE])
 
     def switch_vmapi(self):
-        """Triton's order (sdc-vmapi lib/workflows/vm-migration, cn-agent
-        machine-migrate switch): hide the source, move server_uuid, unhide the
-        destination. Here VMAPI moves server_uuid on the destination's report."""
-        r, uuid, src, dst = self.r, self.vm["uuid"], self.src, self.dst
-        r.line("* Setting attr 'do-not-inventory' for %s on %s..." % (uuid, src.hostname))
-        i = self.will("hidden", "do-not-inventory on %s" % src.hostname, uuid=uuid)
-        src.run(["vmadm", "update", uuid, self.HIDE])
-        self.journal.confirm(i)
-        # only then the destination's copy shows: VMAPI must never see two live copies
+        """The rest of Triton's order (sdc-vmapi lib/workflows/vm-migration,
+        cn-agent machine-migrate switch): hide the source (disable_source), move
+        server_uuid, unhide the destination. Here VMAPI moves server_uuid on the
+        destination's report."""
+        r, uuid, dst = self.r, self.vm["uuid"], self.dst
+        # the source is hidden (disable_source): only now the destination's copy
+        # shows, VMAPI must never see two live copies
         r.line("    + Clearing attr 'do-not-inventory' for %s on %s." % (uuid, dst.hostname))
         r.line("    + Restarting vm-agent on destination, to hasten update of VM's presence.")
         i = self.will("shown", "do-not-inventory cleared on %s" % dst.hostname, uuid=uuid)

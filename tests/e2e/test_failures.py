@@ -69,10 +69,9 @@ FAULTS = [
     ("stream cut", DST, ["zfs", "recv"], ["--after-bytes", "65536"]),
     ("cores dataset", DST, ["zfs", "create"], []),
     ("zone configuration copy", DST, ["zonecfg", "-z", "UUID", "-f", "-"], []),
-    ("autoboot off on the source", SRC, ["vmadm", "update", "UUID", "autoboot=false"], []),
     ("attach", DST, ["zoneadm", "-z", "UUID", "attach"], []),
-    ("hide source copy", SRC, ["vmadm", "update", "UUID", "do_not_inventory=true"], []),
-    ("vmadmd restart", DST, ["svcadm", "restart", "vmadmd"], []),
+    ("autoboot off and hide the source copy", SRC, ["vmadm", "update", "UUID",
+                                                    "autoboot=false"], []),
     ("unhide the destination copy", DST, ["vmadm", "update", "UUID",
                                           "do_not_inventory=false"], []),
 ]
@@ -249,12 +248,10 @@ CHAIN = [
     ("during the send", SRC, ["zfs", "send"], []),
     ("creating the cores dataset", DST, ["zfs", "create"], []),
     ("copying the zone configuration", DST, ["zonecfg", "-z", "UUID", "-f", "-"], []),
-    ("turning autoboot off on the source", SRC, ["vmadm", "update", "UUID",
-                                                 "autoboot=false"], []),
     # the destination copy stays hidden until the switch: undone, and again
     ("during attach", DST, ["zoneadm", "-z", "UUID", "attach"], []),
     ("while hiding the source copy", SRC, ["vmadm", "update", "UUID",
-                                           "do_not_inventory=true"], []),
+                                           "autoboot=false"], []),
 ]
 # One instance each: past these a rerun finishes the migration.
 # (name, host, prefix, extra fault options, migrate options, provision options)

@@ -88,6 +88,7 @@ class Agent:
         self.host, self.refresh = host, refresh
         self.server_uuid = common.load_hosts().get(host, {}).get("uuid")
         self.tracked = {}       # uuid -> {mac: nic} of the visible instances
+        self.states = {}        # uuid -> its state when we last synced its NICs
         self.had = set()        # macs NAPI has had while we watched them
         self.seen = None
         self.next_refresh = 0.0
@@ -105,15 +106,22 @@ class Agent:
                 for mac in self.tracked[uuid]:
                     self.release(uuid, mac)
             del self.tracked[uuid]
+            self.states.pop(uuid, None)
         for uuid, obj in visible.items():
             nics = {mac_key(n.get("mac")): n for n in obj.get("nics") or [] if n.get("mac")}
             before = self.tracked.get(uuid)
             for mac in set(before or {}) - set(nics):
                 self.release(uuid, mac)
             self.tracked[uuid] = nics
-            if refresh or before is None or files != self.seen:
-                for mac, nic in nics.items():
-                    self.sync(uuid, obj, mac, nic)
+            # NAPI is asked on a refresh, and about what changed: a new zone or NIC,
+            # a new state (not about every NIC of the CN at every event)
+            if refresh or before is None or self.states.get(uuid) != obj.get("state"):
+                todo = nics
+            else:
+                todo = {m: n for m, n in nics.items() if m not in before}
+            for mac, nic in todo.items():
+                self.sync(uuid, obj, mac, nic)
+            self.states[uuid] = obj.get("state")
         self.seen = files
         if refresh:
             self.next_refresh = now + self.refresh
