@@ -933,8 +933,9 @@ class Migration:
                       at=self.stopped_at)
         # the configuration copy_config sends, read in the same round trip: the
         # instance is down from here on
-        out = self.src.run(["sh", "-c", 'vmadm stop "$1" && zoneadm -z "$1" list -p && '
-                            'echo %s && zonecfg -z "$1" export' % EXPORT_MARK, "sh", vm["uuid"]])
+        out = self.src.run(["sh", "-c", "vmadm stop %s && zoneadm -z %s list -p && echo %s && "
+                            "zonecfg -z %s export" % (vm["uuid"], vm["uuid"],
+                                                      shlex.quote(EXPORT_MARK), vm["uuid"])])
         self.journal.confirm(i)
         out, _, self.exported = out.partition(EXPORT_MARK + "\n")
         state = zone_state(out, vm["uuid"])
