@@ -776,6 +776,29 @@ def test_cn_reboot_boots_autoboot_zones_and_vm_autoboot_hvms_once(cn):
     assert zones.ZoneConfig.load(kvm).autoboot is False      # zone autoboot untouched
 
 
+def test_concurrent_zonecfg_keep_every_index_line(tmp_path):
+    """Zones configured side by side (two migrations onto one CN): each zonecfg
+    rewrites /etc/zones/index under the CN's lock, by temporary file and rename
+    (libzonecfg's index lock, putzoneent()), so no line is lost."""
+    root = tmp_path / "cn"
+    (root / "etc/zones").mkdir(parents=True)
+    (root / "etc/zones/index").write_text("global:installed:/\n")
+    simdir = tmp_path / "simdc"
+    simdir.mkdir()
+    env = dict(os.environ, SIMDC_CN_ROOT=str(root), SIMDC_DIR=str(simdir), SIMDC_HOST="testcn")
+    uuids = ["eeeeeeee-0000-4000-8000-%012d" % i for i in range(12)]
+    procs = [subprocess.Popen([sys.executable, str(CN / "zonecfg"), "-z", u, "-f", "-"],
+                              stdin=subprocess.PIPE, env=env, text=True) for u in uuids]
+    for u, p in zip(uuids, procs):
+        p.stdin.write("create -b\nset zonepath=/zones/%s\nset brand=joyent\nset uuid=%s\n"
+                      % (u, u))
+        p.stdin.close()
+    assert [p.wait(timeout=60) for p in procs] == [0] * len(uuids)
+    lines = (root / "etc/zones/index").read_text().splitlines()
+    assert lines[0] == "global:installed:/"
+    assert sorted(lines[1:]) == ["%s:configured:/zones/%s:%s" % (u, u, u) for u in uuids]
+
+
 # ---- a real CN: private namespaces, zfs-fuse, the shim -----------------------------
 
 NS_TOOLS = ("unshare", "nsenter", "zfs-fuse")
