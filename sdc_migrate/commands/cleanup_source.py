@@ -67,11 +67,13 @@ class Copy:
         attr = DNI_RE.search(xml)
         self.hidden = bool(attr and 'value="true"' in attr.group(0))
         self.index = None
+        self.index_state = None     # the state field of that line
         for line in index.splitlines():
-            if line.split(":")[0] == uuid:
-                self.index = "live"
-            elif line.split(":")[0] == "#" + uuid and self.index is None:
-                self.index = "commented"
+            f = line.split(":")
+            if f[0] == uuid:
+                self.index, self.index_state = "live", f[1] if len(f) > 1 else None
+            elif f[0] == "#" + uuid and self.index is None:
+                self.index, self.index_state = "commented", f[1] if len(f) > 1 else None
         self.datasets = zfs.instance_datasets(listing, uuid)
         self.indestructible = zfs.indestructible_snapshots(listing, self.datasets)
         self.cores = any(l.split("\t")[0] == "zones/cores/" + uuid for l in listing.splitlines())
@@ -125,6 +127,10 @@ def removal_commands(copy, comment_out):
         # zonecfg knows only zones the index lists: give it its line back first.
         cmds += [["sed", "-i.bak", "s/^#%s:/%s:/" % (u, u), "/etc/zones/index"],
                  ["rm", "-f", "/etc/zones/index.bak"]]
+    if copy.index and copy.index_state == "installed":
+        # illumos zonecfg refuses to delete an installed zone (zonecfg_destroy:
+        # Z_BAD_ZONE_STATE, -F or not): detach it first. Its datasets stay.
+        cmds.append(["zoneadm", "-z", u, "detach"])
     if copy.xml or copy.index:
         cmds.append(["zonecfg", "-z", u, "delete", "-F"])
     if copy.cores:
@@ -138,7 +144,7 @@ def removal_commands(copy, comment_out):
 
 def seed_line(ip, argv):
     """The closing block's way of writing a command: /usr/bin/ssh IP "/usr/sbin/..."."""
-    path = "/usr/sbin/" if argv[0] in ("zonecfg", "zfs") else "/usr/bin/"
+    path = "/usr/sbin/" if argv[0] in ("zonecfg", "zoneadm", "zfs") else "/usr/bin/"
     return '   * /usr/bin/ssh %s "%s%s"' % (ip, path, shlex.join(argv))
 
 

@@ -5,7 +5,9 @@ changes something registers its undo; a failure before the switch point
 (VMAPI showing the instance on the destination) undoes them in reverse.
 """
 import concurrent.futures
+import json
 import os
+import re
 import shlex
 import time
 
@@ -74,6 +76,49 @@ def zone_state(listing, uuid):
         if len(f) > 2 and f[1] == uuid:
             return f[2]
     return "unknown"
+
+
+EXPORT_MARK = "@@ zonecfg export @@"
+DNI_RE = re.compile(r'<attr\b[^>]*\bname="do-not-inventory"[^>]*>')
+
+
+def hidden_xml(xml):
+    """Whether a zone's XML has do-not-inventory set."""
+    attr = DNI_RE.search(xml)
+    return bool(attr and 'value="true"' in attr.group(0))
+
+
+def hidden_config(exported, uuid):
+    """`zonecfg export` output made into the destination's copy: hidden from
+    inventory (attr do-not-inventory), autoboot and vm-autoboot off (it boots
+    when the migration says so), and its uuid set (JPC-1421: an index line
+    without it)."""
+    out, block = [], None
+    for line in exported.splitlines():
+        if block is not None:
+            block.append(line)
+            if line.strip() == "end":
+                if "set name=do-not-inventory" in block:
+                    pass                        # replaced below
+                elif "set name=vm-autoboot" in block:
+                    out += [l if not l.startswith("set value=") else "set value=false"
+                            for l in block]
+                else:
+                    out += block
+                block = None
+            continue
+        if line.strip() == "add attr":
+            block = [line]
+        elif line.startswith("set autoboot="):
+            out.append("set autoboot=false")
+        elif line.startswith("set uuid="):
+            continue
+        else:
+            out.append(line)
+        if line.startswith("create"):
+            out.append("set uuid=%s" % uuid)
+    out += ["add attr", "set name=do-not-inventory", "set type=string", "set value=true", "end"]
+    return "".join(l + "\n" for l in out)
 
 
 def vm_type(vm):
@@ -332,7 +377,8 @@ class Migration:
             "epoch": self.epoch, "tag": self.tag,
             "alias": self.vm.get("alias"),
             "started": self.started.isoformat(), "incremental": o.incremental,
-            "was_running": self.was_running, "datacenter": self.datacenter,
+            "was_running": self.was_running, "autoboot": self.vm.get("autoboot"),
+            "datacenter": self.datacenter,
             "src": {"hostname": self.src.hostname, "uuid": self.src.uuid, "ip": self.src.ip},
             "dst": {"hostname": self.dst.hostname, "uuid": self.dst.uuid, "ip": self.dst.ip}})
         if o.incremental:
@@ -430,21 +476,25 @@ class Migration:
         r.open_log(self.paths()[0])
         r.line("* Found the journal of an interrupted migration: %s" % journal.path)
         self.vm = self.api.vm(o.uuid)
-        # VMAPI may show the destination as soon as the zone is configured there
-        # (its vm-agent reports what /etc/zones/index holds): the switch point
-        # is the attach, then VMAPI.
+        # VMAPI shows the destination once its copy is unhidden (switch_vmapi,
+        # after the attach): that is the switch point.
         if journal.switched or (self.vm.get("server_uuid") == self.dst.uuid
                                 and journal.made("attach")):
             r.line("  - VMAPI shows the instance on %s: finishing the migration"
                    % self.dst.hostname)
             self.was_running = b["was_running"]
+            if "autoboot" in b:     # VMAPI shows the destination's copy: autoboot off
+                self.vm["autoboot"] = b["autoboot"]
+            for rec in journal.records:     # as the stop found it (current_state)
+                if rec["t"] == "run-state":
+                    self.was_running, self.vm["autoboot"] = rec["was_running"], rec["autoboot"]
             self.datacenter = b["datacenter"]
             self.started = parse_time(b["started"])
             stops = journal.of("stop")
             self.stopped_at = stops[0]["at"] if stops else None
             if not journal.switched:
-                # Attached there and reported by its vm-agent before the run
-                # could hide the source copy: hide it now, or both CNs report it.
+                # Shown there, so the source copy was hidden first: make sure of
+                # it (idempotent), or both CNs report it.
                 self.hide_source()
                 self.mark_switched()
             self.after_switch()
@@ -484,8 +534,8 @@ class Migration:
         return clean
 
     def back_on_source(self):
-        """The destination's vm-agent may have reported the zone while it was
-        configured there: have the source's report it and wait for VMAPI."""
+        """A source copy hidden and shown again was reported gone meanwhile
+        (VMAPI: destroyed): have the source's vm-agent report it, wait for VMAPI."""
         uuid = self.opts.uuid
         vm = self.api.vm(uuid)
         if vm.get("server_uuid") == self.src.uuid and vm.get("state") != "destroyed":
@@ -547,8 +597,8 @@ class Migration:
         self.final_transfer()
         self.create_cores()
         self.copy_config()
-        self.disable_source()
         self.attach()
+        self.disable_source()
         self.switch_vmapi()
         self.after_switch()
 
@@ -659,7 +709,7 @@ class Migration:
 
     # What stays as it is once VMAPI shows the instance on the destination.
     PERMANENT = ("tunables", "stop", "received", "cores", "config", "autoboot", "attach",
-                 "hidden")
+                 "hidden", "shown")
 
     def mark_switched(self):
         self.journal.write({"t": "switched"})
@@ -1008,9 +1058,24 @@ class Migration:
                 break
         self.round = n + 1
 
+    def current_state(self):
+        """The run state and autoboot the instance has now, on the source: a
+        customer may have started or stopped it since the gather (-i rounds)."""
+        vm = self.vm
+        cur = json.loads(self.src.run(["vmadm", "get", vm["uuid"]], readonly=True))
+        running = cur.get("state") == "running"
+        if running != self.was_running or cur.get("autoboot") != vm.get("autoboot"):
+            self.was_running = running
+            vm["autoboot"] = cur.get("autoboot")
+            vm["state"] = "running" if running else "stopped"
+            self.journal.write({"t": "run-state", "was_running": running,
+                                "autoboot": vm["autoboot"]})
+
     def stop_instance(self):
         r, vm = self.r, self.vm
         alias = vm.get("alias") or vm["uuid"]
+        if not self.opts.dry_run:
+            self.current_state()
         if not self.was_running:
             r.line("* Instance %s is already shutdown.  Proceeding." % alias)
             return
@@ -1018,9 +1083,13 @@ class Migration:
         self.stopped_at = time.time()
         i = self.will("stop", "stop of the instance on %s" % self.src.hostname, uuid=vm["uuid"],
                       at=self.stopped_at)
-        out = self.src.run(["sh", "-c", "vmadm stop %s && zoneadm -z %s list -p"
-                            % (vm["uuid"], vm["uuid"])])
+        # the configuration copy_config sends, read in the same round trip: the
+        # instance is down from here on
+        out = self.src.run(["sh", "-c", "vmadm stop %s && zoneadm -z %s list -p && echo %s && "
+                            "zonecfg -z %s export" % (vm["uuid"], vm["uuid"],
+                                                      shlex.quote(EXPORT_MARK), vm["uuid"])])
         self.journal.confirm(i)
+        out, _, self.exported = out.partition(EXPORT_MARK + "\n")
         state = zone_state(out, vm["uuid"])
         r.done()
         r.line("  - New state is:  %s" % ("stopped" if state == "installed" else state))
@@ -1096,68 +1165,96 @@ class Migration:
         self.dst.run(["zfs", "destroy", "-r", dataset])
 
     def copy_config(self):
+        """The source's configuration as it is after the stop, through zonecfg on
+        both sides (libzonecfg's index lock, not echo >> index): hidden from
+        inventory and never booting by itself from its first file on."""
         r, uuid = self.r, self.vm["uuid"]
         r.step("* Transferring Zone XML to the destination...")
-        line = "%s:configured:/zones/%s:%s" % (uuid, uuid, uuid)
+        exported = getattr(self, "exported", None) or \
+            self.src.run(["zonecfg", "-z", uuid, "export"], readonly=True)
         i = self.will("config", "zone configuration on %s" % self.dst.hostname, uuid=uuid)
-        self.dst.run(["sh", "-c", "cat > /etc/zones/%s.xml && echo %s >> /etc/zones/index"
-                      % (uuid, shlex.quote(line))], input=self.xml)
+        # zonecfg -f - reads the commands from stdin (illumos zonecfg.c cmd_file)
+        self.dst.run(["zonecfg", "-z", uuid, "-f", "-"], input=hidden_config(exported, uuid))
         self.journal.confirm(i)
         r.done()
 
+    def dest_copy(self, uuid):
+        """(zone state, hidden) of the destination's copy; (None, None) if it has none."""
+        out = self.dst.run(["sh", "-c", 'zoneadm -z "$1" list -p 2>/dev/null; echo @@; '
+                            'cat "/etc/zones/$1.xml" 2>/dev/null; true', "sh", uuid],
+                           readonly=True)
+        listing, _, xml = out.partition("@@\n")
+        if not xml.strip():
+            return None, None
+        return zone_state(listing, uuid), hidden_xml(xml)
+
+    def _hidden_dest_copy(self, uuid):
+        """The destination copy's state, refusing to touch a copy inventory sees:
+        its vm-agent and net-agent would report it gone (destroyed, NICs deleted)."""
+        state, hidden = self.dest_copy(uuid)
+        if state is not None and not hidden:
+            raise MigrateError("the copy of %s on %s is not hidden (do-not-inventory):"
+                               " not removing it" % (uuid, self.dst.hostname))
+        return state
+
     def undo_config(self, uuid):
-        self.dst.run(["sh", "-c", "rm -f /etc/zones/%s.xml && sed -i.bak '/^%s:/d' "
-                      "/etc/zones/index && rm -f /etc/zones/index.bak" % (uuid, uuid)])
+        if self._hidden_dest_copy(uuid) is not None:
+            self.dst.run(["zonecfg", "-z", uuid, "delete", "-F"])
 
     def disable_source(self):
+        """The source copy never boots by itself and leaves inventory: the first
+        half of Triton's switch (hide the source, move server_uuid, unhide the
+        destination), one vmadm update (kvm/bhyve keep zone autoboot=false,
+        their own is vm-autoboot)."""
         r, uuid = self.r, self.vm["uuid"]
-        r.step("* Disabling instance on %s..." % self.src.hostname)
+        r.step("* Disabling instance on %s, setting attr 'do-not-inventory'..."
+               % self.src.hostname)
         autoboot = "true" if self.vm.get("autoboot", True) else "false"
-        # journaled first: setting it back is harmless if this never ran
+        # journaled first: setting them back is harmless if this never ran
         self.changed("autoboot", "autoboot off on %s" % self.src.hostname, uuid=uuid,
                      value=autoboot)
-        self.src.run(["zonecfg", "-z", uuid, "set autoboot=false"])
+        i = self.will("hidden", "do-not-inventory on %s" % self.src.hostname, uuid=uuid)
+        self.src.run(["vmadm", "update", uuid, "autoboot=false", self.HIDE])
+        self.journal.confirm(i)
         r.done()
 
     def undo_autoboot(self, uuid, value):
-        self.src.run(["zonecfg", "-z", uuid, "set autoboot=%s" % value])
+        self.src.run(["vmadm", "update", uuid, "autoboot=%s" % value])
 
     def attach(self):
         r, uuid = self.r, self.vm["uuid"]
         r.step("* Importing & Attaching Zone on %s..." % self.dst.hostname)
         i = self.will("attach", "attach on %s" % self.dst.hostname, uuid=uuid)
-        # the attach and vmadmd's restart in one round trip: the instance is down
-        self.dst.script([["zoneadm", "-z", uuid, "attach"], ["svcadm", "restart", "vmadmd"]])
+        # no vmadmd restart to have it detected: it is hidden until the switch
+        self.dst.run(["zoneadm", "-z", uuid, "attach"])
         self.journal.confirm(i)
         r.done()
-        r.line("* Restarting vmadmd on %s, to ensure detection of transferred VM's presence."
-               % self.dst.hostname)
 
     def undo_attach(self, uuid):
-        self.dst.run(["sh", "-c", "zoneadm -z %s detach && svcadm restart vm-agent" % uuid])
+        if self._hidden_dest_copy(uuid) == "installed":
+            self.dst.run(["zoneadm", "-z", uuid, "detach"])
 
-    HIDE = "add attr; set name=do-not-inventory; set type=string; set value=true; end"
+    HIDE = "do_not_inventory=true"
 
     def hide_source(self):
         """The source copy out of inventory and never booting by itself (idempotent)."""
         uuid = self.vm["uuid"]
-        xml = self.src.run(["cat", "/etc/zones/%s.xml" % uuid], readonly=True)
-        script = "zonecfg -z %s 'set autoboot=false'" % uuid
-        if 'name="do-not-inventory"' not in xml:
-            script += " && zonecfg -z %s %s" % (uuid, shlex.quote(self.HIDE))
-        self.src.run(["sh", "-c", script + " && svcadm restart vm-agent"])
+        self.src.run(["vmadm", "update", uuid, "autoboot=false", self.HIDE])
 
     def switch_vmapi(self):
-        r, uuid, src, dst = self.r, self.vm["uuid"], self.src, self.dst
-        r.line("* Setting attr 'do-not-inventory' for %s on %s..." % (uuid, src.hostname))
-        i = self.will("hidden", "do-not-inventory on %s" % src.hostname, uuid=uuid)
-        src.run(["zonecfg", "-z", uuid, self.HIDE])
+        """The rest of Triton's order (sdc-vmapi lib/workflows/vm-migration,
+        cn-agent machine-migrate switch): hide the source (disable_source), move
+        server_uuid, unhide the destination. Here VMAPI moves server_uuid on the
+        destination's report."""
+        r, uuid, dst = self.r, self.vm["uuid"], self.dst
+        # the source is hidden (disable_source): only now the destination's copy
+        # shows, VMAPI must never see two live copies
+        r.line("    + Clearing attr 'do-not-inventory' for %s on %s." % (uuid, dst.hostname))
+        r.line("    + Restarting vm-agent on destination, to hasten update of VM's presence.")
+        i = self.will("shown", "do-not-inventory cleared on %s" % dst.hostname, uuid=uuid)
+        dst.script([["vmadm", "update", uuid, "do_not_inventory=false"],
+                    ["svcadm", "restart", "vm-agent"]])
         self.journal.confirm(i)
-        self.show_destination()
-        # only then the destination's report: VMAPI must never see two live copies
-        r.line("    + Restarting vmadmd again on destination, to hasten update of VM's presence.")
-        r.line("    + Restarting heartbeater on destination, to hasten update of VM's presence.")
-        dst.run(["sh", "-c", "svcadm restart vmadmd && svcadm restart vm-agent"])
         r.step("* Checking VMAPI for 'do-not-inventory' update (VMAPI will show %s's\n"
                "  server_uuid if updated); may take up to a minute or so ..." % dst.hostname)
         deadline = time.time() + VMAPI_WAIT
@@ -1178,12 +1275,14 @@ class Migration:
         self.mark_switched()
         r.done("Success!")
 
-    def show_destination(self):
-        """The destination's copy into inventory (a rollback's old copy is hidden)."""
-
     def undo_hidden(self, uuid):
-        self.src.run(["sh", "-c", "zonecfg -z %s 'remove attr name=do-not-inventory' && "
-                      "svcadm restart vm-agent" % uuid])
+        self.src.script([["vmadm", "update", uuid, "do_not_inventory=false"],
+                         ["svcadm", "restart", "vm-agent"]])
+
+    def undo_shown(self, uuid):
+        # hidden again before the source shows again: never two visible copies
+        if self.dest_copy(uuid)[0] is not None:
+            self.dst.run(["vmadm", "update", uuid, self.HIDE])
 
     def finish_destination(self):
         """Autoboot as it was and, if it ran before, boot: one round trip."""
@@ -1193,15 +1292,17 @@ class Migration:
         alias = vm.get("alias") or uuid
         r.step("* Enabling Autostart on the %s..." % dst.hostname)
         if self.was_running:
-            out = dst.run(["sh", "-c", "zonecfg -z %s 'set autoboot=%s' && vmadm start %s && "
-                           "zoneadm -z %s list -p && svcadm restart vm-agent"
-                           % (uuid, autoboot, uuid, uuid)])
+            # vmadm start turns autoboot on: the VM's own setting after it
+            out = dst.script([["vmadm", "start", uuid],
+                              ["vmadm", "update", uuid, "autoboot=" + autoboot],
+                              ["zoneadm", "-z", uuid, "list", "-p"],
+                              ["svcadm", "restart", "vm-agent"]])
             self.booted_at = time.time()
             r.done()
             r.step("* VM %s is ready for startup, please wait for boot.." % alias)
             r.done("Done. (State is: %s)" % zone_state(out, uuid))
         else:
-            dst.script([["zonecfg", "-z", uuid, "set autoboot=%s" % autoboot],
+            dst.script([["vmadm", "update", uuid, "autoboot=" + autoboot],
                         ["svcadm", "restart", "vm-agent"]])
             r.done()
             r.line(' - VM %s was in state %s when we started' % (alias, vm.get("zone_state") or
@@ -1274,7 +1375,13 @@ class Migration:
         r.line("Don't forget to at least comment out %s" % uuid)
         r.line("  on %s in /etc/zones/index, if not outright remove it." % self.src.hostname)
         r.line("To remove it on %s:" % self.src.hostname)
+        # an installed zone must be detached before zonecfg deletes it (illumos
+        # zonecfg_destroy), and a held @indestructible released before zfs destroys it
+        r.line('   * /usr/bin/ssh %s "/usr/sbin/zoneadm -z %s detach"' % (ip, uuid))
         r.line('   * /usr/bin/ssh %s "/usr/sbin/zonecfg -z %s delete -F"' % (ip, uuid))
+        for snap in getattr(self, "indestructible", None) or []:
+            r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs release %s %s"'
+                   % (ip, zfs.HOLD_TAG, snap))
         r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs destroy zones/cores/%s"' % (ip, uuid))
         for d in self.datasets:
             if d.name.count("/") == 1:

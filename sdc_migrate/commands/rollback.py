@@ -59,7 +59,6 @@ class Rollback(Migration):
     cores dataset already, hidden, and shares the final snapshot with it."""
 
     KIND = "rollback"
-    PERMANENT = Migration.PERMANENT + ("shown",)
 
     def __init__(self, opts, report=None, runner=None):
         super().__init__(opts, report, runner)
@@ -178,16 +177,6 @@ class Rollback(Migration):
                         % (self.vm.get("alias") or self.opts.uuid))
             return
         super().stop_instance()
-
-    def show_destination(self):
-        """The old copy back in inventory: its vm-agent reports it to VMAPI."""
-        uuid = self.opts.uuid
-        i = self.will("shown", "old copy shown to inventory on %s" % self.dst.hostname, uuid=uuid)
-        self.dst.run(["zonecfg", "-z", uuid, "remove attr name=do-not-inventory"])
-        self.journal.confirm(i)
-
-    def undo_shown(self, uuid):
-        self.dst.run(["zonecfg", "-z", uuid, self.HIDE])
 
     def undo_snapshots(self, node, keep=None):
         """Undone, the rollback keeps the migration's snapshot on both sides:

@@ -72,15 +72,12 @@ FAULTS = [
     ("send", SRC, ["zfs", "send"], []),
     ("stream cut", DST, ["zfs", "recv"], ["--after-bytes", "65536"]),
     ("cores dataset", DST, ["zfs", "create"], []),
-    ("zone XML and index copy", DST, ["cat > /etc/zones/"], ["--remote"]),
-    ("autoboot off on the source", SRC, ["zonecfg", "-z", "UUID", "set autoboot=false"], []),
+    ("zone configuration copy", DST, ["zonecfg", "-z", "UUID", "-f", "-"], []),
     ("attach", DST, ["zoneadm", "-z", "UUID", "attach"], []),
-    ("hide source copy", SRC, ["zonecfg", "-z", "UUID",
-                               "add attr; set name=do-not-inventory; set type=string; "
-                               "set value=true; end"], []),
-    ("vmadmd restart", DST, ["svcadm", "restart", "vmadmd"], []),
-    # the destination's vm-agent has reported it: VMAPI shows it there already
-    ("VMAPI switch", DST, ["svcadm", "restart", "vm-agent"], []),
+    ("autoboot off and hide the source copy", SRC, ["vmadm", "update", "UUID",
+                                                    "autoboot=false"], []),
+    ("unhide the destination copy", DST, ["vmadm", "update", "UUID",
+                                          "do_not_inventory=false"], []),
 ]
 
 
@@ -265,12 +262,11 @@ CHAIN = [
     ("after the stop", SRC, ["zfs", "snapshot"], []),
     ("during the send", SRC, ["zfs", "send"], []),
     ("creating the cores dataset", DST, ["zfs", "create"], []),
-    ("copying the zone XML and index", DST, ["cat > /etc/zones/"], ["--remote"]),
-    ("turning autoboot off on the source", SRC, ["zonecfg", "-z", "UUID",
-                                                 "set autoboot=false"], []),
-    # the last: once attached, the destination's vm-agent timer may report it
-    # and a rerun then finishes instead of starting over
+    ("copying the zone configuration", DST, ["zonecfg", "-z", "UUID", "-f", "-"], []),
+    # the destination copy stays hidden until the switch: undone, and again
     ("during attach", DST, ["zoneadm", "-z", "UUID", "attach"], []),
+    ("while hiding the source copy", SRC, ["vmadm", "update", "UUID",
+                                           "autoboot=false"], []),
 ]
 # One instance each: past these a rerun finishes the migration.
 # (name, host, prefix, extra fault options, migrate options, provision options)
@@ -278,9 +274,6 @@ KILLS = [
     ("raising the bhyve quota", SRC, ["zfs", "set", "quota=none"], [], [],
      ["--brand", "bhyve", "--state", "stopped"]),
     ("during round 1", SRC, ["zfs", "send"], ["--skip", "1"], ["-a", "--interval", "0"], []),
-    ("while hiding the source copy", SRC, ["zonecfg", "-z", "UUID",
-                                           "add attr; set name=do-not-inventory; "
-                                           "set type=string; set value=true; end"], [], [], []),
     ("waiting for VMAPI", DST, ["svcadm", "restart", "vm-agent"], [], [], []),
     ("during the boot on the destination", DST, ["vmadm", "start"], [], [], []),
 ]

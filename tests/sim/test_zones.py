@@ -30,7 +30,7 @@ SAMPLES = ROOT / "tests" / "fixtures" / "triton-samples"
 DERIVED = SAMPLES / "derived"
 
 sys.path.insert(0, str(SIM))
-from simdc import common, zones  # noqa: E402
+from simdc import common, netagent, vmagent, zones  # noqa: E402
 
 
 
@@ -606,7 +606,7 @@ def test_vm_agent_report(cn, monkeypatch):
         f.write(text.replace(gone["uuid"] + ":", "#" + gone["uuid"] + ":"))
     calls = []
 
-    def api(name, method, path, body=None, timeout=30):
+    def api(name, method, path, body=None, timeout=30, agent=None):
         calls.append((name, method, path, body))
         return 200, {}
     monkeypatch.setattr(common, "api", api)
@@ -635,6 +635,169 @@ def test_vm_agent_report(cn, monkeypatch):
     assert rc == 1 and "could not report to VMAPI" in err
     assert cn.run("svcadm", "restart", "nosuchsvc") == \
         (1, "", "svcadm: Pattern 'nosuchsvc' doesn't match any instances\n")
+
+
+def test_vm_agent_sends_one_update_per_zone_change(cn, monkeypatch):
+    """sdc-vm-agent (lib/vm-agent.js, lib/watchers/fs-watcher.js): a change of
+    /etc/zones or of a zone's state is one VMAPI update; a zone that vanished
+    or turned do-not-inventory is left out (VMAPI marks it destroyed); a
+    change to a hidden zone alone sends nothing."""
+    puts = []
+
+    def api(name, method, path, body=None, timeout=30, agent=None):
+        assert agent == "vm-agent"
+        if name == "vmapi":
+            puts.append(sorted(body["vms"]))
+        return 200, {}
+    monkeypatch.setattr(common, "api", api)
+    agent = vmagent.Agent("testcn", interval=3600)
+    t = [1000.0]
+
+    def step():
+        t[0] += 0.2
+        agent.step(t[0])
+        got = list(puts)
+        puts.clear()
+        return got
+    assert step() == [[]]                 # the initial report
+    assert step() == []                   # nothing changed, nothing sent
+    get, payload = minimal_payload()
+    cn.zfs.add_image(payload["image_uuid"])
+    assert cn.run("vmadm", "create", stdin=json.dumps(payload))[0] == 0
+    uuid = get["uuid"]
+    assert step() == [[uuid]] and step() == []
+    assert cn.run("vmadm", "stop", uuid)[0] == 0
+    assert step() == [[uuid]]
+    assert cn.run("vmadm", "update", uuid, "do_not_inventory=true")[0] == 0
+    assert step() == [[]]                 # hidden: as good as gone for VMAPI
+    assert cn.run("vmadm", "update", uuid, "alias=renamed")[0] == 0
+    assert step() == []                   # a hidden zone's change is nobody's news
+    assert cn.run("vmadm", "update", uuid, "do_not_inventory=false")[0] == 0
+    assert step() == [[uuid]]
+    assert cn.run("vmadm", "delete", uuid)[0] == 0
+    assert step() == [[]]
+
+
+class FakeNapi:
+    def __init__(self):
+        self.nics, self.calls = {}, []
+
+    def __call__(self, name, method, path, body=None, timeout=30, agent=None):
+        assert name == "napi" and agent == "net-agent"
+        self.calls.append((method, path))
+        mac = path.rsplit("/", 1)[-1]
+        if method == "GET":
+            return (200, dict(self.nics[mac])) if mac in self.nics else (404, {})
+        if method == "PUT":
+            self.nics[mac].update({k: v for k, v in body.items() if k != "check_owner"})
+            return 200, dict(self.nics[mac])
+        if method == "DELETE":
+            return (204, None) if self.nics.pop(mac, None) else (404, {})
+        if method == "POST":
+            self.nics[body["mac"]] = dict(body)
+            return 200, dict(body)
+        return 405, {}
+
+
+def test_net_agent_nics_of_vanished_hidden_and_removed(cn, monkeypatch):
+    """sdc-net-agent (lib/nic-fsm.js release.delete, remove.nic, remove.reboot):
+    a vanished zone's NIC is deleted in NAPI, a hidden zone's is left alone,
+    and a NIC NAPI no longer has is taken out of the zone, which reboots."""
+    napi = FakeNapi()
+    monkeypatch.setattr(common, "api", napi)
+    get, payload = minimal_payload()
+    cn.zfs.add_image(payload["image_uuid"])
+    uuid = get["uuid"]
+    mac = payload["nics"][0]["mac"].replace(":", "")
+    napi.nics[mac] = {"mac": mac, "belongs_to_uuid": uuid, "state": "provisioning"}
+    assert cn.run("vmadm", "create", stdin=json.dumps(payload))[0] == 0
+    agent = netagent.Agent("testcn", refresh=0)
+    agent.step(1000.0)
+    assert napi.nics[mac]["state"] == "running"
+    assert napi.nics[mac]["cn_uuid"] == cn.server_uuid
+    # hidden: dropped from its view, NAPI untouched; visible again: back
+    assert cn.run("vmadm", "update", uuid, "do_not_inventory=true")[0] == 0
+    napi.calls.clear()
+    agent.step(1001.0)
+    assert mac in napi.nics and ("DELETE", "/nics/" + mac) not in napi.calls
+    assert cn.run("vmadm", "update", uuid, "do_not_inventory=false")[0] == 0
+    agent.step(1002.0)
+    # NAPI lost it: out of the zone, and a reboot
+    del napi.nics[mac]
+    started = len(cn.workload.started)
+    agent.step(1003.0)
+    vm = zones.vm_object(uuid)
+    assert "nics" not in vm or not vm["nics"]
+    assert len(cn.workload.started) == started + 1 and cn.workload.stopped
+    # a visible zone that vanishes: its NIC deleted in NAPI
+    other = dict(payload, uuid="dddddddd-0000-4000-8000-000000000003",
+                 nics=[dict(payload["nics"][0], mac="90:b8:d0:00:00:03")])
+    napi.nics["90b8d0000003"] = {"mac": "90b8d0000003", "state": "running",
+                                 "belongs_to_uuid": other["uuid"]}
+    assert cn.run("vmadm", "create", stdin=json.dumps(other))[0] == 0
+    agent.step(1004.0)
+    assert cn.run("vmadm", "delete", other["uuid"])[0] == 0
+    agent.step(1005.0)
+    assert "90b8d0000003" not in napi.nics
+
+
+def test_zonecfg_delete_refuses_an_installed_zone(cn):
+    """illumos zonecfg delete_func: zonecfg_destroy() gives Z_BAD_ZONE_STATE for an
+    installed zone, -F or not; detached, it goes."""
+    _, kvm = three_zones(cn)
+    assert cn.run("zonecfg", "-z", kvm, "delete", "-F") == \
+        (1, "", "%s: Zone state is invalid for the requested operation\n" % kvm)
+    assert "%s:installed:" % kvm in cn.index() and os.path.exists(
+        cn.root + "/etc/zones/%s.xml" % kvm)
+    assert cn.run("zoneadm", "-z", kvm, "detach")[0] == 0
+    assert cn.run("zonecfg", "-z", kvm, "delete", "-F") == (0, "", "")
+    assert kvm not in cn.index()
+
+
+def test_cn_reboot_boots_autoboot_zones_and_vm_autoboot_hvms_once(cn):
+    """A power cycle: everything stops; svc:/system/zones boots autoboot zones,
+    vmadmd the kvm/bhyve with vm-autoboot (smartos-live src/vm/README.vmadmd);
+    a hidden zone with its autoboot off stays down."""
+    running, kvm = three_zones(cn)
+    cfg = zones.ZoneConfig.load(running)
+    cfg.root.set("autoboot", "true")
+    cfg.save(running)
+    cfg = zones.ZoneConfig.load(kvm)
+    cfg.set_attr("vm-autoboot", "true")
+    cfg.save(kvm)
+    hidden = "dddddddd-0000-4000-8000-000000000004"
+    cfg = zones.ZoneConfig.new(hidden, "/zones/" + hidden, "kvm", iptype="exclusive")
+    cfg.set_attr("vm-autoboot", "false")
+    cfg.set_attr("do-not-inventory", "true")
+    cn.put_xml(hidden, cfg.text())
+    assert sorted(zones.power_cycle()) == sorted([(running, "zones"), (kvm, "vmadmd")])
+    assert cn.workload.stopped == [(running, "testcn")]
+    assert sorted(u for u, _, _ in cn.workload.started) == sorted([running, kvm])
+    assert zones.zone_state(zones.index_entry(hidden)) == "installed"
+    assert zones.ZoneConfig.load(kvm).autoboot is False      # zone autoboot untouched
+
+
+def test_concurrent_zonecfg_keep_every_index_line(tmp_path):
+    """Zones configured side by side (two migrations onto one CN): each zonecfg
+    rewrites /etc/zones/index under the CN's lock, by temporary file and rename
+    (libzonecfg's index lock, putzoneent()), so no line is lost."""
+    root = tmp_path / "cn"
+    (root / "etc/zones").mkdir(parents=True)
+    (root / "etc/zones/index").write_text("global:installed:/\n")
+    simdir = tmp_path / "simdc"
+    simdir.mkdir()
+    env = dict(os.environ, SIMDC_CN_ROOT=str(root), SIMDC_DIR=str(simdir), SIMDC_HOST="testcn")
+    uuids = ["eeeeeeee-0000-4000-8000-%012d" % i for i in range(12)]
+    procs = [subprocess.Popen([sys.executable, str(CN / "zonecfg"), "-z", u, "-f", "-"],
+                              stdin=subprocess.PIPE, env=env, text=True) for u in uuids]
+    for u, p in zip(uuids, procs):
+        p.stdin.write("create -b\nset zonepath=/zones/%s\nset brand=joyent\nset uuid=%s\n"
+                      % (u, u))
+        p.stdin.close()
+    assert [p.wait(timeout=60) for p in procs] == [0] * len(uuids)
+    lines = (root / "etc/zones/index").read_text().splitlines()
+    assert lines[0] == "global:installed:/"
+    assert sorted(lines[1:]) == ["%s:configured:/zones/%s:%s" % (u, u, u) for u in uuids]
 
 
 # ---- a real CN: private namespaces, zfs-fuse, the shim -----------------------------

@@ -73,15 +73,17 @@ def test_do_not_inventory_false_is_not_hidden():
 def test_full_removal_is_the_seeds_closing_block_with_the_kvm_disks():
     c = cs.Copy(FakeNode(), UUID, probe_output())
     cmds = cs.removal_commands(c, comment_out=False)
-    assert cmds == [["zonecfg", "-z", UUID, "delete", "-F"],
+    # installed: illumos zonecfg refuses to delete it before the detach
+    assert cmds == [["zoneadm", "-z", UUID, "detach"],
+                    ["zonecfg", "-z", UUID, "delete", "-F"],
                     ["zfs", "destroy", "zones/cores/" + UUID],
                     ["zfs", "destroy", "-r", "zones/" + UUID],
                     ["zfs", "destroy", "-r", "zones/%s-disk0" % UUID],
                     ["zfs", "destroy", "-r", "zones/%s-disk1" % UUID]]
     # printed as the seed prints them
-    assert cs.seed_line("10.1.1.33", cmds[0]) == \
+    assert cs.seed_line("10.1.1.33", cmds[1]) == \
         '   * /usr/bin/ssh 10.1.1.33 "/usr/sbin/zonecfg -z %s delete -F"' % UUID
-    assert cs.seed_line("10.1.1.33", cmds[2]) == \
+    assert cs.seed_line("10.1.1.33", cmds[3]) == \
         '   * /usr/bin/ssh 10.1.1.33 "/usr/sbin/zfs destroy -r zones/%s"' % UUID
 
 
@@ -113,7 +115,7 @@ def test_a_commented_out_copy_gets_its_line_back_before_zonecfg_deletes_it():
     c = cs.Copy(FakeNode(), UUID, probe_output(state=None, index="commented"))
     cmds = cs.removal_commands(c, comment_out=False)
     assert cmds[0] == ["sed", "-i.bak", "s/^#%s:/%s:/" % (UUID, UUID), "/etc/zones/index"]
-    assert ["zonecfg", "-z", UUID, "delete", "-F"] in cmds
+    assert cmds[2:4] == [["zoneadm", "-z", UUID, "detach"], ["zonecfg", "-z", UUID, "delete", "-F"]]
 
 
 CLOSING = """

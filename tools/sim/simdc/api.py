@@ -220,6 +220,7 @@ class Request:
         self.body = body
         self.params = params
         self.match = match
+        self.log = {}       # what the request log records besides method and path
 
     def p(self, name, default=None):
         return self.params.get(name, default)
@@ -465,7 +466,6 @@ def _mark_destroyed(raw):
     raw["destroyed"] = ts
     raw["last_modified"] = ts
     STORE.put("vm", raw["uuid"], raw)
-    napi_delete_nics_of(raw["uuid"])
 
 
 def vmapi_put_vms(req):
@@ -477,6 +477,8 @@ def vmapi_put_vms(req):
     vms = req.body.get("vms") if isinstance(req.body, dict) else None
     if vms is None or not isinstance(vms, dict):
         raise vmapi_validation([missing_param("vms")])
+    # the log says which VMs a CN reported: a test sees where VMAPI placed them
+    req.log["vms"] = sorted(vms)
     for vid, obj in vms.items():
         if not isinstance(obj, dict):
             raise vmapi_validation([invalid_param("vms")])
@@ -491,9 +493,8 @@ def vmapi_put_vms(req):
         if not new.get("last_modified"):
             new["last_modified"] = now_iso()
         STORE.put("vm", vid, new)
-        if old and old.get("state") == "destroyed":
-            napi_recreate_nics(new)
-    # VMs this server held that it no longer reports are gone.
+    # VMs this server held that it no longer reports are gone. VMAPI records
+    # it and leaves NAPI alone: the NICs are net-agent's (simdc/netagent.py).
     for raw in STORE.list("vm"):
         if raw.get("server_uuid") == server_uuid and raw["uuid"] not in vms \
                 and raw.get("state") not in ("destroyed", "provisioning", "failed"):
@@ -590,6 +591,7 @@ def destroy_vm(raw):
     if host is None:
         if raw.get("state") != "destroyed":
             _mark_destroyed(raw)
+        napi_delete_nics_of(raw["uuid"])
         job = _new_job("destroy-%s" % raw["uuid"], raw["uuid"], params, "succeeded")
         ts = now_iso()
         job["chain_results"] = [{"result": "Machine destroyed", "error": "",
@@ -605,9 +607,15 @@ def destroy_vm(raw):
             if vm and vm.get("state") != "destroyed":
                 _mark_destroyed(vm)
         return "Machine destroyed"
+
+    def nics():
+        # sdc-vmapi lib/workflows/destroy.js: the job deletes the VM's NICs in NAPI
+        with STORE:
+            napi_delete_nics_of(raw["uuid"])
+        return "NICs removed"
     _run_job(job["uuid"], [("cnapi.machine_destroy",
                             lambda: wf.destroy_on_cn(host, raw["uuid"]) or "vmadm delete"),
-                           ("vmapi.mark_destroyed", mark)])
+                           ("vmapi.mark_destroyed", mark), ("napi.remove_nics", nics)])
     return job
 
 
@@ -1697,44 +1705,6 @@ def napi_delete_nics_of(vm_uuid):
             _delete_nic(nic)
 
 
-def napi_recreate_nics(vm):
-    """A destroyed VM came back: recreate its NICs where the IP allows."""
-    owner = vm.get("owner_uuid") or ADMIN_UUID
-    for n in vm.get("nics") or []:
-        mac = norm_mac(n.get("mac") or "")
-        ip = n.get("ip")
-        if not mac or STORE.get("nic", mac) is not None:
-            continue
-        if not ip or ip == "dhcp":
-            continue
-        net = STORE.get("network", n["network_uuid"]) if n.get("network_uuid") else None
-        if net is None:
-            try:
-                net = _find_network_for_ip(ip, n.get("nic_tag"), n.get("vlan_id"))
-            except ValueError:
-                net = None
-        if net is None:
-            continue
-        rec = STORE.get("ip", _ip_key(net["uuid"], ip))
-        free = rec is None or not _ip_in_use(rec)
-        reserved = bool(rec and rec.get("reserved"))
-        if not (free or reserved):
-            continue
-        if reserved and rec.get("belongs_to_uuid") not in (None, vm["uuid"]):
-            continue
-        ts = now_iso()
-        nic = {"mac": mac, "owner_uuid": owner, "belongs_to_uuid": vm["uuid"],
-               "belongs_to_type": "zone", "primary": bool(n.get("primary")),
-               "state": "running", "created_timestamp": ts, "modified_timestamp": ts,
-               "ip": ip, "network_uuid": net["uuid"]}
-        if n.get("model"):
-            nic["model"] = n["model"]
-        if vm.get("server_uuid"):
-            nic["cn_uuid"] = vm["server_uuid"]
-        _take_ip(net, ip, nic)
-        STORE.put("nic", mac, nic)
-
-
 def napi_ping(req):
     return Response(200, {"config": {"fabrics_enabled": True}, "healthy": True,
                           "services": {"moray": "online"}, "status": "OK"})
@@ -2184,6 +2154,7 @@ class Handler(BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         path = split.path
         body_read = False
+        req = None
         try:
             route_method = "GET" if method == "HEAD" else method
             handler = None
@@ -2234,8 +2205,12 @@ class Handler(BaseHTTPRequestHandler):
             end = time.time()
             target = path + ("?" + split.query if split.query else "")
             try:
+                extra = dict(req.log) if req is not None else {}
+                agent = self.headers.get("User-Agent") or ""
+                if agent.startswith(("vm-agent/", "net-agent/")):
+                    extra["agent"] = agent.split("/")[0]   # a CN agent's, not a tool's
                 common.log_call(api, [method, target], 0 if resp.status < 400 else resp.status,
-                                start, end, status=resp.status)
+                                start, end, status=resp.status, **extra)
             except OSError:
                 pass
 

@@ -285,6 +285,8 @@ def cmd_up(args):
     for name in CNS:
         _spawn("vm-agent-" + name, name, ["/usr/bin/python3", "-m", "simdc.vmagent", name],
                "vm-agent.log")
+        _spawn("net-agent-" + name, name, ["/usr/bin/python3", "-m", "simdc.netagent", name],
+               "net-agent.log")
     for name in HOSTS:
         _wait("sshd on " + name, lambda n=name: _port_open(common.ADMIN_IPS[n], 22))
     open(path("up"), "w").write("%f\n" % time.time())
@@ -406,7 +408,8 @@ def cmd_down(args, quiet=False):
             print("simdc: nothing to take down")
         return 0
     names = [f[:-4] for f in os.listdir(path("pids")) if f.endswith(".pid")]
-    _kill_recorded(*[n for n in names if n.startswith(("workload-", "vm-agent-", "api", "sshd-"))])
+    agents = ("workload-", "vm-agent-", "net-agent-", "api", "sshd-")
+    _kill_recorded(*[n for n in names if n.startswith(agents)])
     exports = [subprocess.Popen(nsenter(h) + [path("realbin", "zpool"), "export", "-f", "zones"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for h in CNS if holder_pid(h) and common.recorded_pid("zfs-fuse-" + h)]
@@ -442,6 +445,7 @@ def cmd_status(args):
         if name != HEADNODE:
             r["zfs"] = bool(common.recorded_pid("zfs-fuse-" + name))
             r["vm_agent"] = bool(common.recorded_pid("vm-agent-" + name))
+            r["net_agent"] = bool(common.recorded_pid("net-agent-" + name))
         else:
             r["api"] = bool(common.recorded_pid("api"))
         rows.append(r)
@@ -558,6 +562,19 @@ def cmd_sshd(args):
     return 0
 
 
+def cmd_reboot(args):
+    """Power-cycle a CN's zones (zones.power_cycle): print what booted, by whom."""
+    if args.host not in CNS:
+        sys.exit("simdc: %s is not a compute node" % args.host)
+    p = run_on(args.host, ["/usr/bin/python3", "-c",
+                           "from simdc import zones\n"
+                           "for u, by in zones.power_cycle(): print(u, by)"], check=False)
+    sys.stdout.write(p.stdout)
+    if p.returncode != 0:
+        sys.exit("simdc: reboot of %s failed: %s" % (args.host, p.stderr.strip()))
+    return 0
+
+
 def cmd_fill(args):
     """Fill HOST's pool: a reservation takes every free byte, as a full disk would."""
     if args.host not in CNS:
@@ -668,6 +685,10 @@ def main(argv=None):
     s.add_argument("host")
     s.add_argument("action", choices=["stop", "start"])
     s.set_defaults(func=cmd_sshd)
+    s = sub.add_parser("reboot", help="power-cycle a CN: its workloads end, then the"
+                       " autoboot zones and vm-autoboot kvm/bhyve boot, once each")
+    s.add_argument("host")
+    s.set_defaults(func=cmd_reboot)
     s = sub.add_parser("fill")
     s.add_argument("host")
     s.set_defaults(func=cmd_fill)

@@ -555,6 +555,33 @@ def halt(name):
         return True
 
 
+def power_cycle():
+    """What a CN reboot does to its zones, each booted at most once: every
+    workload ends as power loss ends it (the configuration stays as it is),
+    then svc:/system/zones boots the installed zones with autoboot=true and
+    vmadmd's autoboot boots the kvm/bhyve ones with vm-autoboot=true
+    (smartos-live src/vm/README.vmadmd "Autoboot"; VM.js keeps their zone
+    autoboot false). do-not-inventory changes nothing here. Returns
+    [(uuid, who booted it)]."""
+    booted = []
+    with lock():
+        for e in index_entries():
+            if is_running(e["name"]):
+                halt(e["name"])
+        for e in index_entries():
+            if e["state"] != "installed" or not ZoneConfig.exists(e["name"]):
+                continue
+            cfg = ZoneConfig.load(e["name"])
+            if BRANDS.get(cfg.brand, {}).get("vm_autoboot"):
+                by = "vmadmd" if cfg.attr("vm-autoboot") == "true" else None
+            else:
+                by = "zones" if cfg.autoboot else None
+            if by:
+                boot(e["name"])
+                booted.append((e["uuid"] or e["name"], by))
+    return booted
+
+
 # ---- zfs (always through the CN's shim) ----------------------------------------
 
 def zfs(*args, check=True, input=None):
