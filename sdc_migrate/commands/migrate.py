@@ -9,7 +9,7 @@ import os
 import shlex
 import time
 
-from .. import cnlink, progress, zfs
+from .. import cnlink, placement, progress, zfs
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RemoteError, RolledBack
 from ..node import Node, Runner
 from ..procedure import InstanceLock, Journal
@@ -104,9 +104,15 @@ class Migration:
                 and tags.get("smartdc_type") == "core":
             raise Refused("instance %s is a fabric NAT zone: use `sdc-migrate nat-recreate %s`"
                           % (o.uuid, o.uuid))
-        if tags.get("smartdc_type") == "core" or tags.get("smartdc_role"):
+        if placement.core_role(vm):
             raise Refused("instance %s is a Triton core zone (%s): sdc-migrate does not move"
-                          " core zones" % (o.uuid, tags.get("smartdc_role") or "core"))
+                          " core zones" % (o.uuid, placement.core_role(vm)))
+        record = self.api.migration(o.uuid)
+        if record and record.get("state") != "aborted":
+            raise Refused("instance %s has a Triton migration (sdc-vmapi /migrations/%s) in"
+                          " phase %s, state %s: finish or abort it with Triton's"
+                          " /opt/smartdc/bin/sdc-migrate first"
+                          % (o.uuid, o.uuid, record.get("phase"), record.get("state")))
         self.vm = vm
         r.done()
         r.step("    + checking instance for any IP addrs to potentially reserve during\n"
@@ -139,26 +145,13 @@ class Migration:
         r.done()
         r.line("  - Data gathering complete!")
 
-    def _check_destination(self, vm, src, dst):
+    def _check_destination(self, vm, src, dst, pool_bytes=0, pool_free=None):
+        """The destination check evacuate shares (placement.Destination)."""
         o = self.opts
         if dst["uuid"] == src["uuid"]:
             raise Refused("instance %s is already on %s" % (o.uuid, o.dest))
-        if dst.get("reserved"):
-            raise Refused("destination %s is reserved" % o.dest)
-        if dst.get("status", "running") != "running" or dst.get("setup") is False:
-            raise Refused("destination %s is not running and set up (status %s)"
-                          % (o.dest, dst.get("status")))
-        if dst.get("headnode"):
-            raise Refused("destination %s is the head node" % o.dest)
-        sp, dp = src.get("current_platform") or "", dst.get("current_platform") or ""
-        if dp < sp and not o.allow_older:
-            raise Refused("destination %s runs an older platform (%s) than %s (%s);"
-                          " -D allows it" % (o.dest, dp, src["hostname"], sp))
-        need = int(vm.get("ram") or 0) * 1048576
-        free = dst.get("memory_available_bytes")
-        if free is not None and need > int(free):
-            raise Refused("destination %s has %d MB of free RAM; the instance needs %d MB"
-                          % (o.dest, int(free) // 1048576, need // 1048576))
+        placement.Destination(dst, pool_free).check(
+            placement.need_of(vm, pool_bytes), src.get("current_platform") or "", o.allow_older)
 
     SEP = "--- sdc-migrate: cores quota ---"
 
@@ -192,10 +185,8 @@ class Migration:
         if there and not self.resuming:
             raise Refused("destination %s already has %s: a copy of this instance is there"
                           " (remove it, or migrate elsewhere)" % (self.opts.dest, ", ".join(there)))
-        need = sum(d.used for d in self.datasets)
-        if need > avail:
-            raise Refused("destination %s has %s free in zones; the instance needs %s"
-                          % (self.opts.dest, human_size(avail), human_size(need)))
+        self._check_destination(self.vm, self.src_server, self.dst_server,
+                                sum(d.used for d in self.datasets), avail)
 
     # ---- show -------------------------------------------------------------------
 
