@@ -14,7 +14,10 @@ Subcommands, each with its own --help:
   sdc-migrate list [-j]
   sdc-migrate finish INST_UUID
 
-Runs on the head node. Without INST_UUID or DEST_CN_NAME it asks for them.
+Runs on the head node, installed as /opt/custom/bin/sdc-migrate: call it by
+that path. Triton's own sdc-migrate (the RFD 34 client of VMAPI migrations)
+is /opt/smartdc/bin/sdc-migrate, which root's PATH finds first.
+Without INST_UUID or DEST_CN_NAME it asks for them.
 A full migration stops the instance, sends its datasets from the source
 compute node to DEST_CN_NAME, attaches it there, moves it in VMAPI and boots
 it if it was running. The source copy stays, hidden, until
@@ -51,12 +54,14 @@ where and as it was); 5 failed and needs an operator (the message says what
 to do).
 """
 import importlib
+import os
 import sys
 
 from docopt import DocoptExit, docopt
 
 from . import __version__
 from .errors import MigrateError, Usage
+from .install import path_note as path_note_for
 from .report import event_line
 
 # sdc-migrate SUBCOMMAND ...: each a module in commands/ with its own docopt
@@ -114,6 +119,8 @@ def main(argv=None):
             # the whole argv: a subcommand's usage reads `sdc-migrate NAME ...`
             return module.main(parse(module.USAGE, argv)) or 0
         args = parse(__doc__, argv)
+        if args["--version"] or not (args["-y"] or args["-j"]):
+            path_note()      # an operator reads this run: tell which sdc-migrate it is
         if args["--version"]:
             print("sdc-migrate %s" % __version__)
             return 0
@@ -133,6 +140,17 @@ def main(argv=None):
         return error(as_json, e.exit_status, type(e).__name__, str(e))
     except KeyboardInterrupt:
         return error(as_json, 130, "Interrupted", "interrupted", "sdc-migrate: interrupted\n")
+
+
+def path_note():
+    """The launcher's (or console script's) name for this sdc-migrate, checked
+    against PATH once: evacuate's children, run with -m, inherit no name."""
+    argv0 = os.environ.pop("SDC_MIGRATE_ARGV0", None) or sys.argv[0]
+    if argv0.endswith(".py"):
+        return
+    note = path_note_for(argv0)
+    if note:
+        sys.stderr.write(note + "\n")
 
 
 def error(as_json, status, code, message, line=None):

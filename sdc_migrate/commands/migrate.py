@@ -1101,13 +1101,16 @@ class Migration:
         r.line()
 
     def _adminui(self):
-        """Where AdminUI answers: the head node's admin IP."""
-        status, servers = self.api.call("cnapi", "/servers?headnode=true&extras=sysinfo")
-        for s in servers or [] if status == 200 else []:
-            try:
-                return admin_ip(s)
-            except MigrateError:
-                pass
+        """Where AdminUI answers: its own core zone's (tags.smartdc_role=adminui)
+        admin NIC, as sdc-headnode deploys adminui0; not the head node's IP."""
+        try:
+            zones = self.api.vms(state="active", **{"tag.smartdc_role": "adminui"})
+        except MigrateError:
+            zones = []
+        for vm in zones:
+            for nic in vm.get("nics") or []:
+                if nic.get("nic_tag") == "admin" and nic.get("ip"):
+                    return nic["ip"]
         return "adminui"
 
 

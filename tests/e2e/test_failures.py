@@ -16,7 +16,7 @@ import time
 import pytest
 
 from checks import assert_migrated, assert_sequence_continues, dc_state
-from conftest import SIMDC
+from conftest import SDC_MIGRATE, SIMDC
 
 SRC, DST = "source-server", "dest-server"
 
@@ -273,7 +273,7 @@ DELAY = 1
 
 
 def start_tool(dc, *args):
-    return subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", *args],
+    return subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, *args],
                             env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -428,7 +428,7 @@ def test_destination_pool_fills_during_the_transfer_rolls_back(dc):
 def test_a_second_migration_of_the_same_instance_is_refused(dc):
     uuid = running_instance(dc)
     dc.simdc("fault", "add", SRC, "zfs", "snapshot", "--delay", "3", "--exit", "0")
-    first = subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", "-y", uuid, DST],
+    first = subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, "-y", uuid, DST],
                              env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
     while "[]" not in dc.simdc("fault", "list").stdout.replace("\n", "").replace(" ", ""):

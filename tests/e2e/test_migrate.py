@@ -4,7 +4,7 @@ import subprocess
 import time
 
 from checks import assert_migrated, assert_sequence_continues, dc_state
-from conftest import SIMDC
+from conftest import SDC_MIGRATE, SIMDC
 
 
 def test_running_zone_on_a_fabric_network_whose_image_is_not_on_dest(dc):
@@ -55,7 +55,7 @@ def test_stopped_lx_docker_container_full(dc):
 def test_running_kvm_with_two_disks_incremental(dc):
     uuid = dc.provision("--brand", "kvm", "--disks", "2", "--size", "4")
     before = dc.vm(uuid)
-    cmd = [SIMDC, "exec", "headnode", "--", "sdc-migrate", "-y", "-i", "--interval", "2",
+    cmd = [SIMDC, "exec", "headnode", "--", SDC_MIGRATE, "-y", "-i", "--interval", "2",
            uuid, "dest-server"]
     p = subprocess.Popen(cmd, env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)
