@@ -138,8 +138,10 @@ def main(argv=None):
         return migrate.main(args)
     except MigrateError as e:
         return error(as_json, e.exit_status, type(e).__name__, str(e))
-    except KeyboardInterrupt:
-        return error(as_json, 130, "Interrupted", "interrupted", "sdc-migrate: interrupted\n")
+    except KeyboardInterrupt as e:
+        # ^C, or SIGHUP/SIGTERM (commands.migrate.HungUp) before anything changed
+        said = "interrupted by %s" % e if e.args else "interrupted"
+        return error(as_json, 130, "Interrupted", said, "sdc-migrate: %s\n" % said)
 
 
 def path_note():
@@ -155,8 +157,11 @@ def path_note():
 
 def error(as_json, status, code, message, line=None):
     """One line on stderr; with -j also an error event on stdout, the last one."""
-    if as_json:
-        sys.stdout.write(event_line("error", code=code, message=message, exit_status=status))
-    sys.stdout.flush()
-    sys.stderr.write(line or "sdc-migrate: error: %s\n" % message)
+    try:
+        if as_json:
+            sys.stdout.write(event_line("error", code=code, message=message, exit_status=status))
+        sys.stdout.flush()
+        sys.stderr.write(line or "sdc-migrate: error: %s\n" % message)
+    except OSError:
+        pass        # the terminal went away (SIGHUP): the log has it, the status tells
     return status

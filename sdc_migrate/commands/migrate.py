@@ -7,6 +7,7 @@ changes something registers its undo; a failure before the switch point
 import concurrent.futures
 import os
 import shlex
+import signal
 import time
 
 from .. import cnlink, placement, progress, zfs
@@ -354,6 +355,8 @@ class Migration:
         """Undo what was done (before the switch) and raise what happened."""
         o, r = self.opts, self.r
         what = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        if isinstance(error, HungUp):
+            what = "interrupted by %s" % error
         r.failed()
         rerun = "sdc-migrate -y %s %s" % (o.uuid, o.dest)
         if self.journal.switched:
@@ -404,8 +407,11 @@ class Migration:
             self.was_running = b["was_running"]
             self.datacenter = b["datacenter"]
             self.started = parse_time(b["started"])
-            stops = journal.of("stop")
+            # what the closing block reports, from the journal: the stop (marked
+            # permanent at the switch, so no longer pending) and the rounds sent
+            stops = journal.ever("stop")
             self.stopped_at = stops[0]["at"] if stops else None
+            self.increments = len(journal.rounds())
             if not journal.switched:
                 # Attached there and reported by its vm-agent before the run
                 # could hide the source copy: hide it now, or both CNs report it.
@@ -1114,12 +1120,34 @@ class Migration:
         return "adminui"
 
 
+class HungUp(KeyboardInterrupt):
+    """The operator's session ended (SIGHUP) or sdc-migrate was told to stop
+    (SIGTERM): before the switch, handled as ^C is (rolled back)."""
+
+
+def on_hangup(m):
+    """SIGHUP and SIGTERM: before the switch point, the rollback of ^C; past it,
+    the migration goes on to its end (the journal and the log record it)."""
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        # one is enough: the rollback or the rest of the migration runs to its end
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        if m.journal is not None and m.journal.switched:
+            m.r.line("* %s past the switch point: finishing the migration" % name)
+            return
+        raise HungUp(name)
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
 def main(args):
     opts = Options(uuid=args["INST_UUID"], dest=args["DEST_CN_NAME"],
                    incremental=args["-i"], auto=args["-a"], allow_older=args["-D"],
                    yes=args["-y"], interval=int(args["--interval"] or 60),
                    max_delta=args.get("--max-delta"), dry_run=args.get("--dry-run"))
     m = Migration(opts, JsonReport() if args.get("-j") else Report())
+    on_hangup(m)
     try:
         return m.run()
     finally:
