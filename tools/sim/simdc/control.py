@@ -604,6 +604,15 @@ def cmd_nictag(args):
     return 0
 
 
+def cmd_wrapcost(args):
+    """Give every sdc-* call the cost of Triton's wrapper (sdcwrap.wrapper_cost)."""
+    if args.seconds < 0:
+        sys.exit("simdc wrapcost: seconds must be 0 or more")
+    with open(path("sdc-wrapper-cost"), "w") as f:
+        f.write("%g\n" % args.seconds)
+    return 0
+
+
 def cmd_provision(args):
     from . import provision
     return provision.main(args)
@@ -626,6 +635,10 @@ def main(argv=None):
     s.add_argument("action", choices=["remove", "add"])
     s.add_argument("tag")
     s.set_defaults(func=cmd_nictag)
+    s = sub.add_parser("wrapcost", help="wrapcost SECONDS: each sdc-* call costs that "
+                       "much first, as Triton's wrapper (~1 s); 0 to stop")
+    s.add_argument("seconds", type=float)
+    s.set_defaults(func=cmd_wrapcost)
     s = sub.add_parser("provision", help="create an instance the way Triton would")
     s.add_argument("--brand", default="joyent",
                    choices=["joyent", "joyent-minimal", "lx", "kvm", "bhyve"])
