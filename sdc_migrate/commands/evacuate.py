@@ -73,7 +73,7 @@ POLL = 0.5
 
 def place(items, candidates, source_platform, allow_older=False):
     """Give each movable item, biggest first, the candidate it fits on with the
-    most free RAM; an item that fits nowhere gets dest None and a reason."""
+    most unreserved RAM; an item that fits nowhere gets dest None and a reason."""
     for item in sorted(items, key=lambda i: (-i["bytes"], i["uuid"])):
         if item["kind"] not in ("migrate", "nat") or item.get("dest"):
             continue
