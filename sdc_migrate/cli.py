@@ -23,7 +23,8 @@ compute node to DEST_CN_NAME, attaches it there, moves it in VMAPI and boots
 it if it was running. The source copy stays, hidden, until
 `sdc-migrate cleanup-source INST_UUID`. A failure undoes what was done; if
 sdc-migrate is interrupted, run the same command again: it finishes or undoes
-the migration from its journal on the head node.
+the migration from its journal on the head node. A hangup (SIGHUP) or SIGTERM
+rolls back as ^C does before the switch, and is ridden out after it.
 
 Options:
   -i                Incremental: send snapshots while the instance runs, one
