@@ -17,13 +17,17 @@ Subcommands, each with its own --help:
   sdc-migrate finish INST_UUID
   sdc-migrate rollback [-y] [-j] [--dry-run] [--bwlimit=RATE] INST_UUID
 
-Runs on the head node. Without INST_UUID or DEST_CN_NAME it asks for them.
+Runs on the head node, installed as /opt/custom/bin/sdc-migrate: call it by
+that path. Triton's own sdc-migrate (the RFD 34 client of VMAPI migrations)
+is /opt/smartdc/bin/sdc-migrate, which root's PATH finds first.
+Without INST_UUID or DEST_CN_NAME it asks for them.
 A full migration stops the instance, sends its datasets from the source
 compute node to DEST_CN_NAME, attaches it there, moves it in VMAPI and boots
 it if it was running. The source copy stays, hidden, until
 `sdc-migrate cleanup-source INST_UUID`. A failure undoes what was done; if
 sdc-migrate is interrupted, run the same command again: it finishes or undoes
-the migration from its journal on the head node.
+the migration from its journal on the head node. A hangup (SIGHUP) or SIGTERM
+rolls back as ^C does before the switch, and is ridden out after it.
 
 Options:
   -i                Incremental: send snapshots while the instance runs, one
@@ -65,12 +69,14 @@ where and as it was); 5 failed and needs an operator (the message says what
 to do).
 """
 import importlib
+import os
 import sys
 
 from docopt import DocoptExit, docopt
 
 from . import __version__
 from .errors import MigrateError, Usage
+from .install import path_note as path_note_for
 from .report import event_line
 
 # sdc-migrate SUBCOMMAND ...: each a module in commands/ with its own docopt
@@ -139,6 +145,8 @@ def main(argv=None):
             # the whole argv: a subcommand's usage reads `sdc-migrate NAME ...`
             return module.main(parse(module.USAGE, argv)) or 0
         args = parse(__doc__, argv)
+        if args["--version"] or not (args["-y"] or args["-j"]):
+            path_note()      # an operator reads this run: tell which sdc-migrate it is
         if args["--version"]:
             print("sdc-migrate %s" % __version__)
             return 0
@@ -160,14 +168,30 @@ def main(argv=None):
         return migrate.main(args)
     except MigrateError as e:
         return error(as_json, e.exit_status, type(e).__name__, str(e))
-    except KeyboardInterrupt:
-        return error(as_json, 130, "Interrupted", "interrupted", "sdc-migrate: interrupted\n")
+    except KeyboardInterrupt as e:
+        # ^C, or SIGHUP/SIGTERM (commands.migrate.HungUp) before anything changed
+        said = "interrupted by %s" % e if e.args else "interrupted"
+        return error(as_json, 130, "Interrupted", said, "sdc-migrate: %s\n" % said)
+
+
+def path_note():
+    """The launcher's (or console script's) name for this sdc-migrate, checked
+    against PATH once: evacuate's children, run with -m, inherit no name."""
+    argv0 = os.environ.pop("SDC_MIGRATE_ARGV0", None) or sys.argv[0]
+    if argv0.endswith(".py"):
+        return
+    note = path_note_for(argv0)
+    if note:
+        sys.stderr.write(note + "\n")
 
 
 def error(as_json, status, code, message, line=None):
     """One line on stderr; with -j also an error event on stdout, the last one."""
-    if as_json:
-        sys.stdout.write(event_line("error", code=code, message=message, exit_status=status))
-    sys.stdout.flush()
-    sys.stderr.write(line or "sdc-migrate: error: %s\n" % message)
+    try:
+        if as_json:
+            sys.stdout.write(event_line("error", code=code, message=message, exit_status=status))
+        sys.stdout.flush()
+        sys.stderr.write(line or "sdc-migrate: error: %s\n" % message)
+    except OSError:
+        pass        # the terminal went away (SIGHUP): the log has it, the status tells
     return status

@@ -26,8 +26,13 @@ class Runner:
         self.dry_run = dry_run
         self.trace = trace          # callable(host, cmdline) or None
 
+    # Every command in a process group of its own: a hangup or ^C from the
+    # operator's terminal reaches sdc-migrate alone, which then rolls back or
+    # finishes with its commands still running (cli: SIGHUP, SIGTERM).
+    SH = {"_tty_out": False, "_new_group": True}
+
     def _cmd(self, argv):
-        return sh.Command(argv[0]).bake(*argv[1:], _tty_out=False)
+        return sh.Command(argv[0]).bake(*argv[1:], **self.SH)
 
     def run(self, argv, readonly=False, input=None, on_line=None):
         """Run argv; return its stdout. Raise RemoteError if it fails.
@@ -119,7 +124,7 @@ class Node(Runner):
     def _cmd(self, argv):
         # The remote side gets one string: every word quoted here, once.
         return sh.Command("ssh").bake(*self.ssh_options(), "root@" + self.ip, "--",
-                                      shlex.join(argv), _tty_out=False)
+                                      shlex.join(argv), **self.SH)
 
     def close(self):
         """End this host's ControlMaster connection."""

@@ -121,6 +121,15 @@ class Journal:
         """The args of every pending change named undo."""
         return [r["args"] for _, r in self.pending() if r["undo"] == undo]
 
+    def ever(self, undo):
+        """The args of every change named undo, undone since or not (the stop
+        stays a fact once the switch marks it permanent)."""
+        return [r["args"] for r in self.records if r["t"] == "change" and r["undo"] == undo]
+
+    def rounds(self):
+        """The snapshot rounds the migration took: each one sent before the switch."""
+        return [r for r in self.records if r["t"] == "round"]
+
 
 class InstanceLock:
     """The head node's lock on an instance: one migration or cleanup at a time.

@@ -51,11 +51,34 @@ def estimate_text(nbytes, rate_mb=20):
         human_duration(estimate_seconds(nbytes, rate_mb)), rate_mb, rate_mb * 60 / 1024.0)
 
 
+class Terminal:
+    """The operator's terminal, which may go away (the ssh session drops): a
+    write that fails makes the rest go nowhere, and the log keeps them all."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def write(self, text):
+        try:
+            self.out.write(text)
+        except (OSError, ValueError):
+            self.out = open(os.devnull, "w")
+
+    def flush(self):
+        try:
+            self.out.flush()
+        except (OSError, ValueError):
+            self.out = open(os.devnull, "w")
+
+    def isatty(self):
+        return self.out.isatty()
+
+
 class Report:
     """Prints to stdout and appends the same lines to the log file."""
 
     def __init__(self, out=None):
-        self.out = out or sys.stdout
+        self.out = Terminal(out or sys.stdout)
         self.log = None
         self.muted = False      # --dry-run: the steps' narrative is not shown, events are
         self._early = []        # lines printed before the log file exists

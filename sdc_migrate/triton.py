@@ -7,6 +7,10 @@ import urllib.parse
 
 from .errors import MigrateError, NotFound
 
+# Triton's tools, by absolute path: cron and `ssh headnode CMD` have no
+# /opt/smartdc/bin on PATH (root's .profile adds it: smartos-live
+# overlay/generic/root/.profile).
+SMARTDC_BIN = "/opt/smartdc/bin"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -25,7 +29,7 @@ class Triton:
         self.hn = runner
 
     def call(self, api, path, method="GET", body=None, readonly=None):
-        argv = ["sdc-" + api, path]
+        argv = [SMARTDC_BIN + "/sdc-" + api, path]
         if method != "GET":
             argv += ["-X", method]
         if body is not None:
@@ -52,6 +56,17 @@ class Triton:
     def vms(self, **query):
         """ListVms with these filters, e.g. vms(state="active", **{"tag.smartdc_role": "nat"})."""
         return self.get("vmapi", "/vms?" + urllib.parse.urlencode(sorted(query.items())), "instances")
+
+    def migration(self, uuid):
+        """The instance's Triton (RFD 34) migration record, None if it has none
+        (sdc-vmapi GetMigration: the record of the instance's current server)."""
+        status, body = self.call("vmapi", "/migrations/" + uuid)
+        if status == 404:
+            return None
+        if status >= 300:
+            raise MigrateError("VMAPI /migrations/%s: %s %s"
+                               % (uuid, status, (body or {}).get("message", "")))
+        return body
 
     def job(self, uuid):
         return self.get("vmapi", "/jobs/" + uuid, "job %s" % uuid)

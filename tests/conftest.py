@@ -13,6 +13,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIMDC = os.path.join(ROOT, "tools", "simdc")
+# where an operator calls it: installed in /opt/custom/bin, which root's PATH
+# lacks; `sdc-migrate` there is Triton's own (/opt/smartdc/bin)
+SDC_MIGRATE = "/opt/custom/bin/sdc-migrate"
 
 
 def parse_http(text):
@@ -72,7 +75,7 @@ class Datacenter:
         return [json.loads(l) for l in self.simdc(*args).stdout.splitlines()]
 
     def migrate(self, *args, input=None):
-        return self.exec("headnode", "sdc-migrate", *args, input=input, check=False)
+        return self.exec("headnode", SDC_MIGRATE, *args, input=input, check=False)
 
     def zfs_names(self, host):
         out = self.exec(host, "zfs", "list", "-H", "-t", "all", "-o", "name").stdout

@@ -7,9 +7,11 @@ Usage:
 
 Empties SOURCE_CN_NAME for a repair or a hardware refresh. First the plan:
 every instance VMAPI shows on it, biggest first, gets the destination with
-the most free RAM among those it fits on: free RAM and pool space after the
-placements before it, a platform not older than the source's (unless -D),
-and the NIC tags its NICs need (a fabric NIC needs the sdc_underlay tag).
+the most unreserved RAM among those it fits on: CNAPI's unreserved RAM and
+disk (what DAPI places by) and pool space after the placements before it, a
+platform not older than the source's (unless -D), and the NIC tags its NICs
+need (a fabric NIC needs the sdc_underlay tag): the check a single
+migration makes.
 Fabric NAT zones are recreated there with `sdc-migrate nat-recreate`; core
 zones are listed as not movable by this tool (sdcadm moves them). The plan
 is shown as a table with each instance's size and estimated time, and the
@@ -26,8 +28,9 @@ its journal, the rest moves. The source copies stay hidden until
 `sdc-migrate cleanup-source`.
 
 Options:
-  --to=CN_NAME,...   The destinations to use; default: every other compute
-                     node that is set up, running and not reserved.
+  --to=CN_NAME,...   The destinations to use, reserved ones too; default:
+                     every other compute node that is set up, running and
+                     not reserved.
   --concurrency=N    Migrations at a time [default: 2].
   --max-delta=SIZE   Each migration's live rounds go on until one sends less
                      than SIZE (see sdc-migrate --max-delta).
@@ -55,7 +58,7 @@ import subprocess
 import sys
 import time
 
-from .. import zfs
+from .. import placement, zfs
 from ..errors import Refused, Usage
 from ..node import Node, Runner
 from ..procedure import STATE_DIR, Journal
@@ -71,57 +74,9 @@ RESULTS = {0: "moved", 2: "refused", 4: "rolled back", 5: "needs operator"}
 POLL = 0.5
 
 
-def nic_tags(server):
-    """The NIC tags a compute node provides, from its sysinfo."""
-    si = server.get("sysinfo") or {}
-    tags = set()
-    for key in ("Network Interfaces", "Virtual Network Interfaces", "Link Aggregations"):
-        for nic in (si.get(key) or {}).values():
-            tags.update(nic.get("NIC Names") or [])
-    return tags
-
-
-def needed_tags(vm):
-    """The NIC tags an instance's NICs need; a fabric NIC (sdc_overlay/VNET)
-    rides the underlay."""
-    need = set()
-    for nic in vm.get("nics") or []:
-        tag = nic.get("nic_tag") or ""
-        if tag.startswith("sdc_overlay"):
-            need.add("sdc_underlay")
-        elif tag:
-            need.add(tag)
-    return need
-
-
-class Candidate:
-    """A destination and what is left on it as the plan places instances."""
-
-    def __init__(self, server, pool_free):
-        self.server = server
-        self.name = server["hostname"]
-        self.ram = int(server.get("memory_available_bytes") or 0)
-        self.pool = pool_free
-        self.platform = server.get("current_platform") or ""
-        self.tags = nic_tags(server)
-
-    def why_not(self, item, source_platform, allow_older):
-        """None if item fits here now, else the reason it does not."""
-        if self.platform < source_platform and not allow_older:
-            return "%s runs an older platform (-D allows it)" % self.name
-        missing = item["tags"] - self.tags
-        if missing:
-            return "%s lacks NIC tag %s" % (self.name, ", ".join(sorted(missing)))
-        if item["ram"] > self.ram:
-            return "%s has %d MB of RAM left" % (self.name, self.ram >> 20)
-        if item["pool"] > self.pool:
-            return "%s has %s of pool left" % (self.name, human_size(self.pool))
-        return None
-
-
 def place(items, candidates, source_platform, allow_older=False):
     """Give each movable item, biggest first, the candidate it fits on with the
-    most free RAM; an item that fits nowhere gets dest None and a reason."""
+    most unreserved RAM; an item that fits nowhere gets dest None and a reason."""
     for item in sorted(items, key=lambda i: (-i["bytes"], i["uuid"])):
         if item["kind"] not in ("migrate", "nat") or item.get("dest"):
             continue
@@ -134,9 +89,8 @@ def place(items, candidates, source_platform, allow_older=False):
             item["reason"] = "fits on no destination: " + "; ".join(reasons) \
                 if reasons else "no destination"
             continue
-        best = max(fits, key=lambda c: (c.ram, c.pool, c.name))
-        best.ram -= item["ram"]
-        best.pool -= item["pool"]
+        best = max(fits, key=lambda c: (c.ram or 0, c.pool or 0, c.name))
+        best.take(item)
         item["dest"] = best.name
     return sorted(items, key=lambda i: (i["dest"] is None, -i["bytes"], i["uuid"]))
 
@@ -144,19 +98,18 @@ def place(items, candidates, source_platform, allow_older=False):
 def item_for(vm, listing):
     """What the plan needs of an instance: kind, size, RAM, NIC tags."""
     datasets = zfs.instance_datasets(listing, vm["uuid"])
-    tags = vm.get("tags") or {}
     kind, reason = "migrate", None
     if network_of(vm):
         kind = "nat"
-    elif tags.get("smartdc_type") == "core" or tags.get("smartdc_role"):
+    elif placement.core_role(vm):
         kind, reason = "core", "core zone %s: not moved by sdc-migrate (sdcadm moves it)" \
-            % (tags.get("smartdc_role") or "")
+            % placement.core_role(vm)
     elif vm.get("state") not in ("running", "stopped"):
         kind, reason = "skip", "state %s: neither running nor stopped" % vm.get("state")
     return {"uuid": vm["uuid"], "alias": vm.get("alias"), "brand": vm.get("brand"),
             "state": vm.get("state"), "kind": kind, "reason": reason, "dest": None,
             "bytes": zfs.sent_size(datasets), "pool": sum(d.used for d in datasets),
-            "ram": int(vm.get("ram") or 0) << 20, "tags": needed_tags(vm)}
+            "ram": int(vm.get("ram") or 0), "tags": placement.needed_tags(vm)}
 
 
 def child_argv(item, opts):
@@ -236,10 +189,10 @@ class Evacuation:
                 s = self.api.server_by_hostname(name)
                 if s["uuid"] == src["uuid"]:
                     raise Refused("--to names %s, the compute node being evacuated" % name)
-                if s.get("headnode") or s.get("reserved") or not s.get("setup") or \
-                        s.get("status") != "running":
-                    raise Refused("destination %s is not a running, set up, unreserved"
-                                  " compute node" % name)
+                # named by the operator, a reserved CN is a destination (placement)
+                why = placement.Destination(s).unusable()
+                if why:
+                    raise Refused("destination " + why)
                 chosen.append(s)
             return chosen
         return sorted((s for s in servers if s["uuid"] != src["uuid"] and s.get("setup")
@@ -271,7 +224,8 @@ class Evacuation:
             node.close()
         items = [item_for(vm, listing) for vm in vms]
         self.resume_items(items, src)
-        candidates = [Candidate(s, free) for s, free in zip(dests, self.pool_free(dests))]
+        candidates = [placement.Destination(s, free)
+                      for s, free in zip(dests, self.pool_free(dests))]
         self.items = place(items, candidates, src.get("current_platform") or "",
                            self.opts["allow_older"])
         self.src = src

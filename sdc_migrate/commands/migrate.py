@@ -9,9 +9,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import time
 
-from .. import cnlink, progress, zfs
+from .. import cnlink, placement, progress, zfs
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RemoteError, RolledBack
 from ..node import Node, Runner
 from ..procedure import InstanceLock, Journal
@@ -159,9 +160,15 @@ class Migration:
                 and tags.get("smartdc_type") == "core":
             raise Refused("instance %s is a fabric NAT zone: use `sdc-migrate nat-recreate %s`"
                           % (o.uuid, o.uuid))
-        if tags.get("smartdc_type") == "core" or tags.get("smartdc_role"):
+        if placement.core_role(vm):
             raise Refused("instance %s is a Triton core zone (%s): sdc-migrate does not move"
-                          " core zones" % (o.uuid, tags.get("smartdc_role") or "core"))
+                          " core zones" % (o.uuid, placement.core_role(vm)))
+        record = self.api.migration(o.uuid)
+        if record and record.get("state") != "aborted":
+            raise Refused("instance %s has a Triton migration (sdc-vmapi /migrations/%s) in"
+                          " phase %s, state %s: finish or abort it with Triton's"
+                          " /opt/smartdc/bin/sdc-migrate first"
+                          % (o.uuid, o.uuid, record.get("phase"), record.get("state")))
         self.vm = vm
         r.done()
         r.step("    + checking instance for any IP addrs to potentially reserve during\n"
@@ -194,26 +201,13 @@ class Migration:
         r.done()
         r.line("  - Data gathering complete!")
 
-    def _check_destination(self, vm, src, dst):
+    def _check_destination(self, vm, src, dst, pool_bytes=0, pool_free=None):
+        """The destination check evacuate shares (placement.Destination)."""
         o = self.opts
         if dst["uuid"] == src["uuid"]:
             raise Refused("instance %s is already on %s" % (o.uuid, o.dest))
-        if dst.get("reserved"):
-            raise Refused("destination %s is reserved" % o.dest)
-        if dst.get("status", "running") != "running" or dst.get("setup") is False:
-            raise Refused("destination %s is not running and set up (status %s)"
-                          % (o.dest, dst.get("status")))
-        if dst.get("headnode"):
-            raise Refused("destination %s is the head node" % o.dest)
-        sp, dp = src.get("current_platform") or "", dst.get("current_platform") or ""
-        if dp < sp and not o.allow_older:
-            raise Refused("destination %s runs an older platform (%s) than %s (%s);"
-                          " -D allows it" % (o.dest, dp, src["hostname"], sp))
-        need = int(vm.get("ram") or 0) * 1048576
-        free = dst.get("memory_available_bytes")
-        if free is not None and need > int(free):
-            raise Refused("destination %s has %d MB of free RAM; the instance needs %d MB"
-                          % (o.dest, int(free) // 1048576, need // 1048576))
+        placement.Destination(dst, pool_free).check(
+            placement.need_of(vm, pool_bytes), src.get("current_platform") or "", o.allow_older)
 
     SEP = "--- sdc-migrate: cores quota ---"
 
@@ -248,10 +242,8 @@ class Migration:
         if there and not self.resuming:
             raise Refused("destination %s already has %s: a copy of this instance is there"
                           " (remove it, or migrate elsewhere)" % (self.opts.dest, ", ".join(there)))
-        need = self.space_needed()
-        if need > avail:
-            raise Refused("destination %s has %s free in zones; the instance needs %s"
-                          % (self.opts.dest, human_size(avail), human_size(need)))
+        self._check_destination(self.vm, self.src_server, self.dst_server,
+                                self.space_needed(), avail)
 
     def space_needed(self):
         return sum(d.used for d in self.datasets)
@@ -432,6 +424,8 @@ class Migration:
         """Undo what was done (before the switch) and raise what happened."""
         o, r = self.opts, self.r
         what = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
+        if isinstance(error, HungUp):
+            what = "interrupted by %s" % error
         r.failed()
         rerun = "sdc-migrate -y %s %s" % (o.uuid, o.dest)
         if self.journal.switched:
@@ -490,8 +484,11 @@ class Migration:
                     self.was_running, self.vm["autoboot"] = rec["was_running"], rec["autoboot"]
             self.datacenter = b["datacenter"]
             self.started = parse_time(b["started"])
-            stops = journal.of("stop")
+            # what the closing block reports, from the journal: the stop (marked
+            # permanent at the switch, so no longer pending) and the rounds sent
+            stops = journal.ever("stop")
             self.stopped_at = stops[0]["at"] if stops else None
+            self.increments = len(journal.rounds())
             if not journal.switched:
                 # Shown there, so the source copy was hidden first: make sure of
                 # it (idempotent), or both CNs report it.
@@ -1397,14 +1394,38 @@ class Migration:
         r.line()
 
     def _adminui(self):
-        """Where AdminUI answers: the head node's admin IP."""
-        status, servers = self.api.call("cnapi", "/servers?headnode=true&extras=sysinfo")
-        for s in servers or [] if status == 200 else []:
-            try:
-                return admin_ip(s)
-            except MigrateError:
-                pass
+        """Where AdminUI answers: its own core zone's (tags.smartdc_role=adminui)
+        admin NIC, as sdc-headnode deploys adminui0; not the head node's IP."""
+        try:
+            zones = self.api.vms(state="active", **{"tag.smartdc_role": "adminui"})
+        except MigrateError:
+            zones = []
+        for vm in zones:
+            for nic in vm.get("nics") or []:
+                if nic.get("nic_tag") == "admin" and nic.get("ip"):
+                    return nic["ip"]
         return "adminui"
+
+
+class HungUp(KeyboardInterrupt):
+    """The operator's session ended (SIGHUP) or sdc-migrate was told to stop
+    (SIGTERM): before the switch, handled as ^C is (rolled back)."""
+
+
+def on_hangup(m):
+    """SIGHUP and SIGTERM: before the switch point, the rollback of ^C; past it,
+    the migration goes on to its end (the journal and the log record it)."""
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        # one is enough: the rollback or the rest of the migration runs to its end
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        if m.journal is not None and m.journal.switched:
+            m.r.line("* %s past the switch point: finishing the migration" % name)
+            return
+        raise HungUp(name)
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
 def main(args):
@@ -1415,6 +1436,7 @@ def main(args):
                    bwlimit=args.get("--bwlimit"), health_timeout=args["--health-timeout"],
                    no_rollback=args["--no-rollback"])
     m = Migration(opts, JsonReport() if args.get("-j") else Report())
+    on_hangup(m)
     try:
         return m.run()
     finally:

@@ -32,6 +32,7 @@ up (the message says what to do).
 """
 import time
 
+from .. import placement
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused
 from ..node import Runner
 from ..report import Report
@@ -142,9 +143,8 @@ class NatRecreate:
         self.dest = None
         if dest_name:
             self.dest = api.server_by_hostname(dest_name)
-            if not self.dest.get("setup") or self.dest.get("status", "running") != "running":
-                raise Refused("destination %s is not set up and running (status %s)"
-                              % (dest_name, self.dest.get("status")))
+            # the check a migration makes (NIC tags: external and the underlay)
+            placement.Destination(self.dest).check(placement.need_of(vm))
         self.neighbours = [v for v in api.vms(state="active")
                            if v["uuid"] != uuid and any(n.get("network_uuid") == net_uuid
                                                         for n in v.get("nics") or [])]

@@ -88,13 +88,13 @@ class Rollback(Migration):
                           " nothing changed" % (uuid, last.path))
         return last
 
-    def _check_destination(self, vm, src, dst):
+    def _check_destination(self, vm, src, dst, *pool):
         b = self.migration.begin
         if src["uuid"] != b["dst"]["uuid"]:
             raise Refused("VMAPI shows %s on %s, not on %s where the migration of %s put it;"
                           " nothing changed" % (vm["uuid"], src["hostname"],
                                                 b["dst"]["hostname"], b["started"]))
-        super()._check_destination(vm, src, dst)
+        super()._check_destination(vm, src, dst, *pool)
 
     def space_needed(self):
         # the old copy holds all but what changed since the final snapshot

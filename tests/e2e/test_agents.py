@@ -12,7 +12,7 @@ import json
 import subprocess
 import time
 
-from conftest import SIMDC
+from conftest import SDC_MIGRATE, SIMDC
 
 SRC, DST = "source-server", "dest-server"
 
@@ -100,7 +100,7 @@ def test_incremental_copies_the_state_and_config_of_after_the_rounds(dc):
     """-i: stopped and renamed by its owner between rounds, the instance lands
     stopped, with the new alias."""
     uuid = dc.provision("--size", "1", "--alias", "before-rounds")
-    cmd = [SIMDC, "exec", "headnode", "--", "sdc-migrate", "-y", "-i", "--interval", "1",
+    cmd = [SIMDC, "exec", "headnode", "--", SDC_MIGRATE, "-y", "-i", "--interval", "1",
            uuid, DST]
     tool = subprocess.Popen(cmd, env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

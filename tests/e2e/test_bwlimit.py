@@ -25,8 +25,7 @@ def test_a_limited_migration_is_whole_and_no_faster_than_its_limit(dc):
 
 
 def test_an_evacuation_plan_shows_its_limit_and_each_migrations_share(dc):
-    p = dc.exec("headnode", "sdc-migrate", "evacuate", "--dry-run", "--concurrency=2",
-                "--bwlimit=8M", "source-server", check=False)
+    p = dc.migrate("evacuate", "--dry-run", "--concurrency=2", "--bwlimit=8M", "source-server")
     # 1: the plan has instances it cannot move (core zones of other tests)
     assert p.returncode in (0, 1), p.stdout + p.stderr
     assert "Bandwidth limit: 8.00 MBytes / second in all, 4.00 MBytes / second for each" \

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from checks import data_digest
-from conftest import SIMDC, booted
+from conftest import SDC_MIGRATE, SIMDC, booted
 
 SRC = "source-server"
 DESTS = ("dest-server", "spare-server")
@@ -170,7 +170,7 @@ def test_evacuate_refuses_bad_input_and_changes_nothing(evac):
 def test_finish_ends_the_rounds_of_an_incremental_migration(evac):
     dc = evac
     uuid = dc.provision("--server", SRC, "--size", "1")
-    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", "-y", "-i",
+    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, "-y", "-i",
                              "--interval", "600", uuid, DESTS[0]], env=dc.env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
@@ -223,7 +223,7 @@ def test_an_evacuation_killed_midway_is_finished_by_running_it_again(evac):
     planned = [e["uuid"] for e in plan if e["event"] == "plan"]
     assert set(uuids) <= set(planned)        # and what earlier tests left there
     assert plan[-1]["event"] == "plan-total" and plan[-1]["instances"] == len(planned)
-    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", "evacuate", "-y",
+    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, "evacuate", "-y",
                              "--concurrency", "1", SRC], env=dc.env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     # kill it (and the migration it runs) once one moved and the next is under way

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from checks import assert_migrated, assert_sequence_continues, dc_state, leftovers
-from conftest import SIMDC
+from conftest import SDC_MIGRATE, SIMDC
 
 SRC, DST = "source-server", "dest-server"
 
@@ -281,7 +281,7 @@ DELAY = 1
 
 
 def start_tool(dc, *args):
-    return subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", *args],
+    return subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, *args],
                             env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -343,6 +343,13 @@ def test_sigkill_then_rerun_finishes(dc, name, host, prefix, extra, opts, prov):
     assert not [ip for ip in ips(dc, uuid) if ip["reserved"]]
     if before["state"] == "running":
         assert_sequence_continues(dc, uuid)
+    if "finishing the migration" in p.stdout and not opts:
+        # the closing block of the run that finished: the killed run's stop and
+        # round, from the journal
+        assert "# dataset increments:  1\n" in p.stdout, p.stdout
+        down = [l for l in p.stdout.splitlines() if "Instance downtime:" in l]
+        assert len(down) == 1
+        assert ("(it was not running)" in down[0]) == (before["state"] != "running"), down
 
 
 def ips(dc, uuid):
@@ -353,6 +360,18 @@ def ips(dc, uuid):
 # Ctrl-C: SIGINT to the tool's process group, as a terminal sends it.
 # (name, host, prefix, delay, exit status). The interrupted send goes on on
 # the CNs: the rollback waits for the receive before it undoes anything.
+def signal_in_step(dc, uuid, host, prefix, delay, signum):
+    """Migrate with the step made slow; send signum to the tool's process
+    group while it waits there. (exit status, output)."""
+    fault(dc, host, prefix, ["--delay", str(delay), "--exit", "0"], uuid)
+    tool = start_tool(dc, "-y", uuid, DST)
+    wait_for_the_fault(dc, tool)
+    time.sleep(0.3)
+    os.killpg(tool.pid, signum)
+    out = tool.communicate(timeout=90)[0].decode()
+    return tool.returncode, out
+
+
 SIGINTS = [
     ("during the send", SRC, ["zfs", "send"], 3, 4),
     ("during the boot on the destination", DST, ["vmadm", "start"], 3, 5),
@@ -363,14 +382,9 @@ SIGINTS = [
 def test_ctrl_c(dc, name, host, prefix, delay, status):
     uuid = running_instance(dc)
     before, before_keys = dc.vm(uuid), keys(dc)
-    fault(dc, host, prefix, ["--delay", str(delay), "--exit", "0"], uuid)
     remember_record(dc, uuid)
-    tool = start_tool(dc, "-y", uuid, DST)
-    wait_for_the_fault(dc, tool)
-    time.sleep(0.3)
-    os.killpg(tool.pid, signal.SIGINT)
-    out = tool.communicate(timeout=60)[0].decode()
-    assert tool.returncode == status, out
+    returncode, out = signal_in_step(dc, uuid, host, prefix, delay, signal.SIGINT)
+    assert returncode == status, out
     assert "interrupted" in out
     if status == 4:
         assert "rolled back" in out
@@ -382,6 +396,39 @@ def test_ctrl_c(dc, name, host, prefix, delay, status):
     assert p.returncode == 0, out + p.stdout + p.stderr
     assert_migrated(dc, uuid, before, out + p.stdout)
     assert_sequence_continues(dc, uuid)
+
+
+# The operator's ssh session drops (SIGHUP) or the tool is told to stop
+# (SIGTERM), sent to its process group as a terminal does: before the switch
+# it rolls back as for ^C; past it, it finishes. Its commands run in process
+# groups of their own, so the signal stops none of them half way.
+# (signal, host, prefix, delay, exit status)
+HANGUPS = [
+    ("SIGHUP", SRC, ["zfs", "send"], 3, 4),
+    ("SIGTERM", SRC, ["zfs", "send"], 3, 4),
+    ("SIGHUP", DST, ["vmadm", "start"], 3, 0),
+    ("SIGTERM", DST, ["vmadm", "start"], 3, 0),
+]
+
+
+@pytest.mark.parametrize("sig,host,prefix,delay,status", HANGUPS,
+                         ids=["%s %s the switch" % (h[0], "before" if h[4] else "after")
+                              for h in HANGUPS])
+def test_hangup_or_sigterm(dc, sig, host, prefix, delay, status):
+    uuid = running_instance(dc)
+    before, before_keys = dc.vm(uuid), keys(dc)
+    returncode, out = signal_in_step(dc, uuid, host, prefix, delay, getattr(signal, sig))
+    assert returncode == status, out
+    if status == 4:
+        assert "interrupted by %s" % sig in out and "rolled back" in out
+        assert_rolled_back(dc, uuid, before, before_keys)
+        _ROLLED_BACK.append(uuid)
+        return
+    assert "* %s past the switch point: finishing the migration" % sig in out
+    assert_migrated(dc, uuid, before, out)
+    assert_sequence_continues(dc, uuid)
+    down = [l for l in out.splitlines() if "Instance downtime:" in l]
+    assert len(down) == 1 and "(it was not running)" not in down[0], down
 
 
 @pytest.mark.parametrize("down", [SRC, DST])
@@ -438,7 +485,7 @@ def test_destination_pool_fills_during_the_transfer_rolls_back(dc):
 def test_a_second_migration_of_the_same_instance_is_refused(dc):
     uuid = running_instance(dc)
     dc.simdc("fault", "add", SRC, "zfs", "snapshot", "--delay", "3", "--exit", "0")
-    first = subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", "-y", uuid, DST],
+    first = subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, "-y", uuid, DST],
                              env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
     while "[]" not in dc.simdc("fault", "list").stdout.replace("\n", "").replace(" ", ""):
@@ -479,16 +526,20 @@ def test_refusals_change_nothing(dc, name, args, status, message):
     assert dc_state(dc, uuid) == before
 
 
-def test_reserved_destination_and_unreachable_cns_are_refused(dc):
+def test_reserved_destination_is_shown_and_unreachable_cns_are_refused(dc):
     uuid = dc.provision("--size", "1", "--state", "stopped")
     before = dc_state(dc, uuid)
     spare = dc.hosts()["spare-server"]["uuid"]
+    # Operators reserve a new CN so that DAPI places nothing else there while
+    # they fill it: the SRC/DEST table shows the reservation, and it goes on.
     dc.api("cnapi", "/servers/" + spare, "-X", "POST", "-d", '{"reserved": true}')
     try:
-        p = dc.migrate("-y", uuid, "spare-server")
+        p = dc.migrate("--dry-run", uuid, "spare-server")
     finally:
         dc.api("cnapi", "/servers/" + spare, "-X", "POST", "-d", '{"reserved": false}')
-    assert p.returncode == 2 and "reserved" in p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
+    table = [l for l in p.stdout.splitlines() if "reserved:" in l]
+    assert len(table) == 1 and table[0].split()[1:] == ["false", "reserved:", "true"], table
     dc.simdc("sshd", DST, "stop")
     try:
         p = dc.migrate("-y", uuid, DST)

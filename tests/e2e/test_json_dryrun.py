@@ -86,13 +86,13 @@ def test_dry_run_lists_every_command_by_host_and_changes_nothing(dc):
         assert found, "no command like %r in:\n%s" % (pattern, out)
         return found[0]
     key = first(r"source-server: sh -c .*ssh-keygen")
-    reserve = first(r"headnode: sdc-napi /networks/\S+/ips/\S+ -X PUT .*\"reserved\": true")
+    reserve = first(r"headnode: /opt/smartdc/bin/sdc-napi /networks/\S+/ips/\S+ -X PUT .*\"reserved\": true")
     stop = first(r"source-server: .*vmadm stop %s" % uuid)
     snapshot = first(r"source-server: .*zfs snapshot zones/%s@sdc-migrate_ops_migration_" % uuid)
     send = first(r"source-server: bash -o pipefail -c 'zfs send .*zfs recv")
     attach = first(r"dest-server: .*zoneadm -z %s attach" % uuid)
     boot = first(r"dest-server: .*vmadm start %s" % uuid)
-    unreserve = first(r"headnode: sdc-napi .* -X PUT .*\"reserved\": false")
+    unreserve = first(r"headnode: /opt/smartdc/bin/sdc-napi .* -X PUT .*\"reserved\": false")
     unkey = first(r"source-server: rm -f /root/.ssh/migr-key-")
     assert key < reserve < stop < snapshot < send < attach < boot < unreserve < unkey
     # nothing changed: VMAPI, NAPI, both pools, zone configurations, keys,

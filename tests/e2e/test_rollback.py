@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from checks import dc_state, kept_snapshot, leftovers
-from conftest import SIMDC
+from conftest import SDC_MIGRATE, SIMDC
 
 SRC, DST = "source-server", "dest-server"
 
@@ -54,7 +54,7 @@ def test_rollback_brings_back_what_was_written_on_the_destination(dc):
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "Dry run: nothing was changed" in dry.stdout and "zfs send" in dry.stdout
     assert dc_state(dc, uuid) == before
-    p = dc.exec("headnode", "sdc-migrate", "rollback", "-y", "-j", uuid, check=False)
+    p = dc.migrate("rollback", "-y", "-j", uuid)
     assert p.returncode == 0, p.stdout + p.stderr
     events = [json.loads(l) for l in p.stdout.splitlines()]
     summary = [e for e in events if e["event"] == "summary"][-1]
@@ -127,7 +127,7 @@ def test_a_failed_rollback_leaves_the_instance_where_the_migration_put_it(dc):
 def test_a_killed_rollback_is_finished_by_running_it_again(dc):
     uuid = migrated(dc)
     dc.simdc("fault", "add", DST, "--delay", "1", "--exit", "0", "--", "zfs", "send")
-    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", "sdc-migrate", "rollback", "-y",
+    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, "rollback", "-y",
                              uuid], env=dc.env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:

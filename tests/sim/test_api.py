@@ -642,3 +642,80 @@ def test_state_survives_restart(tmp_path):
         assert [x["name"] for x in tags] == ["persist"]
     finally:
         assert stop_service(proc, tmp_path) == 0
+
+
+# ---- CNAPI capacity and VMAPI migrations (issue 13) -----------------------------
+
+CN3_UUID = "44454c4c-3700-1051-8038-b3c04f4e3134"
+
+
+def test_unreserved_ram_and_disk_apart_from_free_memory(dc):
+    """The sample server (cnapi-server.json) is overprovisioned: 2 GB of free
+    memory, unreserved_ram -42863 MB. sdc-designation
+    lib/algorithms/calculate-server-unreserved.js: total RAM in MiB times
+    (1 - reservation_ratio), less every VM's max_physical_memory but failed
+    ones, stopped ones too; the sample's unreserved_disk is the pool less the
+    images in it. Provisions and destroys (the vm-agent's reports) move them."""
+    s = sample("cnapi-server.json")
+    si = sysinfo_for(CN3_UUID, "full-server", "127.0.61.13")
+    dc.call("cnapi", "POST", "/servers/%s/sysinfo" % CN3_UUID, {"sysinfo": si})
+    figures = {k: s[k] for k in ("memory_available_bytes", "memory_total_bytes",
+                                 "reservation_ratio", "disk_pool_size_bytes",
+                                 "disk_installed_images_used_bytes")}
+    assert dc.call("cnapi", "POST", "/servers/" + CN3_UUID, figures)[0] == 204
+    st, srv, _ = dc.call("cnapi", "GET", "/servers/" + CN3_UUID)
+    base = int(s["memory_total_bytes"] / 1048576 * (1 - s["reservation_ratio"]))
+    assert srv["unreserved_ram"] == base
+    assert srv["unreserved_disk"] == s["unreserved_disk"]
+    # VMs reserving as much RAM as the sample's: 46336 MB, one of them stopped
+    big = vmadm_obj("eeeeeeee-0000-4000-8000-000000000001", "big", state="stopped",
+                    zone_state="installed", max_physical_memory=40000)
+    small = vmadm_obj("eeeeeeee-0000-4000-8000-000000000002", "small",
+                      max_physical_memory=6336)
+    failed = vmadm_obj("eeeeeeee-0000-4000-8000-000000000003", "broken", state="failed",
+                       max_physical_memory=99999)
+    dc.call("vmapi", "PUT", "/vms?server_uuid=" + CN3_UUID,
+            {"vms": {v["uuid"]: v for v in (big, small, failed)}})
+    st, srv, _ = dc.call("cnapi", "GET", "/servers/" + CN3_UUID)
+    assert srv["unreserved_ram"] == s["unreserved_ram"] == base - 46336
+    assert srv["memory_available_bytes"] == s["memory_available_bytes"]   # free: 2 GB
+    st, listed, _ = dc.call("cnapi", "GET", "/servers?extras=capacity&uuids=" + CN3_UUID)
+    assert listed[0]["unreserved_ram"] == s["unreserved_ram"]
+    # the big one destroyed: its RAM is unreserved again
+    dc.call("vmapi", "PUT", "/vms?server_uuid=" + CN3_UUID,
+            {"vms": {v["uuid"]: v for v in (small, failed)}})
+    st, srv, _ = dc.call("cnapi", "GET", "/servers/" + CN3_UUID)
+    assert srv["unreserved_ram"] == base - 6336
+
+
+def test_vmapi_migration_records(dc):
+    """sdc-vmapi lib/endpoints/vms.js: ListMigrations, GetMigration (the record
+    whose source is the VM's server; 404 without one), StoreMigrationRecord
+    (a successful abort deletes it); translateVmMigration's fields."""
+    vm = vmadm_obj("eeeeeeee-0000-4000-8000-0000000000aa", "moving")
+    dc.call("vmapi", "PUT", "/vms?server_uuid=" + CN3_UUID, {"vms": {vm["uuid"]: vm}})
+    st, body, _ = dc.call("vmapi", "GET", "/migrations/" + vm["uuid"])
+    assert st == 404 and body["code"] == "ResourceNotFound"
+    rec = {"id": "ffffffff-0000-4000-8000-000000000001", "vm_uuid": vm["uuid"],
+           "source_server_uuid": CN3_UUID, "target_server_uuid": CN2_UUID,
+           "automatic": False, "phase": "sync", "state": "running",
+           "created_timestamp": "2026-12-01T10:00:00.000Z",
+           "progress_history": [{"phase": "begin", "state": "successful",
+                                 "started_timestamp": "2026-12-01T10:00:00.000Z",
+                                 "finished_timestamp": "2026-12-01T10:00:02.500Z",
+                                 "current_progress": 100, "total_progress": 100}]}
+    st, _, _ = dc.call("vmapi", "POST", "/migrations/%s/store" % vm["uuid"], rec)
+    assert st == 200
+    st, got, _ = dc.call("vmapi", "GET", "/migrations/" + vm["uuid"])
+    assert st == 200 and (got["phase"], got["state"]) == ("sync", "running")
+    assert "source_server_uuid" not in got and "id" not in got      # not exposed
+    assert got["progress_history"][0]["type"] == "progress"
+    assert got["progress_history"][0]["duration_ms"] == 2500
+    st, raw, _ = dc.call("vmapi", "GET", "/migrations/%s?format=raw" % vm["uuid"])
+    assert raw["source_server_uuid"] == CN3_UUID
+    st, listed, _ = dc.call("vmapi", "GET", "/migrations?vm_uuid=" + vm["uuid"])
+    assert [m["vm_uuid"] for m in listed] == [vm["uuid"]]
+    dc.call("vmapi", "POST", "/migrations/%s/store" % vm["uuid"],
+            dict(rec, phase="abort", state="successful"))
+    st, _, _ = dc.call("vmapi", "GET", "/migrations/" + vm["uuid"])
+    assert st == 404

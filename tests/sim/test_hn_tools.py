@@ -250,6 +250,26 @@ def test_wrapper_exit_status(dc):
                and x["rc"] == 0 for x in recs)
 
 
+def test_wrapper_cost_of_triton_wrapper(dc):
+    """`simdc wrapcost S`: each sdc-* call first spends what Triton's wrapper
+    spends (sdc-sdc lib/libdc.sh: bash, `json -f` of config.json, curl), so a
+    benchmark can be run with and without it."""
+    def timed():
+        t = time.time()
+        r = dc.run("sdc-vmapi", "/ping")
+        assert r.returncode == 0 and r.stdout.startswith(b"HTTP/1.1 200")
+        return time.time() - t
+    def wrapcost(seconds):
+        subprocess.run([str(ROOT / "tools" / "simdc"), "wrapcost", seconds], check=True,
+                       env=dict(os.environ, SIMDC_DIR=str(dc.dir), SIMDC_NET=NET))
+    wrapcost("1.5")
+    try:
+        assert timed() >= 1.5
+    finally:
+        wrapcost("0")
+    assert min(timed(), timed()) < 1.0
+
+
 def test_wrapper_data_options(dc, tmp_path):
     body = tmp_path / "tag.json"
     body.write_text('{\n  "name": "from_file"\n}\n')

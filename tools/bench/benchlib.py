@@ -18,6 +18,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 SIMDC = os.path.join(ROOT, "tools", "simdc")
+SDC_MIGRATE = "/opt/custom/bin/sdc-migrate"     # as installed; not on root's PATH
 os.environ.setdefault("SIMDC_DIR", "/var/tmp/simdc-bench")
 os.environ.setdefault("SIMDC_NET", "52")
 SIMDC_DIR = os.environ["SIMDC_DIR"]
@@ -69,7 +70,7 @@ def provision(*args, env=None):
 
 def migrate(*args):
     """sdc-migrate ARGS on the head node, as an operator runs it; CompletedProcess."""
-    return on("headnode", "sdc-migrate", *args, check=False)
+    return on("headnode", SDC_MIGRATE, *args, check=False)
 
 
 class Log:
@@ -291,7 +292,7 @@ def overheads(cn="source-server", n=10):
         "ssh %s %s true" % (o, host),
         _per("ssh %s %s true" % (o, host), n),
         _per("ssh %s %s true" % (fresh, host), max(2, n // 2)),
-        _per("sdc-migrate --version >/dev/null", 3),
+        _per(SDC_MIGRATE + " --version >/dev/null 2>&1", 3),
         "ssh %s -O exit %s 2>/dev/null; true" % (o, host)])
     master, fresh_ms, tool = [int(x) for x in sh_on("headnode", script).stdout.split()[:3]]
     with Log() as log:

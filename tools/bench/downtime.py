@@ -50,7 +50,7 @@ def one(size, churn_kb):
                               env={"SIMDC_WORKLOAD_CHURN_KB": str(churn_kb)})
     time.sleep(2)       # let the workload churn for a while first
     log = benchlib.Log()
-    proc = subprocess.Popen([benchlib.SIMDC, "exec", "headnode", "--", "sdc-migrate", "-y", "-i",
+    proc = subprocess.Popen([benchlib.SIMDC, "exec", "headnode", "--", benchlib.SDC_MIGRATE, "-y", "-i",
                              "--interval", "1", uuid, DST], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -64,7 +64,7 @@ def one():
     sshd = {cn: benchlib.SshdLog(cn) for cn in CNS}
     with benchlib.Log() as log:
         t0 = time.time()
-        p = benchlib.on("headnode", "sdc-migrate", "estimate", "-j", *CNS, check=False)
+        p = benchlib.on("headnode", benchlib.SDC_MIGRATE, "estimate", "-j", *CNS, check=False)
         t1 = time.time()
     if p.returncode != 0:
         raise RuntimeError("sdc-migrate estimate failed (%d):\n%s%s"

@@ -744,6 +744,71 @@ def vmapi_list_jobs(req):
     return Response(200, [_job_out(j) for j in jobs])
 
 
+# ---- VMAPI migrations (RFD 34) ---------------------------------------------
+# sdc-vmapi lib/endpoints/vms.js routes ListMigrations (GET /migrations),
+# GetMigration (GET /migrations/:uuid, the record of the VM's current server)
+# and StoreMigrationRecord (POST /migrations/:uuid/store, which the migration
+# workflow calls); lib/vm-migration/migrate.js translateVmMigration shows these
+# fields, and a stored successful abort or rollback deletes the record.
+MIGRATION_FIELDS = ("automatic", "created_timestamp", "duration_ms", "error",
+                    "finished_timestamp", "phase", "started_timestamp", "state", "vm_uuid")
+PROGRESS_FIELDS = ("current_progress", "duration_ms", "finished_timestamp", "error", "message",
+                   "phase", "state", "started_timestamp", "total_progress", "type")
+
+
+def _ms_between(start, end=None):
+    def t(v):
+        return datetime.datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+    try:
+        b = t(end) if end else datetime.datetime.now(datetime.timezone.utc)
+        return int((b - t(start)).total_seconds() * 1000)
+    except (TypeError, ValueError):
+        return 0
+
+
+def migration_out(rec, raw=False):
+    history = []
+    for e in rec.get("progress_history") or []:
+        e = dict(e) if raw else dict({"type": "progress"}, **{k: e[k] for k in PROGRESS_FIELDS
+                                                               if k in e})
+        e.setdefault("duration_ms", _ms_between(e.get("started_timestamp"),
+                                                e.get("finished_timestamp")))
+        history.append(e)
+    out = dict(rec) if raw else {k: rec[k] for k in MIGRATION_FIELDS if k in rec}
+    out["progress_history"] = history
+    out.setdefault("duration_ms", sum(e["duration_ms"] for e in history))
+    return out
+
+
+def vmapi_list_migrations(req):
+    p = req.params
+    recs = sorted(STORE.list("migration"), key=lambda r: r.get("created_timestamp") or "")
+    for k in ("vm_uuid", "state", "phase", "source_server_uuid"):
+        if p.get(k):
+            recs = [r for r in recs if r.get(k) == p[k]]
+    return Response(200, [migration_out(r, p.get("format") == "raw") for r in recs])
+
+
+def vmapi_get_migration(req):
+    vm = _load_vm(req)
+    for r in STORE.list("migration"):
+        if r.get("vm_uuid") == vm["uuid"] and r.get("source_server_uuid") == vm.get("server_uuid"):
+            return Response(200, migration_out(r, req.params.get("format") == "raw"))
+    raise not_found("migration not found")
+
+
+def vmapi_store_migration(req):
+    rec = dict(req.body) if isinstance(req.body, dict) else {}
+    rec.setdefault("vm_uuid", req.match["uuid"])
+    rec.setdefault("id", new_uuid())
+    rec.setdefault("created_timestamp", now_iso())
+    if rec.get("state") == "successful" and rec.get("phase") in ("abort", "rollback"):
+        STORE.delete("migration", rec["id"])
+    else:
+        STORE.put("migration", rec["id"], rec)
+    return Response(200, None)
+
+
 def vmapi_ping(req):
     return Response(200, {"pingErrors": {}, "pid": os.getpid(), "status": "OK",
                           "healthy": True,
@@ -845,17 +910,39 @@ def server_from_sysinfo(sysinfo, old):
     return s
 
 
+MiB = 1024 * 1024
+
+
 def _capacity(s):
-    vms = (s.get("vms") or {}).values()
-    ratio = s.get("reservation_ratio") or 0
-    used_ram = sum((v.get("max_physical_memory") or 0) for v in vms)
-    used_disk = sum((v.get("quota") or 0) * 1024 for v in vms)
-    used_cpu = sum((v.get("cpu_cap") or 0) for v in vms)
+    """DAPI's figures, apart from free memory (memory_available_bytes).
+
+    unreserved_ram as sdc-designation lib/algorithms/calculate-server-unreserved.js
+    computes it: memory_total_bytes in MiB times (1 - reservation_ratio), less
+    the max_physical_memory of every VM on the server that has not failed
+    (divided by the RAM overprovision ratio, except kvm), stopped ones too: a
+    stopped instance keeps its RAM reserved while it uses none, so a CN can
+    have free memory and a negative unreserved_ram (the sample
+    cnapi-server.json: 2 GB free, unreserved_ram -42863). unreserved_disk as
+    the sample's CNAPI has it: the pool less what is allocated in it (images
+    only in the sample, which predates disk_pool_alloc_bytes), in MiB.
+    Provisions and destroys move both through the vm-agent's report (vms).
+    """
+    vms = [v for v in (s.get("vms") or {}).values() if v.get("state") != "failed"]
+    ratios = s.get("overprovision_ratios") or {}
+    ram_ratio = ratios.get("ram") or 1
+    ram = (s.get("memory_total_bytes") or (s.get("ram") or 0) * MiB) / MiB \
+        * (1 - (s.get("reservation_ratio") or 0))
     cores = _sysinfo_int((s.get("sysinfo") or {}).get("CPU Total Cores"), 1)
+    cpu = cores * 100
+    for v in vms:
+        mem = v.get("max_physical_memory") or 0
+        ram -= mem if v.get("brand") == "kvm" else mem / ram_ratio
+        cpu = cpu - v["cpu_cap"] / (ratios.get("cpu") or 1) if v.get("cpu_cap") else 0
+    alloc = s.get("disk_pool_alloc_bytes") or s.get("disk_installed_images_used_bytes") or 0
     return {
-        "unreserved_cpu": cores * 100 - used_cpu,
-        "unreserved_ram": int((s.get("ram") or 0) * (1 - ratio)) - used_ram,
-        "unreserved_disk": (s.get("disk_pool_size_bytes") or 0) // (1024 * 1024) - used_disk,
+        "unreserved_cpu": int(cpu // 1),
+        "unreserved_ram": int(ram // 1),
+        "unreserved_disk": int(((s.get("disk_pool_size_bytes") or 0) - alloc) // MiB),
     }
 
 
@@ -2004,6 +2091,9 @@ ROUTES = {
         ("DELETE", _r("/vms/:uuid"), vmapi_delete_vm),
         ("GET", _r("/jobs"), vmapi_list_jobs),
         ("GET", _r("/jobs/:uuid"), vmapi_get_job),
+        ("GET", _r("/migrations"), vmapi_list_migrations),
+        ("GET", _r("/migrations/:uuid"), vmapi_get_migration),
+        ("POST", _r("/migrations/:uuid/store"), vmapi_store_migration),
     ],
     "cnapi": [
         ("GET", _r("/ping"), cnapi_ping),

@@ -46,7 +46,11 @@ SDC_VERSION = "7.0"
 POOL_SIZE = os.environ.get("SIMDC_POOL_SIZE", "4G")
 
 CN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-HN_PATH = "/opt/smartdc/bin:%s/bin:/usr/sbin:/usr/bin:/sbin:/bin" % PROJECT_ROOT
+# root's PATH on a head node (smartos-live overlay/generic/root/.profile): Triton's
+# tools, its own sdc-migrate among them, come from /opt/smartdc/bin; ours is
+# installed as /opt/custom/bin/sdc-migrate, which is not on it.
+HN_PATH = ("/usr/bin:/usr/sbin:/smartdc/bin:/opt/smartdc/bin:/opt/local/bin:/opt/local/sbin:"
+           "/opt/tools/bin:/opt/tools/sbin:/opt/smartdc/agents/bin")
 
 
 def sim_dir():

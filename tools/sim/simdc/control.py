@@ -328,6 +328,14 @@ def _install_headnode_tools():
             if os.path.lexists(dst):
                 os.unlink(dst)
             os.symlink(src, dst)
+    # ours as the README installs it: /opt/custom/bin/sdc-migrate (the checkout's
+    # launcher), never on root's PATH
+    custom = host_dir(HEADNODE, "opt", "custom", "bin")
+    os.makedirs(custom, exist_ok=True)
+    dst = os.path.join(custom, "sdc-migrate")
+    if os.path.lexists(dst):
+        os.unlink(dst)
+    os.symlink(os.path.join(common.PROJECT_ROOT, "bin", "sdc-migrate"), dst)
 
 
 # ---- down --------------------------------------------------------------------
@@ -626,6 +634,32 @@ def cmd_encrypt(args):
     return 0
 
 
+def cmd_nictag(args):
+    """Take a NIC tag off HOST's sysinfo (or give it back) and refresh CNAPI, as
+    `sysinfo -u` does after an operator changes a CN's nic tags: a CN that
+    lacks a tag an instance's NICs need (sdc-designation hard-filter-nic-tags)."""
+    if args.host not in CNS:
+        sys.exit("simdc: %s is not a compute node" % args.host)
+    hosts = common.load_hosts()
+    gone = set(hosts[args.host].get("nic_tags_removed") or [])
+    (gone.add if args.action == "remove" else gone.discard)(args.tag)
+    hosts[args.host]["nic_tags_removed"] = sorted(gone)
+    with open(path("hosts.json"), "w") as f:
+        json.dump(hosts, f, indent=2)
+    from . import datacenter
+    datacenter.register_server(args.host, hosts[args.host])
+    return 0
+
+
+def cmd_wrapcost(args):
+    """Give every sdc-* call the cost of Triton's wrapper (sdcwrap.wrapper_cost)."""
+    if args.seconds < 0:
+        sys.exit("simdc wrapcost: seconds must be 0 or more")
+    with open(path("sdc-wrapper-cost"), "w") as f:
+        f.write("%g\n" % args.seconds)
+    return 0
+
+
 def cmd_provision(args):
     from . import provision
     return provision.main(args)
@@ -643,6 +677,15 @@ def main(argv=None):
     s.add_argument("host")
     s.add_argument("cmd", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_exec)
+    s = sub.add_parser("nictag", help="nictag HOST remove|add TAG: a CN without a NIC tag")
+    s.add_argument("host")
+    s.add_argument("action", choices=["remove", "add"])
+    s.add_argument("tag")
+    s.set_defaults(func=cmd_nictag)
+    s = sub.add_parser("wrapcost", help="wrapcost SECONDS: each sdc-* call costs that "
+                       "much first, as Triton's wrapper (~1 s); 0 to stop")
+    s.add_argument("seconds", type=float)
+    s.set_defaults(func=cmd_wrapcost)
     s = sub.add_parser("provision", help="create an instance the way Triton would")
     s.add_argument("--brand", default="joyent",
                    choices=["joyent", "joyent-minimal", "lx", "kvm", "bhyve"])
@@ -656,6 +699,9 @@ def main(argv=None):
     s.add_argument("--nat", action="store_true")
     s.add_argument("--core", action="store_true")
     s.add_argument("--delegate", action="store_true")
+    s.add_argument("--ram", type=int, default=None, help="MB of RAM (max_physical_memory)")
+    s.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                   help="a tag (e.g. manta_role=storage)")
     s.set_defaults(func=cmd_provision)
     s = sub.add_parser("seq")
     s.add_argument("--dump", action="store_true")

@@ -4,6 +4,7 @@ SAPI. Written to $SIMDC_DIR/dc.json for provision and the tests."""
 import json
 import os
 import subprocess
+import time
 import urllib.request
 import uuid as uuidlib
 
@@ -40,18 +41,24 @@ def _check(status, body, what):
     return body
 
 
+def register_server(name, h):
+    """The host's sysinfo into CNAPI (ServerSysinfo), as a CN's boot or
+    `sysinfo -u` sends it."""
+    if name == HEADNODE:
+        env = dict(os.environ, SIMDC_HOST=HEADNODE, SIMDC_DIR=common.sim_dir())
+        out = subprocess.run([os.path.join(common.SIM_ROOT, "cn", "sysinfo")], env=env,
+                             stdout=subprocess.PIPE, check=True, text=True).stdout
+        sysinfo = json.loads(out)
+        sysinfo.setdefault("Boot Parameters", {})["headnode"] = "true"
+    else:
+        sysinfo = json.loads(_run(name, ["sysinfo"]))
+    _check(*common.api("cnapi", "POST", "/servers/%s/sysinfo" % h["uuid"],
+                       {"sysinfo": sysinfo}), "CNAPI sysinfo of " + name)
+
+
 def _register_servers(hosts):
     for name, h in hosts.items():
-        if name == HEADNODE:
-            env = dict(os.environ, SIMDC_HOST=HEADNODE, SIMDC_DIR=common.sim_dir())
-            out = subprocess.run([os.path.join(common.SIM_ROOT, "cn", "sysinfo")], env=env,
-                                 stdout=subprocess.PIPE, check=True, text=True).stdout
-            sysinfo = json.loads(out)
-            sysinfo.setdefault("Boot Parameters", {})["headnode"] = "true"
-        else:
-            sysinfo = json.loads(_run(name, ["sysinfo"]))
-        _check(*common.api("cnapi", "POST", "/servers/%s/sysinfo" % h["uuid"],
-                           {"sysinfo": sysinfo}), "CNAPI sysinfo of " + name)
+        register_server(name, h)
 
 
 def _networks(owner):
@@ -132,14 +139,36 @@ def _sapi(images, networks):
     return {"application": app["uuid"], "nat_service": svc["uuid"]}
 
 
+def _adminui(hosts, networks, images):
+    """AdminUI, a core zone of its own on the head node (sdc-headnode's zones:
+    adminui0, tags smartdc_role=adminui, smartdc_type=core) with a NIC on the
+    admin network: the address an operator opens. The head node runs no
+    zones here (no pool), so VMAPI has its record as the head node's vm-agent
+    would report it, and nothing reports it away."""
+    from . import workflow, zones
+    vm_uuid = str(uuidlib.uuid4())
+    nic = workflow.nic(networks["admin"], vm_uuid, ADMIN_UUID, True)
+    hn = hosts[HEADNODE]["uuid"]
+    vm = {"uuid": vm_uuid, "zonename": vm_uuid, "alias": "adminui0", "brand": "joyent-minimal",
+          "state": "running", "zone_state": "running", "owner_uuid": ADMIN_UUID,
+          "image_uuid": images["minimal-64-lts"], "ram": 1024, "max_physical_memory": 1024,
+          "quota": 25, "autoboot": True, "server_uuid": hn,
+          "tags": {"smartdc_role": "adminui", "smartdc_type": "core"}, "nics": [nic],
+          "create_timestamp": zones.iso(time.time())}
+    _check(*common.api("vmapi", "PUT", "/vms?server_uuid=" + hn, {"vms": {vm_uuid: vm}}),
+           "VMAPI adminui0")
+    return {"uuid": vm_uuid, "ip": nic["ip"]}
+
+
 def populate(hosts):
     owner = str(uuidlib.uuid4())
     _register_servers(hosts)
     networks = _networks(owner)
     images = _build_images("source-server")
     sapi = _sapi(images, networks)
+    adminui = _adminui(hosts, networks, images)
     dc = {"datacenter": common.DATACENTER, "owner_uuid": owner, "admin_uuid": ADMIN_UUID,
-          "networks": networks, "images": images, "sapi": sapi}
+          "networks": networks, "images": images, "sapi": sapi, "adminui": adminui}
     with open(path("dc.json"), "w") as f:
         json.dump(dc, f, indent=2)
     return dc

@@ -47,6 +47,11 @@ def main(args):
     elif args.core:
         alias = alias or "imgapi0"
         tags.update(smartdc_role="imgapi", smartdc_type="core")
+    for kv in args.tag or []:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            sys.exit("simdc provision: --tag takes KEY=VALUE, not %r" % kv)
+        tags[key] = value
     alias = alias if alias is not None else "%s-%s" % (brand, vm_uuid[:8])
     image = dc["images"][datacenter.IMAGE_FOR_BRAND[brand]]
 
@@ -76,6 +81,8 @@ def main(args):
         payload["disks"] = [{"image_uuid": image, "boot": True, "size": 10240, "model": "virtio"}]
         payload["disks"] += [{"size": 1024, "model": "virtio"} for _ in range(n - 1)]
         payload["ram"] = payload["max_physical_memory"] = 1024
+    if args.ram:
+        payload["ram"] = payload["max_physical_memory"] = args.ram
     if args.docker:
         payload["docker"] = True
     if args.delegate:

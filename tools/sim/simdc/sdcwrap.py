@@ -13,6 +13,7 @@ import http.client
 import os
 import socket
 import sys
+import time
 import urllib.parse
 
 from . import common
@@ -251,8 +252,24 @@ def run(api, argv, prog):
     return 0
 
 
+def wrapper_cost():
+    """Seconds each call spends before its request, as Triton's wrapper does
+    (sdc-sdc bin/sdc-vmapi sourcing lib/libdc.sh: bash, `json -f` of the sdc
+    zone's config.json for the API's domain, then curl; about a second on a
+    head node). `simdc wrapcost SECONDS` sets it for a datacenter; 0 (the
+    default) leaves only this emulation's own start."""
+    try:
+        with open(common.path("sdc-wrapper-cost")) as f:
+            return max(0.0, float(f.read().strip() or 0))
+    except (OSError, ValueError):
+        return 0.0
+
+
 def main_for(api):
     def main(argv):
         prog = os.path.join("/opt/smartdc/bin", "sdc-" + api)
+        cost = wrapper_cost()
+        if cost:
+            time.sleep(cost)
         return run(api, argv, prog)
     return main
