@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from checks import assert_migrated
+from checks import assert_migrated, kept_snapshot
 
 SNAPS = ("before-upgrade", "after-upgrade")
 
@@ -63,8 +63,12 @@ def test_the_instance_snapshots_travel_with_their_guids(dc, moved):
     there = snapshot_guids(dc, "dest-server", uuid)
     for name in mine | {"zones/%s@indestructible" % uuid}:
         assert there.get(name) == moved["guids"][name], name
-    # the source's copy keeps them too
-    assert snapshot_guids(dc, "source-server", uuid) == moved["guids"]
+    # the source's copy keeps them too, and the migration's last snapshot, which
+    # both sides keep for `sdc-migrate rollback` until cleanup-source
+    kept = "zones/%s@%s" % (uuid, kept_snapshot(dc, uuid))
+    left = snapshot_guids(dc, "source-server", uuid)
+    assert left.pop(kept) == there[kept]
+    assert left == moved["guids"]
     # VMAPI lists both after the switch, as the destination's vm-agent reports them
     assert sorted(s["name"] for s in dc.vm(uuid)["snapshots"]) == sorted(SNAPS)
     assert sorted(s["name"] for s in moved["before"]["snapshots"]) == sorted(SNAPS)
