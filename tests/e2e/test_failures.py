@@ -487,10 +487,7 @@ def test_a_second_migration_of_the_same_instance_is_refused(dc):
     dc.simdc("fault", "add", SRC, "zfs", "snapshot", "--delay", "3", "--exit", "0")
     first = subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, "-y", uuid, DST],
                              env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while "[]" not in dc.simdc("fault", "list").stdout.replace("\n", "").replace(" ", ""):
-        assert time.time() < deadline
-        time.sleep(0.1)
+    wait_for_the_fault(dc, first)
     second = dc.migrate("-y", uuid, DST)
     assert second.returncode == 2
     assert "already being migrated" in second.stderr
