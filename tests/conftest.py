@@ -74,6 +74,14 @@ class Datacenter:
         args = ["log", "-j"] + (["--host", host] if host else [])
         return [json.loads(l) for l in self.simdc(*args).stdout.splitlines()]
 
+    def migrate_with_fault(self, fault, *args):
+        """sdc-migrate ARGS with `simdc fault add FAULT...` in place, cleared after."""
+        self.simdc("fault", "add", *fault)
+        try:
+            return self.migrate(*args)
+        finally:
+            self.simdc("fault", "clear")
+
     def migrate(self, *args, input=None):
         return self.exec("headnode", SDC_MIGRATE, *args, input=input, check=False)
 

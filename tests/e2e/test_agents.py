@@ -40,11 +40,7 @@ def test_late_failure_rolls_back_without_the_destination_ever_showing(dc):
     before = nics(dc, uuid)
     assert before
     since = time.time()
-    dc.simdc("fault", "add", DST, "--", "zoneadm", "-z", uuid, "attach")
-    try:
-        p = dc.migrate("-y", uuid, DST)
-    finally:
-        dc.simdc("fault", "clear")
+    p = dc.migrate_with_fault([DST, "--", "zoneadm", "-z", uuid, "attach"], "-y", uuid, DST)
     assert p.returncode == 4, p.stdout + p.stderr
     assert "* Rolling back:" in p.stdout
     booted = vmadm_get(dc, SRC, uuid)["boot_timestamp"]

@@ -104,11 +104,7 @@ def test_a_failed_rollback_leaves_the_instance_where_the_migration_put_it(dc):
     old_copy = dc.exec(SRC, "zfs", "get", "-Hp", "-o", "value", "guid",
                        "zones/%s@%s" % (uuid, kept)).stdout
     before = dc_state(dc, uuid)
-    dc.simdc("fault", "add", SRC, "--", "zfs", "recv")
-    try:
-        p = dc.migrate("rollback", "-y", uuid)
-    finally:
-        dc.simdc("fault", "clear")
+    p = dc.migrate_with_fault([SRC, "--", "zfs", "recv"], "rollback", "-y", uuid)
     assert p.returncode == 4, p.stdout + p.stderr
     after = dc_state(dc, uuid)
     for k in ("pools", "vm", "ips", "zones", "keys"):
@@ -153,11 +149,8 @@ def test_a_killed_rollback_is_finished_by_running_it_again(dc):
 def test_an_instance_whose_services_fail_on_the_destination_is_rolled_back(dc):
     uuid = dc.provision("--size", "2", "--alias", "sick-services")
     time.sleep(0.3)
-    dc.simdc("fault", "add", DST, "--times", "100", "--", "svcs", "-z", uuid)
-    try:
-        p = dc.migrate("-y", "--health-timeout=3", uuid, DST)
-    finally:
-        dc.simdc("fault", "clear")
+    p = dc.migrate_with_fault([DST, "--times", "100", "--", "svcs", "-z", uuid],
+                              "-y", "--health-timeout=3", uuid, DST)
     assert p.returncode == 4, p.stdout + p.stderr
     assert "did not come up on %s" % DST in p.stdout
     assert "milestone/multi-user" in p.stderr and "It was rolled back" in p.stderr
@@ -170,21 +163,14 @@ def test_an_instance_whose_services_fail_on_the_destination_is_rolled_back(dc):
 def test_a_failed_boot_rolls_back_or_with_no_rollback_stays(dc):
     uuid = dc.provision("--size", "2", "--alias", "no-boot")
     time.sleep(0.3)
-    dc.simdc("fault", "add", DST, "--", "vmadm", "start", uuid)
-    try:
-        p = dc.migrate("-y", uuid, DST)
-    finally:
-        dc.simdc("fault", "clear")
+    p = dc.migrate_with_fault([DST, "--", "vmadm", "start", uuid], "-y", uuid, DST)
     assert p.returncode == 4, p.stdout + p.stderr
     assert "the boot failed" in p.stderr
     assert_back_on_source(dc, uuid, dc.seq_lines(DST, uuid))
     assert dc.migrate("cleanup-source", "-y", uuid).returncode == 0
     # --no-rollback: its services fail, it stays there, up to the operator
-    dc.simdc("fault", "add", DST, "--times", "100", "--", "svcs", "-z", uuid)
-    try:
-        p = dc.migrate("-y", "--no-rollback", "--health-timeout=2", uuid, DST)
-    finally:
-        dc.simdc("fault", "clear")
+    p = dc.migrate_with_fault([DST, "--times", "100", "--", "svcs", "-z", uuid],
+                              "-y", "--no-rollback", "--health-timeout=2", uuid, DST)
     assert p.returncode == 5, p.stdout + p.stderr
     assert "It was left as it is" in p.stderr and "sdc-migrate rollback %s" % uuid in p.stderr
     vm = dc.vm(uuid)
