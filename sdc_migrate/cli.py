@@ -65,8 +65,9 @@ Options:
 
 Exit status: 0 done; 1 failed; 2 bad usage or refused (nothing changed);
 3 instance or server not found; 4 failed and rolled back (the instance is
-where and as it was); 5 failed and needs an operator (the message says what
-to do).
+where and as it was, or, if it did not come up on the destination, back on
+its source copy with what it wrote there); 5 failed and needs an operator
+(the message says what to do).
 """
 import importlib
 import os
