@@ -593,23 +593,31 @@ def cmd_fill(args):
     def available():
         return int(run_on(args.host, [zfs, "get", "-Hp", "-o", "value", "available",
                                       "zones"]).stdout)
-    margins = (0, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 23, 1 << 24)
-    for margin in margins:
+    # Under load (a receive or a destroy in the same txg) what zfs-fuse
+    # reports free and what it will reserve differ by more than any fixed
+    # margin: fall back to a part of it, and top up below.
+    def wants():
+        free = available()
+        for margin in (0, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 23, 1 << 24):
+            yield max(0, free - margin)
+        for part in (4, 2, 1):
+            yield free * part // 8
+        yield 0
+    for want in wants():
         p = run_on(args.host, [zfs, "create", "-o", "mountpoint=none", "-o",
-                               "reservation=%d" % max(0, available() - margin),
-                               "zones/simdc-fill"], check=False)
+                               "reservation=%d" % want, "zones/simdc-fill"], check=False)
         if p.returncode == 0:
             break
     else:
-        sys.exit("simdc fill: %s" % p.stderr.strip())
+        sys.exit("simdc fill: %s (%d bytes free)" % (p.stderr.strip(), available()))
     # then top it up with what the writes left free meanwhile, to the last MB
-    for attempt in range(40):
+    for attempt in range(60):
         left = available()
         if left < 1 << 20:
             return 0
         held = int(run_on(args.host, [zfs, "get", "-Hp", "-o", "value", "reservation",
                                       "zones/simdc-fill"]).stdout)
-        for margin in (0, 1 << 16, 1 << 18, 1 << 19):
+        for margin in (0, 1 << 16, 1 << 18, 1 << 19, left // 2):
             if run_on(args.host, [zfs, "set", "reservation=%d" % (held + left - margin),
                                   "zones/simdc-fill"], check=False).returncode == 0:
                 break
