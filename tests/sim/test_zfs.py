@@ -444,6 +444,26 @@ def test_a_cut_resumable_receive_resumes_with_only_the_rest(cn, src):
     cn.run("zfs", "destroy", "-r", "zones/res")
 
 
+def test_a_cut_p_stream_resumes_in_its_object_stream(cn, src):
+    """A -p stream carries the filesystem's properties and snapshot list ahead
+    of the object stream; the token's toname and offset are the object
+    stream's (the kernel writes the token: illumos dmu_recv), so a snapshot
+    taken between the cut and the resume changes nothing."""
+    cn.run("sh", "-c", "zfs send -p %s@one | SIMDC_FAULT_AFTER_BYTES=%d zfs recv -s zones/resp"
+           % (src, 1 << 20), check=False)
+    token = cn.run("zfs", "get", "-H", "-o", "value", "receive_resume_token",
+                   "zones/resp").stdout.strip()
+    assert "\ttoname = %s@one\n" % src in cn.run("zfs", "send", "-nv", "-t", token).stderr
+    cn.run("zfs", "snapshot", src + "@between")
+    try:
+        cn.sh("zfs send -t %s | zfs recv -s zones/resp" % token)
+    finally:
+        cn.run("zfs", "destroy", src + "@between")
+    guids = real_props(cn, ["guid"], src + "@one", "zones/resp@one")
+    assert guids[src + "@one"] == guids["zones/resp@one"]
+    cn.run("zfs", "destroy", "-r", "zones/resp")
+
+
 # ---- destroy -----------------------------------------------------------------------
 
 def test_destroy_unmounts_and_refuses_busy(cn):

@@ -488,6 +488,21 @@ def data_dirs(uuid, zones_dir="/etc/zones"):
     return [data_dir(uuid, zones_dir)] + [m for m in map(mountpoint, others) if m]
 
 
+def mount_volumes(uuid, zones_dir="/etc/zones"):
+    """Mount the instance's emulated volumes that are not (a `recv -u` left
+    them so): a zvol's blocks are there without a mount, so what reads a
+    disk's data here (simdc-datadir, a boot) first makes sure of its mount."""
+    brand = brand_of(uuid, zones_dir)
+    if brand not in ("kvm", "bhyve"):
+        return
+    prefix = {"kvm": "%s/%s-disk" % (POOL, uuid), "bhyve": "%s/%s/disk" % (POOL, uuid)}[brand]
+    out = zfs("list", "-H", "-o", "name,%s" % VOLSIZE).stdout
+    for line in sorted(out.splitlines()):
+        name, _, size = line.partition("\t")
+        if name.startswith(prefix) and size.strip() not in ("", "-"):
+            ensure_mounted(name)
+
+
 def mountpoint(dataset):
     """The real mountpoint of a dataset (volumes included), or None."""
     r = zfs("get", "-H", "-o", "value", "mountpoint", dataset)
@@ -541,6 +556,18 @@ def drop_partial(fs):
             os.unlink(partial_path(fs, ext))
         except FileNotFoundError:
             pass
+
+
+def drop_partials(fs, recursive):
+    """drop_partial for fs, and with recursive for the datasets below it."""
+    drop_partial(fs)
+    if not recursive:
+        return
+    top = os.path.dirname(partial_path(fs, ".json"))
+    prefix = fs.replace("/", "%") + "%"
+    for f in os.listdir(top) if os.path.isdir(top) else ():
+        if f.startswith(prefix) and f.endswith(".json"):
+            drop_partial(f[:-len(".json")].replace("%", "/"))
 
 
 def make_token(fields):
