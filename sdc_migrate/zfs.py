@@ -133,8 +133,70 @@ def throttle_command(rate):
     return [NODE, "-e", THROTTLE_JS, str(int(rate))]
 
 
+def snapshot_chain_command(names):
+    """The snapshots of the datasets names, oldest first (see snapshot_chains)."""
+    return ["zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-s", "createtxg",
+            "-d", "1"] + list(names)
+
+
+def snapshot_chains(listing):
+    """{dataset: [short snapshot names, oldest first]} from lines naming
+    snapshots (DS@SNAP, first on a line), as `zfs list` gives them in
+    createtxg order; other lines are ignored."""
+    chains = {}
+    for line in listing.splitlines():
+        name = line.split("\t")[0]
+        if "@" in name:
+            fs, _, short = name.partition("@")
+            chains.setdefault(fs, []).append(short)
+    return chains
+
+
+def legs(ds_name, chain, base, snap):
+    """The streams that bring ds_name to @snap: [(from, to)], from a full
+    snapshot name or None (a full stream), to a short name.
+
+    One stream a snapshot, in order: every snapshot between base and snap
+    travels, the instance's own (vmadm create-snapshot) with the migration's,
+    as Triton's cn-agent's --replicate then -I sends them (sdc-cn-agent
+    lib/backends/smartos/tasks/machine_migrate.js), but each a stream that a
+    cut `zfs recv -s` resumes alone (send -t). base is DS@SNAP on the
+    destination already, a clone's origin (IMAGE@final), or None.
+    """
+    chain = list(chain)
+    if snap not in chain:           # --dry-run: the round's snapshot was not taken
+        chain.append(snap)
+    chain = chain[:chain.index(snap) + 1]
+    if base and base.startswith(ds_name + "@"):
+        short = base.split("@", 1)[1]
+        chain = chain[chain.index(short) + 1:] if short in chain else [snap]
+        prev = base
+    else:
+        prev = base                 # an origin, or nothing: the first is whole
+    out = []
+    for short in chain:
+        out.append((prev, short))
+        prev = "%s@%s" % (ds_name, short)
+    return out
+
+
+def resume_tokens_command(names):
+    return ["zfs", "get", "-H", "-o", "name,value", "receive_resume_token"] + list(names)
+
+
+def resume_tokens(output):
+    """{dataset: token} from resume_tokens_command's output: the datasets whose
+    receive was cut and kept its state (zfs recv -s); `-` is none."""
+    tokens = {}
+    for line in output.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 2 and fields[1] not in ("-", ""):
+            tokens[fields[0]] = fields[1]
+    return tokens
+
+
 def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False,
-                  progress=False, pidfile=None, exclude=(), bwlimit=None):
+                  progress=False, pidfile=None, exclude=(), bwlimit=None, token=None):
     """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
 
     The data never passes through the head node. The source checks the
@@ -145,22 +207,21 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
     progress.Meter. With pidfile, the receiving shell keeps its pid there on
     the destination while zfs recv runs: it runs on if its client dies, and a
     later run waits for it (receive_waiter). With bwlimit (bytes a second)
-    the stream passes throttle_command on the source, before ssh.
-
-    -I, never -i: every snapshot between from_snap and snap travels, the
-    instance's own (vmadm create-snapshot) with the migration's, as Triton's
-    cn-agent sends them (sdc-cn-agent lib/backends/smartos/tasks/
-    machine_migrate.js: --replicate, then -I). From a clone's origin
-    (IMAGE@final), -I sends every snapshot of the clone.
+    the stream passes throttle_command on the source, before ssh. With
+    token (a cut receive's receive_resume_token), `zfs send -t` sends the
+    rest of that stream only, and snap and from_snap are not used.
     """
     send = ["zfs", "send"]
-    if progress:
-        send.append("-vP")
-    if props:
-        send.append("-p")
-    if from_snap:
-        send += ["-I", from_snap]
-    send.append("%s@%s" % (ds_name, snap))
+    if token:
+        send += ["-t", token]
+    else:
+        if progress:
+            send.append("-vP")
+        if props:
+            send.append("-p")
+        if from_snap:
+            send += ["-i", from_snap]
+        send.append("%s@%s" % (ds_name, snap))
     ssh = ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
            "-o", "UserKnownHostsFile=" + known_hosts, "-o", "LogLevel=ERROR",
            "-o", "BindAddress=" + src_ip,
@@ -171,15 +232,25 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
 
 
 def recv_command(ds_name, pidfile=None, exclude=()):
-    """zfs recv; with pidfile, its shell's pid there while it runs. exclude:
+    """zfs recv, as Triton's cn-agent receives a migration (sdc-cn-agent
+    lib/backends/smartos/bin/machine-migrate-receive.js): -s, a cut stream
+    keeps what came and a receive_resume_token to go on from; -u, nothing
+    is mounted (the migration mounts the datasets before it uses them);
+    -F. With pidfile, its shell's pid there while it runs. exclude:
     properties of the stream not to receive (-x): `encryption` into an
     encrypted pool, which refuses a stream's encryption=off otherwise."""
-    recv = shlex.join(["zfs", "recv", "-F"] + [w for p in exclude for w in ("-x", p)]
-                      + [ds_name])
+    recv = shlex.join(["zfs", "recv", "-s", "-u", "-F"]
+                      + [w for p in exclude for w in ("-x", p)] + [ds_name])
     if pidfile is None:
         return recv
     f = shlex.quote(pidfile)
     return "echo $$ > %s && %s; s=$?; rm -f %s; exit $s" % (f, recv, f)
+
+
+# sh -c MOUNT_DATASETS sh DATASET...: mount the filesystems named that are
+# not (a receive with -u leaves a new one unmounted), parents first.
+MOUNT_DATASETS = ('for d in "$@"; do [ "$(zfs get -H -o value mounted "$d")" = yes ] || '
+                  'zfs mount "$d" || exit 1; done')
 
 
 def receive_waiter(pidfile, timeout):

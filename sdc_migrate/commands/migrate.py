@@ -30,6 +30,7 @@ HEALTH_TIMEOUT = 120    # --health-timeout's default: seconds to come up on the 
 HEALTH_POLL = 1.0
 SMF_BRANDS = ("joyent", "joyent-minimal")     # zones with SMF inside: a milestone to ask
 RECV_WAIT = 3600        # the longest a run waits for an earlier run's receive
+RESUMES = 2             # a cut stream is resumed this many times, then the run fails
 # --max-delta's convergence rule (RFD 34): live rounds end when one sends less
 # than the limit, when the delta has not shrunk for STALL_ROUNDS rounds, or
 # after MAX_ROUNDS rounds.
@@ -890,8 +891,11 @@ class Migration:
         name = self.snap_base if n is None else "%s-%d" % (self.snap_base, n)
         snaps = ["%s@%s" % (d.name, name) for d in self.datasets]
         # the final increment's size is not worth a command while the instance is down
+        # and the snapshots there are now, oldest first: what the round sends
         out = self.src.script([["zfs", "snapshot"] + snaps] + ([] if final else [
-            ["zfs", "get", "-Hp", "-o", "value", "written"] + snaps]))
+            ["zfs", "get", "-Hp", "-o", "value", "written"] + snaps]) +
+            [zfs.snapshot_chain_command(d.name for d in self.datasets)])
+        self.chains = zfs.snapshot_chains(out)
         if n in (None, 0):
             self.changed("snapshots", "migration snapshots on %s" % self.src.hostname,
                          data=True, node="src")
@@ -913,6 +917,8 @@ class Migration:
     def send_round(self, snap):
         """Send every dataset's snapshot to the destination, CN to CN."""
         r, first = self.r, self.sent is None
+        if first and self.on_dest:
+            self._resume_cut_receives()
         common = self._common_snapshots() if first and self.on_dest else {}
         if first:
             # journaled before the stream starts: a receive cut or killed half
@@ -926,21 +932,13 @@ class Migration:
             # encryption=off: the datasets inherit the pool's encryption
             enc = self.dst.run(zfs.encryption_command(), readonly=True).strip()
             self.recv_exclude = ("encryption",) if enc not in ("off", "-", "") else ()
-        bases = {ds.name: common.get(ds.name) or self.incremental_from.get(ds.name)
-                 for ds in self.datasets} if first else {}
-        oldest = self._oldest_snapshots([n for n, b in bases.items() if not b])
         for ds in self.datasets:
             r.step("    + Tranferring %s@%s ..." % (ds.name, snap))
-            if not first:
-                legs = [("%s@%s" % (ds.name, self.sent), snap)]
-            elif bases[ds.name]:
-                legs = [(bases[ds.name], snap)]
+            if first:
+                base = common.get(ds.name) or self.incremental_from.get(ds.name)
             else:
-                # nothing to start from: the oldest snapshot whole, then the rest
-                legs = [(None, oldest.get(ds.name, snap))]
-                if legs[0][1] != snap:
-                    legs.append(("%s@%s" % (ds.name, legs[0][1]), snap))
-            for from_snap, to in legs:
+                base = "%s@%s" % (ds.name, self.sent)
+            for from_snap, to in zfs.legs(ds.name, self.chains.get(ds.name, ()), base, snap):
                 self._send(ds, to, from_snap, first, meter)
             r.done("done")
         self._verify_received(snap)
@@ -948,11 +946,32 @@ class Migration:
         self.increments += 1
 
     def _send(self, ds, snap, from_snap, props, meter):
+        """One stream; a cut one goes on from where it was cut (zfs recv -s
+        kept it: send -t its token), up to RESUMES times."""
+        token = None
+        for attempt in range(RESUMES + 1):
+            try:
+                return self._stream(ds, snap, from_snap, props, meter, token)
+            except RemoteError as e:
+                cut = e
+            if self.opts.dry_run or attempt == RESUMES:
+                raise cut
+            status, out, _ = self.dst.call(zfs.resume_tokens_command([ds.name]), readonly=True)
+            token = zfs.resume_tokens(out).get(ds.name) if status == 0 else None
+            if token is None:
+                raise cut
+            said = [l for l in cut.stderr.splitlines() if l.strip()]
+            self.r.line("    + The stream of %s@%s was cut (exit status %s%s)"
+                        % (ds.name, snap, cut.status, ": " + said[-1] if said else ""))
+            self.r.step("    + Resuming it where it was cut (zfs send -t) ...")
+            meter = None
+
+    def _stream(self, ds, snap, from_snap, props, meter, token=None):
         argv = zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip,
                                  self.key, self.known_hosts, props=props,
                                  progress=meter is not None, pidfile=self.recv_pidfile(),
                                  exclude=getattr(self, "recv_exclude", ()),
-                                 bwlimit=self.opts.bwlimit)
+                                 bwlimit=self.opts.bwlimit, token=token)
         self.sending = True
         if meter is None:
             self.src.run(argv)
@@ -963,18 +982,17 @@ class Migration:
             meter.complete()
         self.sending = False
 
-    def _oldest_snapshots(self, names):
-        """{dataset: its oldest snapshot's short name} on the source, for the
-        datasets in names: where a whole history is sent from."""
-        if not names:
-            return {}
-        out = self.src.run(["zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-s",
-                            "createtxg", "-d", "1"] + names, readonly=True)
-        oldest = {}
-        for line in out.split():
-            fs, _, short = line.partition("@")
-            oldest.setdefault(fs, short)
-        return oldest
+    def _resume_cut_receives(self):
+        """An interrupted run's receive that was cut kept its state (zfs recv
+        -s): finish each such stream from its token, not from the start."""
+        names = [d.name for d in self.datasets if d.name in self.on_dest]
+        tokens = zfs.resume_tokens(self.dst.run(zfs.resume_tokens_command(names),
+                                                readonly=True))
+        for ds in self.datasets:
+            if ds.name in tokens:
+                self.r.step("    + Resuming the cut transfer of %s (zfs send -t) ..." % ds.name)
+                self._stream(ds, None, None, False, None, tokens[ds.name])
+                self.r.done("done")
 
     def recv_pidfile(self):
         return "%s/sdc-migrate-recv-%s.pid" % (STATE_DIR, self.opts.uuid)
@@ -1141,9 +1159,16 @@ class Migration:
             snap = self.snapshot_round()
             r.line("* Transferring dataset snapshots to %s" % self.dst.hostname)
         self.send_round(snap)
+        self.mount_received()
         self.final_snap = snap
         # both sides keep it after the migration: a rollback's common snapshot
         self.journal.write({"t": "final", "snapshot": snap})
+
+    def mount_received(self):
+        """zfs recv -u mounts no new filesystem: mount them, parents first,
+        before the cores dataset mounts below zones/UUID and the zone uses them."""
+        names = [d.name for d in self.datasets if d.type == "filesystem"]
+        self.dst.run(["sh", "-c", zfs.MOUNT_DATASETS, "sh"] + names)
 
     def create_cores(self):
         r, uuid = self.r, self.vm["uuid"]

@@ -70,7 +70,8 @@ FAULTS = [
     ("snapshot", SRC, ["zfs", "snapshot"], []),
     ("stop", SRC, ["vmadm", "stop"], []),
     ("send", SRC, ["zfs", "send"], []),
-    ("stream cut", DST, ["zfs", "recv"], ["--after-bytes", "65536"]),
+    # cut every time: resumed (zfs send -t) RESUMES times, then rolled back
+    ("stream cut", DST, ["zfs", "recv"], ["--after-bytes", "65536", "--times", "3"]),
     ("cores dataset", DST, ["zfs", "create"], []),
     ("zone configuration copy", DST, ["zonecfg", "-z", "UUID", "-f", "-"], []),
     ("attach", DST, ["zoneadm", "-z", "UUID", "attach"], []),
@@ -172,7 +173,8 @@ def test_failure_raising_the_bhyve_quota_rolls_back(dc):
 # destination, or its stream is cut half way.
 ROUNDS = [
     ("round 1 send fails", SRC, ["zfs", "send"], ["--skip", "1"]),
-    ("round 1 stream cut", DST, ["zfs", "recv"], ["--skip", "1", "--after-bytes", "400"]),
+    ("round 1 stream cut", DST, ["zfs", "recv"], ["--skip", "1", "--after-bytes", "400",
+                                                  "--times", "3"]),
 ]
 
 
@@ -480,6 +482,74 @@ def test_destination_pool_fills_during_the_transfer_rolls_back(dc):
     assert "out of space" in out
     assert "rolled back" in out
     assert_rolled_back(dc, uuid, before, before_keys)
+
+
+def sends_of(dc, uuid, since=0):
+    return [r for r in dc.log(SRC)[since:] if r["argv"][:2] == ["zfs", "send"]
+            and any(uuid in a for a in r["argv"][2:])
+            or r["argv"][:3] == ["zfs", "send", "-t"]]
+
+
+def stream_size(dc, send_argv):
+    """How many bytes `zfs send ARGS` sends, counted (its -v/-P progress aside)."""
+    args = [a for a in send_argv[2:] if a not in ("-v", "-P", "-vP")]
+    out = dc.exec(SRC, "bash", "-c", 'zfs send "$@" | wc -c', "-", *args).stdout
+    return int(out)
+
+
+CUT = 1 << 20
+
+
+def test_a_cut_stream_is_resumed_where_it_was_cut(dc):
+    """The destination's receive ends 1 MB into the stream (a dropped
+    connection): zfs recv -s kept that much, and zfs send -t sends the rest
+    only (illumos zfs(8): receive -s, send -t; Triton's cn-agent receives
+    with -s: sdc-cn-agent lib/backends/smartos/bin/machine-migrate-receive.js)."""
+    uuid = dc.provision("--size", "8")
+    before = dc.vm(uuid)
+    since = len(dc.log(SRC))
+    p, hit = migrate_with_fault(dc, uuid, DST, ["zfs", "recv"], ["--after-bytes", str(CUT)])
+    assert p.returncode == 0 and hit, p.stdout + p.stderr
+    assert "    + The stream of zones/%s@sdc-migrate_ops_migration_" % uuid in p.stdout
+    assert "Resuming it where it was cut (zfs send -t)" in p.stdout
+    assert_migrated(dc, uuid, before, p.stdout)
+    assert_sequence_continues(dc, uuid)
+    sends = sends_of(dc, uuid, since)
+    resumed = [r for r in sends if r["argv"][2] == "-t"]
+    assert len(resumed) == 1, sends
+    whole = stream_size(dc, sends[0]["argv"])    # the stream that was cut
+    assert whole - CUT - (1 << 16) <= resumed[0]["bytes"] <= whole - CUT + (1 << 16), \
+        (resumed[0]["bytes"], whole)
+    recvs = [r["argv"] for r in dc.log(DST) if r["argv"][:2] == ["zfs", "recv"]
+             and r["argv"][-1] == "zones/" + uuid]
+    assert recvs and all(a[2:5] == ["-s", "-u", "-F"] for a in recvs), recvs
+
+
+def test_a_run_killed_after_a_cut_is_resumed_by_the_rerun_from_the_token(dc):
+    """Killed after its receive was cut and before it resumed it: the rerun
+    finishes that stream from its receive_resume_token, then sends only what
+    is newer; nothing is sent whole twice. The stopped instance's datasets
+    are mounted there although every receive was -u."""
+    uuid = dc.provision("--size", "8", "--state", "stopped")
+    before = dc.vm(uuid)
+    fault(dc, DST, ["zfs", "recv"], ["--after-bytes", str(CUT)], uuid)
+    killed = kill_at(dc, uuid, DST, ["zfs", "get", "-H", "-o", "name,value",
+                                     "receive_resume_token"], [])
+    # killed while it read the token, before it said the stream was cut
+    assert "    + Tranferring zones/%s@" % uuid in killed and "was cut" not in killed, killed
+    token = dc.exec(DST, "zfs", "get", "-H", "-o", "value", "receive_resume_token",
+                    "zones/" + uuid).stdout.strip()
+    assert token.startswith("1-"), token
+    since = len(dc.log(SRC))
+    p = dc.migrate("-y", uuid, DST)
+    assert p.returncode == 0, killed + p.stdout + p.stderr
+    assert "Resuming the cut transfer of zones/%s (zfs send -t)" % uuid in p.stdout
+    assert_migrated(dc, uuid, before, killed + p.stdout)
+    sends = [r["argv"] for r in sends_of(dc, uuid, since)]
+    assert sends[0][:3] == ["zfs", "send", "-t"], sends
+    assert all("-t" in a or "-i" in a for a in sends), "sent whole again: %s" % sends
+    assert dc.exec(DST, "zfs", "get", "-H", "-o", "value", "mounted",
+                   "zones/" + uuid).stdout.strip() == "yes"
 
 
 def test_a_second_migration_of_the_same_instance_is_refused(dc):

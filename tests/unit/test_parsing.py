@@ -87,8 +87,52 @@ def test_send_pipeline_quotes_every_word_once():
                              "/root/.ssh/migr-key-1", "/root/.ssh/migr-known-1")
     assert argv[:3] == ["bash", "-o", "pipefail"]
     send, ssh = argv[-1].split(" | ")
-    # -I: the snapshots in between (the instance's own) travel too
-    assert shlex.split(send) == ["zfs", "send", "-I", "zones/U@snap-0", "zones/U@snap-1"]
+    assert shlex.split(send) == ["zfs", "send", "-i", "zones/U@snap-0", "zones/U@snap-1"]
     words = shlex.split(ssh)
-    assert "StrictHostKeyChecking=yes" in words and words[-1] == "zfs recv -F zones/U"
+    # -s: a cut stream can be resumed; -u: nothing mounted behind the tool's back
+    # (as sdc-cn-agent lib/backends/smartos/bin/machine-migrate-receive.js receives)
+    assert "StrictHostKeyChecking=yes" in words and words[-1] == "zfs recv -s -u -F zones/U"
     assert "BindAddress=127.0.10.11" in words
+    token = "1-e3c7bb5d1-c0-789c'; rm -rf /"
+    argv = zfs.send_pipeline("zones/U", None, None, "127.0.10.11", "127.0.10.12",
+                             "/root/.ssh/migr-key-1", "/root/.ssh/migr-known-1", token=token)
+    assert shlex.split(argv[-1].split(" | ")[0]) == ["zfs", "send", "-t", token]
+
+
+CHAIN_LISTING = """zones/U@vmsnap-1
+zones/U@sdc-migrate_ops_migration_5
+zones/U/data@sdc-migrate_ops_migration_5
+zones/U@vmsnap-2
+zones/U@sdc-migrate_ops_migration_5-1
+1234
+"""
+
+
+def test_snapshot_chains_keep_zfs_order_per_dataset():
+    assert zfs.snapshot_chains(CHAIN_LISTING) == {
+        "zones/U": ["vmsnap-1", "sdc-migrate_ops_migration_5", "vmsnap-2",
+                    "sdc-migrate_ops_migration_5-1"],
+        "zones/U/data": ["sdc-migrate_ops_migration_5"]}
+
+
+def test_legs_send_every_snapshot_one_stream_each():
+    chain = zfs.snapshot_chains(CHAIN_LISTING)["zones/U"]
+    m5 = "sdc-migrate_ops_migration_5"
+    # nothing there: the oldest whole, then one -i a snapshot, up to the round's
+    assert zfs.legs("zones/U", chain, None, m5) == [
+        (None, "vmsnap-1"), ("zones/U@vmsnap-1", m5)]
+    # a clone: from its image's @final
+    assert zfs.legs("zones/U", chain, "zones/IMG@final", "vmsnap-1") == [
+        ("zones/IMG@final", "vmsnap-1")]
+    # the next round: a snapshot the customer took in between travels too
+    assert zfs.legs("zones/U", chain, "zones/U@" + m5, m5 + "-1") == [
+        ("zones/U@" + m5, "vmsnap-2"), ("zones/U@vmsnap-2", m5 + "-1")]
+    # --dry-run: the round's snapshot is not there
+    assert zfs.legs("zones/U", chain, "zones/U@" + m5, m5 + "-9") == [
+        ("zones/U@" + m5, "vmsnap-2"), ("zones/U@vmsnap-2", m5 + "-1"),
+        ("zones/U@" + m5 + "-1", m5 + "-9")]
+
+
+def test_resume_tokens_are_the_datasets_with_one():
+    out = "zones/U\t1-abc-10-789c\nzones/U-disk0\t-\n"
+    assert zfs.resume_tokens(out) == {"zones/U": "1-abc-10-789c"}
