@@ -610,7 +610,11 @@ def cmd_fill(args):
             break
     else:
         sys.exit("simdc fill: %s (%d bytes free)" % (p.stderr.strip(), available()))
-    # then top it up with what the writes left free meanwhile, to the last MB
+    # then top it up with what the writes left free meanwhile, to the last MB.
+    # Under load zfs-fuse may go on refusing to reserve the last tens of MB it
+    # reports free (seen in CI: 30 MB); when it has refused five times running,
+    # that is as full as reservations make it: say what is left.
+    refused = 0
     for attempt in range(60):
         left = available()
         if left < 1 << 20:
@@ -620,10 +624,16 @@ def cmd_fill(args):
         for margin in (0, 1 << 16, 1 << 18, 1 << 19, left // 2):
             if run_on(args.host, [zfs, "set", "reservation=%d" % (held + left - margin),
                                   "zones/simdc-fill"], check=False).returncode == 0:
+                refused = 0
                 break
         else:
-            time.sleep(0.1)
-    sys.exit("simdc fill: %s still has %d bytes free" % (args.host, available()))
+            refused += 1
+            if refused == 5:
+                break
+            time.sleep(0.2)
+    print("simdc fill: %s still has %d bytes free that zfs will not reserve"
+          % (args.host, available()))
+    return 0
 
 
 def cmd_encrypt(args):
