@@ -82,7 +82,6 @@ FAULTS = [
 ]
 
 
-_ROLLED_BACK = []   # instances a rollback test left as they were
 _SEQ_BEFORE = {}    # uuid -> the source workload's record just before an attempt
 
 
@@ -94,8 +93,9 @@ def remember_record(dc, uuid):
 def running_instance(dc):
     """A running 1 MB instance on the source: one that a rollback left as it
     was (as good as a new one: that is what the test checked), else a new one."""
-    while _ROLLED_BACK:
-        uuid = _ROLLED_BACK.pop()
+    while dc.reusable:
+        uuid = dc.reusable.pop()
+        dc.reused.add(uuid)
         vm = dc.vm(uuid)
         if vm["server_uuid"] == dc.hosts()[SRC]["uuid"] and vm["state"] == "running":
             return uuid
@@ -133,7 +133,7 @@ def test_failure_before_the_switch_rolls_back(dc, name, host, prefix, extra):
     assert "* Rolling back:" in p.stdout
     assert "rolled back" in p.stderr and "is on %s, running, as before" % SRC in p.stderr
     assert_rolled_back(dc, uuid, before, before_keys)
-    _ROLLED_BACK.append(uuid)
+    dc.reusable.append(uuid)
 
 
 TUNED = ("tcp_max_buf", "tcp_xmit_hiwat", "tcp_recv_hiwat")
@@ -154,7 +154,7 @@ def test_failure_while_tuning_tcp_rolls_back(dc):
     assert p.returncode == 4 and hit, p.stdout + p.stderr
     assert tunables(dc, SRC) == before_tcp == ["1048576", "128000", "1048576"]
     assert_rolled_back(dc, uuid, before, before_keys)
-    _ROLLED_BACK.append(uuid)
+    dc.reusable.append(uuid)
 
 
 def test_failure_raising_the_bhyve_quota_rolls_back(dc):
@@ -186,7 +186,7 @@ def test_failure_in_an_incremental_round_rolls_back(dc, name, host, prefix, extr
     assert p.returncode == 4, p.stdout + p.stderr
     assert hit and "Transferring incremental dataset snapshot 1" in p.stdout
     assert_rolled_back(dc, uuid, before, before_keys)
-    _ROLLED_BACK.append(uuid)
+    dc.reusable.append(uuid)
 
 
 def test_failed_image_import_migrates_without_the_origin(dc):
@@ -424,7 +424,7 @@ def test_hangup_or_sigterm(dc, sig, host, prefix, delay, status):
     if status == 4:
         assert "interrupted by %s" % sig in out and "rolled back" in out
         assert_rolled_back(dc, uuid, before, before_keys)
-        _ROLLED_BACK.append(uuid)
+        dc.reusable.append(uuid)
         return
     assert "* %s past the switch point: finishing the migration" % sig in out
     assert_migrated(dc, uuid, before, out)
