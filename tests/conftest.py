@@ -107,9 +107,15 @@ class Datacenter:
 
 
 def dc_env(dirname="/var/tmp/simdc-test", net="30"):
+    """The suite's datacenter; under pytest-xdist one a worker (gw0, gw1...),
+    side by side: SIMDC_DIR-gwN on addresses 127.0.(NET+10*(N+1)).x."""
     env = dict(os.environ)
     env.setdefault("SIMDC_DIR", dirname)
     env.setdefault("SIMDC_NET", net)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        env["SIMDC_DIR"] += "-" + worker
+        env["SIMDC_NET"] = str(int(env["SIMDC_NET"]) + 10 * (int(worker[2:]) + 1))
     return env
 
 
@@ -138,13 +144,28 @@ def _stop_what_the_test_provisioned(request):
         yield
         return
     d = request.getfixturevalue("dc")
+    if not isinstance(d, Datacenter):        # tests/sim's API-only services
+        yield
+        return
     before = set(d.provisioned)
     yield
     d.stop_instances((set(d.provisioned) - before | d.reused) - set(d.reusable))
     d.reused.clear()
 
 
+# What one pytest-xdist worker runs whole (--dist loadgroup), in order: a
+# module's own datacenter or instance (evacuate, data), the migrations that
+# want a datacenter no other test has touched, and tests/sim, whose fixtures
+# take fixed addresses (127.0.61-63.x).
+GROUPS = {"tests/e2e/test_migrate.py": "migrate", "tests/e2e/test_evacuate.py": "evacuate",
+          "tests/e2e/test_data.py": "data", "tests/sim/": "sim"}
+
+
 def pytest_collection_modifyitems(items):
     """The migrations of issue 3 first, on a datacenter no other test has
     touched yet: one of them needs dest-server without the zone image."""
     items.sort(key=lambda item: 0 if item.nodeid.startswith("tests/e2e/test_migrate.py") else 1)
+    for item in items:
+        for prefix, group in GROUPS.items():
+            if item.nodeid.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))

@@ -989,10 +989,26 @@ class Migration:
         tokens = zfs.resume_tokens(self.dst.run(zfs.resume_tokens_command(names),
                                                 readonly=True))
         for ds in self.datasets:
-            if ds.name in tokens:
-                self.r.step("    + Resuming the cut transfer of %s (zfs send -t) ..." % ds.name)
-                self._stream(ds, None, None, False, None, tokens[ds.name])
-                self.r.done("done")
+            if ds.name not in tokens:
+                continue
+            # its snapshot may be gone (the interrupted run's undo destroyed
+            # it): then zfs send -t cannot resume, and the partial state is
+            # thrown away (zfs recv -A) for a send from the last common one
+            status, _, err = self.src.call(["zfs", "send", "-nP", "-t", tokens[ds.name]],
+                                           readonly=True)
+            if status != 0:
+                said = [l for l in err.splitlines() if l.strip()]
+                self.r.line("    + The cut transfer of %s cannot be resumed (%s); discarding it"
+                            " (zfs recv -A)" % (ds.name, said[-1] if said else status))
+                self.dst.run(["zfs", "recv", "-A", ds.name])
+                st, _, _ = self.dst.call(["zfs", "list", "-H", "-o", "name", ds.name],
+                                         readonly=True)
+                if st != 0:
+                    self.on_dest.discard(ds.name)
+                continue
+            self.r.step("    + Resuming the cut transfer of %s (zfs send -t) ..." % ds.name)
+            self._stream(ds, None, None, False, None, tokens[ds.name])
+            self.r.done("done")
 
     def recv_pidfile(self):
         return "%s/sdc-migrate-recv-%s.pid" % (STATE_DIR, self.opts.uuid)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from checks import data_digest, kept_snapshot
-from conftest import SDC_MIGRATE, SIMDC, booted
+from conftest import SDC_MIGRATE, SIMDC, booted, dc_env
 
 SRC = "source-server"
 DESTS = ("dest-server", "spare-server")
@@ -17,9 +17,9 @@ DESTS = ("dest-server", "spare-server")
 
 @pytest.fixture(scope="module")
 def evac():
-    base = os.environ.get("SIMDC_DIR", "/var/tmp/simdc-test")
-    net = int(os.environ.get("SIMDC_NET", "30"))
-    with booted(dict(os.environ, SIMDC_DIR=base + "-evac", SIMDC_NET=str(net + 100))) as d:
+    env = dc_env()
+    with booted(dict(env, SIMDC_DIR=env["SIMDC_DIR"] + "-evac",
+                     SIMDC_NET=str(int(env["SIMDC_NET"]) + 100))) as d:
         yield d
 
 
