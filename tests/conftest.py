@@ -154,13 +154,15 @@ def _stop_what_the_test_provisioned(request):
 
 
 # What one pytest-xdist worker runs whole (--dist loadgroup), in order: a
-# module's own datacenter or instance (evacuate, data), the migrations that
+# module's own datacenter or instance (evacuate, data, estimate's CNs), the migrations that
 # want a datacenter no other test has touched, and tests/sim, whose fixtures
 # take fixed addresses (127.0.61-63.x).
 GROUPS = {"tests/e2e/test_migrate.py": "migrate", "tests/e2e/test_evacuate.py": "evacuate",
-          "tests/e2e/test_data.py": "data", "tests/sim/": "sim"}
+          "tests/e2e/test_data.py": "data", "tests/e2e/test_estimate.py": "estimate",
+          "tests/sim/": "sim"}
 
 
+@pytest.hookimpl(tryfirst=True)       # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     """The migrations of issue 3 first, on a datacenter no other test has
     touched yet: one of them needs dest-server without the zone image."""

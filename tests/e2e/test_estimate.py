@@ -67,6 +67,8 @@ def test_sizes_equal_zfs_and_purge_is_their_sum_with_one_call_per_cn(dc):
 
 
 def test_every_compute_node_with_one_call_each_and_a_table(dc):
+    # an instance on spare-server for the table, whatever ran before
+    dc.provision("--server", "spare-server", "--state", "stopped", "--size", "1")
     mark = len(dc.log())
     objs = estimate(dc)
     records = dc.log()[mark:]

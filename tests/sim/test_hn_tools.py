@@ -522,6 +522,9 @@ def test_oneachnode_files(dc, tmp_path):
 # ---- sdc-server ----------------------------------------------------------------
 
 def test_sdc_server(dc):
+    # spare-server reserved, whatever ran before (under xdist, maybe nothing)
+    r = dc.run("sdc-cnapi", "/servers/%s" % SPARE_UUID, "-X", "POST", "-d", '{"reserved": true}')
+    assert r.returncode == 0
     r = dc.run("sdc-server", "lookup", "hostname=source-server")
     assert r.returncode == 0 and r.stdout.decode() == SRC_UUID + "\n"
     r = dc.run("sdc-server", "lookup", "-H", "headnode=false", "reserved=false")
