@@ -14,9 +14,11 @@ of an indestructible_zoneroot/_delegated copy (zfs release). It then removes
 the migration's last snapshot, which the live copy keeps for `sdc-migrate
 rollback`: once the old copy is gone there is nothing to roll back to.
 
-It finds the old source compute node from the migration logs on the head
-node (/var/tmp/migrator-INST_UUID-*.log), or else by looking on every
-compute node for the hidden copy. It refuses, removing nothing, unless VMAPI
+It finds the old source compute node in the journals of the finished
+migrations and rollbacks on the head node
+(/var/tmp/migrator-INST_UUID-*.journal), then in the logs migrator.sh left
+(/var/tmp/migrator-INST_UUID-*.log with no journal beside them), or else by
+looking on every compute node for the hidden copy. It refuses, removing nothing, unless VMAPI
 shows the instance on another compute node that has it installed, and it
 never touches that live copy.
 
@@ -96,8 +98,25 @@ def probe(node, uuid):
     return Copy(node, uuid, node.run(["sh", "-c", PROBE, "sh", uuid], readonly=True))
 
 
-def sources_in_logs(uuid, state_dir=STATE_DIR):
-    """(hostname, ip, log) of the source each migration log of uuid names, newest first."""
+def sources(uuid, state_dir=STATE_DIR):
+    """(hostname, ip, record) of each source that a finished migration or
+    rollback of uuid left a hidden copy on, newest first: from its journal
+    (the begin record names the source), else from a log that has no journal,
+    one of migrator.sh's (its closing block names it)."""
+    found, journaled = [], set()
+    for j in Journal.all(uuid, state_dir=state_dir):
+        journaled.add(j.path[:-len(".journal")])
+        src = j.begin.get("src") or {}
+        done = any(r["t"] == "end" and r.get("outcome") == "done" for r in j.records)
+        if done and src.get("hostname") and src.get("ip"):
+            found.append((j.begin.get("epoch", 0), src["hostname"], src["ip"], j.path))
+    for epoch, host, ip, path in _sources_in_logs(uuid, state_dir):
+        if path[:-len(".log")] not in journaled:
+            found.append((epoch, host, ip, path))
+    return [(h, ip, p) for _, h, ip, p in sorted(found, reverse=True)]
+
+
+def _sources_in_logs(uuid, state_dir):
     found = []
     for path in glob.glob(os.path.join(state_dir, "migrator-%s-*.log" % uuid)):
         try:
@@ -111,7 +130,7 @@ def sources_in_logs(uuid, state_dir=STATE_DIR):
         if host and ip:
             epoch = path.rsplit("-", 1)[-1][:-len(".log")]
             found.append((int(epoch) if epoch.isdigit() else 0, host.group(1), ip.group(1), path))
-    return [(h, ip, p) for _, h, ip, p in sorted(found, reverse=True)]
+    return found
 
 
 def removal_commands(copy, comment_out):
@@ -209,11 +228,12 @@ class Cleanup:
         return live, copies
 
     def find_copies(self, live):
-        """The hidden copies: from the migration logs' sources, else from every CN."""
+        """The hidden copies: on the sources the journals (or migrator.sh's
+        logs) name, else on every CN."""
         r, u = self.r, self.uuid
         copies, seen = [], {live.node.uuid}
-        for host, ip, log in sources_in_logs(u, self.state_dir):
-            r.line("    + %s names %s (%s) as the source" % (log, host, ip))
+        for host, ip, record in sources(u, self.state_dir):
+            r.line("    + %s names %s (%s) as the source" % (record, host, ip))
             try:
                 server = self.api.server_by_hostname(host)
             except NotFound:

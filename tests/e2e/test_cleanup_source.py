@@ -2,6 +2,7 @@
 it removes exactly the old copy on the source; it refuses, removing nothing,
 for an instance that never moved. Migrations here go to spare-server:
 which images dest-server holds is other tests' business."""
+import re
 from checks import kept_snapshot
 
 
@@ -57,22 +58,26 @@ def test_removes_exactly_the_old_copy_of_a_kvm_instance(dc):
 def test_comment_out_then_remove_without_the_log(dc):
     uuid = migrate(dc, "--size", "1", "--state", "stopped", "--alias", "kirby")
     before = state(dc, "source-server")
+    kept = kept_snapshot(dc, uuid)
     p = dc.migrate("cleanup-source", "-y", "--comment-out", uuid)
     assert p.returncode == 0, p.stdout + p.stderr
+    # the source as the migration's journal names it, not as its log says
+    assert re.search(r"\+ /var/tmp/migrator-%s-%s-\d+\.journal names source-server "
+                     r"\(127\.0\.\d+\.11\) as the source" % (uuid, DEST), p.stdout), p.stdout
     zfs_after, (index, xmls) = state(dc, "source-server")
     assert zfs_after == before[0] and xmls == before[1][1]
     assert [l for l in before[1][0] if l not in index] == \
         ["%s:installed:/zones/%s:%s" % (uuid, uuid, uuid)]
     assert "#%s:installed:/zones/%s:%s" % (uuid, uuid, uuid) in index
-    # with the migration's log gone it finds the hidden copy by looking
+    # with the migration's journal and log gone it finds the hidden copy by looking
     dc.exec("headnode", "sh", "-c", "mkdir -p /var/tmp/moved && mv /var/tmp/migrator-%s-*.log "
-            "/var/tmp/moved/" % uuid)
+            "/var/tmp/migrator-%s-*.journal /var/tmp/moved/" % (uuid, uuid))
     p = dc.migrate("cleanup-source", "-y", uuid)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "looking for a hidden copy on every compute node" in p.stdout
     zfs_after, (index, xmls) = state(dc, "source-server")
     assert before[0] - zfs_after == {"zones/" + uuid, "zones/cores/" + uuid,
-                                     "zones/%s@%s" % (uuid, kept_snapshot(dc, uuid))}
+                                     "zones/%s@%s" % (uuid, kept)}
     assert not [l for l in index if uuid in l] and uuid + ".xml" not in xmls
 
 

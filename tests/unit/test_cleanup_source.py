@@ -1,6 +1,7 @@
 """sdc-migrate cleanup-source: reading a compute node's copy, the migration logs,
 and the commands it would run."""
 import io
+import os
 import subprocess
 import sys
 
@@ -144,9 +145,38 @@ def test_the_sources_named_by_the_migration_logs_newest_first(tmp_path):
     (tmp_path / ("migrator-%s-old-server-1398900000.log" % UUID)).write_text("* failed\n")
     (tmp_path / "migrator-5ca5b3dc-48fe-6f75-ed8c-8d8fbd77e2aa-x-1.log").write_text(
         CLOSING % {"u": "5ca5b3dc-48fe-6f75-ed8c-8d8fbd77e2aa", "src": "x", "ip": "1.1.1.1"})
-    found = cs.sources_in_logs(UUID, str(tmp_path))
+    found = cs.sources(UUID, str(tmp_path))
     assert [(h, ip) for h, ip, _ in found] == [("dest-server", "10.1.1.34"),
                                                ("source-server", "10.1.1.33")]
+
+
+def journal(tmp_path, dest, epoch, src, outcome):
+    import json
+    path = tmp_path / ("migrator-%s-%s-%d.journal" % (UUID, dest, epoch))
+    records = [{"t": "begin", "kind": "migration", "uuid": UUID, "dest": dest, "epoch": epoch,
+                "src": {"hostname": src[0], "uuid": "u-" + src[0], "ip": src[1]}}]
+    if outcome:
+        records.append({"t": "end", "outcome": outcome})
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_the_sources_are_read_from_the_journals_before_any_log(tmp_path):
+    """A finished migration's journal names its source; its log (the same name
+    but .log) is not read, however its closing block was edited; one that was
+    rolled back or never ended left no hidden copy; a log with no journal
+    (migrator.sh's) still counts."""
+    done = journal(tmp_path, "dest-server", 1400000000, ("source-server", "10.1.1.33"), "done")
+    (tmp_path / done.name.replace(".journal", ".log")).write_text(
+        CLOSING % {"u": UUID, "src": "elsewhere", "ip": "10.1.1.99"})
+    journal(tmp_path, "spare-server", 1400000100, ("dest-server", "10.1.1.34"), "rolled-back")
+    journal(tmp_path, "old-server", 1400000200, ("dest-server", "10.1.1.34"), None)
+    (tmp_path / ("migrator-%s-dest-server-1398709539.log" % UUID)).write_text(
+        CLOSING % {"u": UUID, "src": "old-server", "ip": "10.1.1.35"})
+    found = cs.sources(UUID, str(tmp_path))
+    assert [(h, ip, os.path.basename(p)) for h, ip, p in found] == [
+        ("source-server", "10.1.1.33", done.name),
+        ("old-server", "10.1.1.35", "migrator-%s-dest-server-1398709539.log" % UUID)]
 
 
 def run(*args):
