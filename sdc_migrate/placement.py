@@ -14,6 +14,7 @@ fill it, and name it themselves.
 """
 from .errors import Refused
 from .report import human_size
+from .triton import UUID_RE
 
 
 def nic_tags(server):
@@ -37,6 +38,35 @@ def needed_tags(vm):
         elif tag:
             need.add(tag)
     return need
+
+
+def nat_network(vm):
+    """The fabric network a NAT zone serves, from its alias nat-NETWORK_UUID; else None."""
+    alias = vm.get("alias") or ""
+    tagged = (vm.get("tags") or {}).get("smartdc_role") == "nat"
+    # A destroyed NAT zone's record may have lost its tags: its CN's vm-agent
+    # can report it once more after `vmadm delete` removed its datasets (and
+    # tags.json with them) but not yet its configuration (the alias). Its
+    # alias names it then.
+    if not alias.startswith("nat-") or not (tagged or vm.get("state") in ("destroyed", "failed")):
+        return None
+    net = alias[len("nat-"):]
+    return net if UUID_RE.match(net) else None
+
+
+def kind_of(vm):
+    """What sdc-migrate makes of an instance (a VMAPI record, or as much of
+    one as a CN's listing gives: alias, state, tags): ("nat", NETWORK_UUID or
+    None) a fabric NAT zone, which nat-recreate recreates; ("core", ROLE) a
+    Triton core zone, which it leaves alone; ("instance", None) one it moves.
+    The one rule that migrate, evacuate, estimate and nat-recreate share."""
+    net = nat_network(vm)
+    if net or (vm.get("tags") or {}).get("smartdc_role") == "nat":
+        return "nat", net
+    role = core_role(vm)
+    if role:
+        return "core", role
+    return "instance", None
 
 
 def core_role(vm):

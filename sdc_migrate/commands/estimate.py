@@ -37,7 +37,7 @@ import json
 import os
 import time
 
-from .. import zfs
+from .. import placement, zfs
 from ..cnlink import TempKey
 from ..errors import MigrateError, NotFound, Refused, Usage
 from ..node import Node, Runner
@@ -50,7 +50,8 @@ OVERHEAD = 120
 MEASURE_MB = 64
 SEPARATOR = "--- sdc-migrate estimate ---"
 # alias last: it is the one field a user chose.
-VMADM_FIELDS = "uuid,brand,state,do_not_inventory,tags.smartdc_role,alias"
+VMADM_FIELDS = ("uuid,brand,state,do_not_inventory,tags.smartdc_role,tags.smartdc_type,"
+                "tags.manta_role,alias")
 
 
 def listing_commands():
@@ -69,13 +70,15 @@ def parse_rate(text):
     return rate
 
 
-def note_for(brand, dni, role):
+def note_for(vm, dni):
+    """Why an instance of the listing is not moved (placement.kind_of), else None."""
     if dni == "true":
         return "(hidden copy: cleanup-source)"
-    if role == "nat":
+    kind, what = placement.kind_of(vm)
+    if kind == "nat":
         return "(NAT zone: nat-recreate)"
-    if role:
-        return "(core zone %s: not moved)" % role
+    if kind == "core":
+        return "(core zone %s: not moved)" % what
     return None
 
 
@@ -87,14 +90,17 @@ def parse_listing(out):
     instances = []
     for line in zones_part.splitlines():
         f = line.split(":")
-        if len(f) < 6:
+        if len(f) < 8:
             continue
-        uuid, brand, state, dni, role = f[:5]
+        uuid, brand, state, dni, role, kind, manta = f[:7]
+        alias = ":".join(f[7:])
+        tags = {k: v for k, v in (("smartdc_role", role), ("smartdc_type", kind),
+                                  ("manta_role", manta)) if v}
         datasets = zfs.instance_datasets(datasets_part, uuid)
         instances.append({
-            "uuid": uuid, "alias": ":".join(f[5:]), "brand": brand, "state": state,
+            "uuid": uuid, "alias": alias, "brand": brand, "state": state,
             "datasets": [d.name for d in datasets], "bytes": zfs.sent_size(datasets),
-            "note": note_for(brand, dni, role)})
+            "note": note_for({"alias": alias, "state": state, "tags": tags}, dni)})
     instances.sort(key=lambda i: (i["note"] is not None, i["alias"], i["uuid"]))
     return instances
 

@@ -65,7 +65,6 @@ from ..procedure import STATE_DIR, Journal
 from ..report import Report, capped_rate, estimate_seconds, human_duration, human_size
 from ..triton import Triton, admin_ip
 from .inflight import lock_held
-from .nat_recreate import network_of
 
 USAGE = __doc__
 PLAN_HEADERS = ["INSTANCE", "ALIAS", "BRAND", "SIZE", "STATE", "DESTINATION", "EST. TIME"]
@@ -99,11 +98,13 @@ def item_for(vm, listing):
     """What the plan needs of an instance: kind, size, RAM, NIC tags."""
     datasets = zfs.instance_datasets(listing, vm["uuid"])
     kind, reason = "migrate", None
-    if network_of(vm):
+    what, role = placement.kind_of(vm)
+    if what == "nat" and role:
         kind = "nat"
-    elif placement.core_role(vm):
-        kind, reason = "core", "core zone %s: not moved by sdc-migrate (sdcadm moves it)" \
-            % placement.core_role(vm)
+    elif what == "nat":
+        kind, reason = "skip", "NAT zone of no fabric network its alias names"
+    elif what == "core":
+        kind, reason = "core", "core zone %s: not moved by sdc-migrate (sdcadm moves it)" % role
     elif vm.get("state") not in ("running", "stopped"):
         kind, reason = "skip", "state %s: neither running nor stopped" % vm.get("state")
     return {"uuid": vm["uuid"], "alias": vm.get("alias"), "brand": vm.get("brand"),

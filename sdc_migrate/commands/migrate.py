@@ -156,14 +156,13 @@ class Migration:
         vm = self.api.vm(o.uuid)
         if vm.get("state") in ("destroyed", "failed") or not vm.get("server_uuid"):
             raise NotFound("instance %s is %s" % (o.uuid, vm.get("state") or "not on any server"))
-        tags = vm.get("tags") or {}
-        if tags.get("smartdc_role") == "nat" or (vm.get("alias") or "").startswith("nat-") \
-                and tags.get("smartdc_type") == "core":
+        kind, what = placement.kind_of(vm)
+        if kind == "nat":
             raise Refused("instance %s is a fabric NAT zone: use `sdc-migrate nat-recreate %s`"
                           % (o.uuid, o.uuid))
-        if placement.core_role(vm):
+        if kind == "core":
             raise Refused("instance %s is a Triton core zone (%s): sdc-migrate does not move"
-                          " core zones" % (o.uuid, placement.core_role(vm)))
+                          " core zones" % (o.uuid, what))
         record = self.api.migration(o.uuid)
         if record and record.get("state") != "aborted":
             raise Refused("instance %s has a Triton migration (sdc-vmapi /migrations/%s) in"

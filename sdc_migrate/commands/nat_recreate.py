@@ -42,18 +42,8 @@ USAGE = __doc__
 WAIT = 300
 
 
-def network_of(vm):
-    """The fabric network a NAT zone serves, from its alias nat-NETWORK_UUID; else None."""
-    alias = vm.get("alias") or ""
-    tagged = (vm.get("tags") or {}).get("smartdc_role") == "nat"
-    # A destroyed NAT zone's record may have lost its tags: its CN's vm-agent
-    # can report it once more after `vmadm delete` removed its datasets (and
-    # tags.json with them) but not yet its configuration (the alias). Its
-    # alias names it then.
-    if not alias.startswith("nat-") or not (tagged or vm.get("state") in ("destroyed", "failed")):
-        return None
-    net = alias[len("nat-"):]
-    return net if UUID_RE.match(net) else None
+# the fabric network a NAT zone serves (placement's one rule)
+network_of = placement.nat_network
 
 
 def nat_rows(vms, networks, hostnames):

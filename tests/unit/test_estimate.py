@@ -17,12 +17,14 @@ HIDDEN = "cd79592f-6153-4f9c-a4c6-64b97745348a"
 IMAGE = "4e3b8c1a-0b9f-4f5e-9c41-1d2f0a7b6e01"
 MB = 1048576
 
+# vmadm list -p -o uuid,brand,state,do_not_inventory,tags.smartdc_role,
+# tags.smartdc_type,tags.manta_role,alias (estimate.VMADM_FIELDS)
 VMADM = "\n".join([
-    "%s:joyent:running:::kirby" % JOYENT,
-    "%s:kvm:stopped:::db:with:colons" % KVM,
-    "%s:bhyve:running:::" % BHYVE,
-    "%s:joyent-minimal:running::nat:nat-e9a808dd-fb03-4097-9411-89ac8d557872" % NAT,
-    "%s:joyent:stopped:true::old-copy" % HIDDEN,
+    "%s:joyent:running:::::kirby" % JOYENT,
+    "%s:kvm:stopped:::::db:with:colons" % KVM,
+    "%s:bhyve:running:::::" % BHYVE,
+    "%s:joyent-minimal:running::nat:core::nat-e9a808dd-fb03-4097-9411-89ac8d557872" % NAT,
+    "%s:joyent:stopped:true::::old-copy" % HIDDEN,
 ])
 
 
@@ -175,3 +177,15 @@ def test_bad_rate_on_the_command_line_is_one_line_and_status_2():
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr == "sdc-migrate: error: --rate takes a positive number of MB/s, not 'fast'\n"
+
+
+def test_a_listings_tags_decide_as_placement_kind_of_does():
+    """The CN's listing carries the tags kind_of reads: a Manta zone (which
+    also has a role) is moved, a core zone and a NAT zone are not."""
+    head = "11111111-2222-4333-8444-5555555555%02d:joyent:running::"
+    listing = "\n".join([head % 1 + "storage::storage:storage-1",
+                          head % 2 + "imgapi:core::imgapi0",
+                          head % 3 + "nat:core::nat-e9a808dd-fb03-4097-9411-89ac8d557872",
+                          head % 4 + ":::plain"]) + "\n" + estimate.SEPARATOR + "\n"
+    notes = [i["note"] for i in sorted(estimate.parse_listing(listing), key=lambda i: i["uuid"])]
+    assert notes == [None, "(core zone imgapi: not moved)", "(NAT zone: nat-recreate)", None]

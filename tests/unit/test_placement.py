@@ -68,3 +68,23 @@ def test_head_node_and_not_running_are_never_destinations():
 ])
 def test_core_zones_are_told_from_manta_zones(tags, role):
     assert placement.core_role({"tags": copy.deepcopy(tags)}) == role
+
+
+NAT_NET = "e9a808dd-fb03-4097-9411-89ac8d557872"
+
+
+@pytest.mark.parametrize("vm, kind", [
+    ({"alias": "nat-" + NAT_NET, "tags": {"smartdc_role": "nat", "smartdc_type": "core"}},
+     ("nat", NAT_NET)),
+    # a destroyed NAT zone's last record may have lost its tags, not its alias
+    ({"alias": "nat-" + NAT_NET, "state": "destroyed", "tags": {}}, ("nat", NAT_NET)),
+    ({"alias": "gateway", "tags": {"smartdc_role": "nat"}}, ("nat", None)),
+    ({"alias": "nat-" + NAT_NET, "state": "running", "tags": {}}, ("instance", None)),
+    ({"alias": "imgapi0", "tags": {"smartdc_role": "imgapi", "smartdc_type": "core"}},
+     ("core", "imgapi")),
+    ({"alias": "storage-1", "tags": {"manta_role": "storage", "smartdc_role": "storage"}},
+     ("instance", None)),
+    ({"alias": "kirby", "tags": {}}, ("instance", None)),
+])
+def test_one_rule_says_what_an_instance_is(vm, kind):
+    assert placement.kind_of(vm) == kind
