@@ -139,7 +139,8 @@ def json_requested(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    as_json = not (argv and argv[0] in SUBCOMMANDS) and json_requested(argv)
+    sub = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    as_json = sub is None and json_requested(argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
             module = importlib.import_module(".commands." + SUBCOMMANDS[argv[0]], __package__)
@@ -168,7 +169,7 @@ def main(argv=None):
         from .commands import migrate
         return migrate.main(args)
     except MigrateError as e:
-        return error(as_json, e.exit_status, type(e).__name__, str(e))
+        return error(as_json, e.exit_status, type(e).__name__, str(e), sub=sub)
     except KeyboardInterrupt as e:
         # ^C, or SIGHUP/SIGTERM (commands.migrate.HungUp) before anything changed
         said = "interrupted by %s" % e if e.args else "interrupted"
@@ -186,13 +187,16 @@ def path_note():
         sys.stderr.write(note + "\n")
 
 
-def error(as_json, status, code, message, line=None):
-    """One line on stderr; with -j also an error event on stdout, the last one."""
+def error(as_json, status, code, message, line=None, sub=None):
+    """One line on stderr, as node-triton writes its errors: `sdc-migrate
+    [SUB]: error (Code): message`; with -j also an error event on stdout,
+    the last one."""
     try:
         if as_json:
             sys.stdout.write(event_line("error", code=code, message=message, exit_status=status))
         sys.stdout.flush()
-        sys.stderr.write(line or "sdc-migrate: error: %s\n" % message)
+        sys.stderr.write(line or "%s: error (%s): %s\n" % (
+            "sdc-migrate " + sub if sub else "sdc-migrate", code, message))
     except OSError:
         pass        # the terminal went away (SIGHUP): the log has it, the status tells
     return status

@@ -54,6 +54,7 @@ needs an operator (its line says what to do).
 import concurrent.futures
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -128,6 +129,10 @@ def child_argv(item, opts):
     return cmd + [item["uuid"], item["dest"]]
 
 
+# what cli.error writes: sdc-migrate[ SUB]: error (Code): message
+ERROR_LINE = re.compile(r"^sdc-migrate(?: [a-z-]+)?: error \(\w+\): (.*)$")
+
+
 def last_error(path):
     """The one-line error a child sdc-migrate printed last, if any."""
     try:
@@ -136,8 +141,11 @@ def last_error(path):
     except OSError:
         return None
     for line in reversed(lines):
-        if line.startswith("sdc-migrate: error: ") or line.startswith("sdc-migrate: "):
-            return line.split(": ", 2)[-1]
+        said = ERROR_LINE.match(line)
+        if said:
+            return said.group(1)
+        if line.startswith("sdc-migrate: "):
+            return line.split(": ", 1)[1]
     return None
 
 

@@ -112,4 +112,4 @@ def test_on_a_compute_node_it_covers_its_own_instances(dc):
 def test_unknown_compute_node_is_not_found(dc):
     p = dc.migrate("estimate", "no-such-server")
     assert p.returncode == 3 and p.stdout == ""
-    assert p.stderr == "sdc-migrate: error: compute node no-such-server not found in CNAPI\n"
+    assert p.stderr == "sdc-migrate estimate: error (NotFound): compute node no-such-server not found in CNAPI\n"

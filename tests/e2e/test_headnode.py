@@ -62,7 +62,7 @@ def test_room_is_dapis_unreserved_ram_not_free_memory(dc):
         before = dc_state(dc, uuid)
         p = dc.migrate("-y", uuid, SPARE)
         assert p.returncode == 2, p.stdout + p.stderr
-        assert p.stderr == ("sdc-migrate: error: destination %s has 100 MB of unreserved RAM;"
+        assert p.stderr == ("sdc-migrate: error (Refused): destination %s has 100 MB of unreserved RAM;"
                             " the instance needs 256 MB\n" % SPARE)
         assert dc_state(dc, uuid) == before
     finally:
@@ -80,7 +80,7 @@ def test_a_destination_without_the_nic_tag_is_refused(dc):
     finally:
         dc.simdc("nictag", SPARE, "add", "external")
     assert p.returncode == 2, p.stdout + p.stderr
-    assert p.stderr == ("sdc-migrate: error: destination %s lacks NIC tag external that the"
+    assert p.stderr == ("sdc-migrate: error (Refused): destination %s lacks NIC tag external that the"
                         " instance's NICs need\n" % SPARE)
     assert dc_state(dc, uuid) == before
 

@@ -143,7 +143,7 @@ def test_json_failure_reports_the_failed_step_each_undo_and_exit_4(dc):
     finally:
         dc.simdc("fault", "clear")
     assert p.returncode == 4, p.stdout + p.stderr
-    assert p.stderr.startswith("sdc-migrate: error: migration of %s failed and was rolled back"
+    assert p.stderr.startswith("sdc-migrate: error (RolledBack): migration of %s failed and was rolled back"
                                % uuid)
     evs = events(p)
     assert_steps_pair(evs)

@@ -187,7 +187,7 @@ def run(*args):
 def test_a_malformed_uuid_is_refused_in_one_line():
     p = run("-y", "../../etc")
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr == "sdc-migrate: error: '../../etc' is not an instance UUID\n"
+    assert p.stderr == "sdc-migrate cleanup-source: error (Refused): '../../etc' is not an instance UUID\n"
 
 
 def test_usage_errors():

@@ -29,7 +29,7 @@ def test_unknown_option_is_a_usage_error():
 def test_malformed_uuid_is_refused_in_one_line():
     p = run("-y", "not-a-uuid", "dest-server")
     assert p.returncode == 2
-    assert p.stderr == "sdc-migrate: error: 'not-a-uuid' is not an instance UUID\n"
+    assert p.stderr == "sdc-migrate: error (Refused): 'not-a-uuid' is not an instance UUID\n"
 
 
 def test_interval_must_be_whole_seconds():
@@ -51,7 +51,7 @@ def test_json_errors_are_an_error_event_on_stdout_too():
     import json
     p = run("-j", "-y", "not-a-uuid", "dest-server")
     assert p.returncode == 2
-    assert p.stderr == "sdc-migrate: error: 'not-a-uuid' is not an instance UUID\n"
+    assert p.stderr == "sdc-migrate: error (Refused): 'not-a-uuid' is not an instance UUID\n"
     evs = [json.loads(l) for l in p.stdout.splitlines()]
     assert evs[-1]["event"] == "error" and evs[-1]["exit_status"] == 2
     assert evs[-1]["message"] == "'not-a-uuid' is not an instance UUID"

@@ -176,7 +176,7 @@ def test_bad_rate_on_the_command_line_is_one_line_and_status_2():
     p = subprocess.run([sys.executable, "-m", "sdc_migrate", "estimate", "--rate=fast"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr == "sdc-migrate: error: --rate takes a positive number of MB/s, not 'fast'\n"
+    assert p.stderr == "sdc-migrate estimate: error (Usage): --rate takes a positive number of MB/s, not 'fast'\n"
 
 
 def test_a_listings_tags_decide_as_placement_kind_of_does():

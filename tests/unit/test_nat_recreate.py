@@ -109,4 +109,4 @@ def test_usage():
 def test_a_malformed_uuid_is_refused_in_one_line():
     p = run("-y", "$(reboot)")
     assert p.returncode == 2
-    assert p.stderr == "sdc-migrate: error: '$(reboot)' is not an instance UUID\n"
+    assert p.stderr == "sdc-migrate nat-recreate: error (Refused): '$(reboot)' is not an instance UUID\n"
