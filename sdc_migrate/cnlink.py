@@ -7,6 +7,8 @@ connection. remove() takes it all away again.
 """
 import shlex
 
+from . import paths
+
 HOST_KEY = "/var/ssh/ssh_host_ed25519_key.pub"
 
 
@@ -20,7 +22,7 @@ def make_key(src, key, known_hosts, comment, dst_ip, dst_hostkey):
                         shlex.quote(dst_ip), shlex.quote(dst_hostkey), known_hosts)])
 
 
-AK = "/root/.ssh/authorized_keys"
+AK = paths.AUTHORIZED_KEYS
 # Several migrations may change one destination's authorized_keys at once
 # (evacuate): each change holds this lock (mkdir is atomic everywhere), taken
 # over after 10 s from a run killed while holding it.
@@ -57,9 +59,9 @@ def remove_key(src, key, known_hosts):
 class TempKey:
     def __init__(self, src, dst, tag, comment):
         self.src, self.dst = src, dst
-        self.key = "/root/.ssh/migr-key-%s" % tag
-        self.known_hosts = "/root/.ssh/migr-known-%s" % tag
-        self.backup = "/root/.ssh/authorized_keys.%s" % tag
+        self.key = paths.temp_key(tag)
+        self.known_hosts = paths.temp_known_hosts(tag)
+        self.backup = paths.authorized_keys_backup(tag)
         self.comment = comment
         self.made = self.authorized = False
 

@@ -11,10 +11,11 @@ import shlex
 
 import sh
 
+from . import paths
 from .errors import RemoteError
 
-SSH_KEY = "/root/.ssh/sdc.id_rsa"
-CONTROL_DIR = "/var/tmp/sdc-migrate-ssh"
+SSH_KEY = paths.HN_KEY
+CONTROL_DIR = paths.CONTROL_DIR
 
 
 class Runner:

@@ -14,13 +14,13 @@ command to finish it or undo it. One JSON object a line, fsynced:
   {"t": "end", "outcome": ...}   done, rolled-back, needs-operator or superseded
 """
 import fcntl
-import glob
 import json
 import os
 
+from . import paths
 from .errors import Refused
 
-STATE_DIR = "/var/tmp"
+STATE_DIR = paths.STATE_DIR
 
 
 class Journal:
@@ -38,13 +38,12 @@ class Journal:
 
     @staticmethod
     def path_for(uuid, dest, epoch):
-        return "%s/migrator-%s-%s-%d.journal" % (STATE_DIR, uuid, dest, epoch)
+        return paths.run_base(uuid, dest, epoch) + ".journal"
 
     @staticmethod
     def all(uuid="*", dest="*", state_dir=STATE_DIR):
         """The journals of this head node's migrations (of UUID, to DEST), by path."""
-        return [Journal(p) for p in sorted(glob.glob(os.path.join(
-            state_dir, "migrator-%s-%s-*.journal" % (uuid, dest))))]
+        return [Journal(p) for p in paths.runs(uuid, dest, ".journal", state_dir)]
 
     @staticmethod
     def unfinished(uuid):
@@ -139,7 +138,7 @@ class InstanceLock:
     """
 
     def __init__(self, uuid, state_dir=STATE_DIR):
-        self.path = os.path.join(state_dir, "sdc-migrate-%s.lock" % uuid)
+        self.path = paths.lock(uuid, state_dir)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

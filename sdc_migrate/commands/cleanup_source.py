@@ -31,12 +31,11 @@ Options:
 Exit status: 0 done; 1 failed; 2 bad usage or refused (nothing removed);
 3 instance or compute node not found.
 """
-import glob
-import os
 import re
 import shlex
 
-from .. import zfs
+from .. import paths, zfs
+from ..paths import STATE_DIR
 from ..errors import MigrateError, NotFound, Refused
 from ..node import Node, Runner
 from ..procedure import InstanceLock, Journal
@@ -44,7 +43,6 @@ from ..report import Report
 from ..triton import UUID_RE, Triton, admin_ip
 
 USAGE = __doc__
-STATE_DIR = "/var/tmp"
 MARK = "@@ sdc-migrate @@"
 # One round trip: the zone's state, its XML, its index line, the pool's datasets.
 PROBE = ('zoneadm -z "$1" list -p 2>/dev/null; echo "%s"; '
@@ -118,7 +116,7 @@ def sources(uuid, state_dir=STATE_DIR):
 
 def _sources_in_logs(uuid, state_dir):
     found = []
-    for path in glob.glob(os.path.join(state_dir, "migrator-%s-*.log" % uuid)):
+    for path in paths.runs(uuid, "*", ".log", state_dir):
         try:
             with open(path, errors="replace") as f:
                 text = f.read()

@@ -15,9 +15,9 @@ Options:
 
 Exit status: 0 done; 2 bad usage; 3 no migration of INST_UUID is doing rounds.
 """
-import glob
 import os
 
+from .. import paths
 from ..errors import NotFound, Refused
 from ..procedure import STATE_DIR
 from ..report import Report
@@ -27,7 +27,7 @@ USAGE = __doc__
 
 
 def state_files(uuid, state_dir=STATE_DIR):
-    return sorted(glob.glob(os.path.join(state_dir, "migrator-%s-*.st" % uuid)))
+    return paths.runs(uuid, "*", ".st", state_dir)
 
 
 def main(args, report=None, state_dir=STATE_DIR):

@@ -26,6 +26,7 @@ import os
 
 from dateutil.parser import isoparse
 
+from .. import paths
 from ..procedure import STATE_DIR, Journal
 from ..report import Report, human_size, human_time
 
@@ -36,7 +37,7 @@ HEADERS = ["INSTANCE", "ALIAS", "KIND", "SOURCE", "DESTINATION", "PHASE", "ROUND
 
 def lock_held(uuid, state_dir=STATE_DIR):
     """Whether a running sdc-migrate holds UUID's lock (procedure.InstanceLock)."""
-    path = os.path.join(state_dir, "sdc-migrate-%s.lock" % uuid)
+    path = paths.lock(uuid, state_dir)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

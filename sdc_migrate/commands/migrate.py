@@ -12,7 +12,8 @@ import shlex
 import signal
 import time
 
-from .. import cnlink, placement, progress, zfs
+from .. import cnlink, paths, placement, progress, zfs
+from ..paths import STATE_DIR
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RemoteError, RolledBack
 from ..node import Node, Runner
 from ..procedure import InstanceLock, Journal
@@ -22,7 +23,6 @@ from ..report import (JsonReport, Report, capped_rate, estimate_text, human_dura
                       human_size, human_time, now)
 from ..triton import UUID_RE, Triton, admin_ip
 
-STATE_DIR = "/var/tmp"
 TCP_TUNABLES = (("tcp_max_buf", 2097152), ("tcp_xmit_hiwat", 1048576),
                 ("tcp_recv_hiwat", 1048576))
 VMAPI_WAIT = 120
@@ -251,7 +251,7 @@ class Migration:
     # ---- show -------------------------------------------------------------------
 
     def paths(self):
-        base = "%s/migrator-%s-%s-%d" % (STATE_DIR, self.opts.uuid, self.opts.dest, self.epoch)
+        base = paths.run_base(self.opts.uuid, self.opts.dest, self.epoch)
         return base + ".log", base + ".st"
 
     def show(self):
@@ -288,9 +288,9 @@ class Migration:
                     ("SDC Ver:", si.get("SDC Version", "-")),
                     ("IP Addr:", node.ip), ("reserved:", str(bool(server.get("reserved"))).lower())]
         left = ["%-10s%s" % p for p in col(self.src_server, self.src)] + \
-            ["migr key: /root/.ssh/migr-key-%s" % self.tag]
+            ["migr key: %s" % paths.temp_key(self.tag)]
         right = ["%-10s%s" % p for p in col(self.dst_server, self.dst)] + \
-            ["auth_keys bkup: /root/.ssh/authorized_keys.%s" % self.tag]
+            ["auth_keys bkup: %s" % paths.authorized_keys_backup(self.tag)]
         r.table(["SRC CN", "DEST CN"], list(zip(left, right)))
         r.line()
 
@@ -718,9 +718,8 @@ class Migration:
 
     def setup_key(self):
         r, src, dst = self.r, self.src, self.dst
-        key = "/root/.ssh/migr-key-%s" % self.tag
-        kh = "/root/.ssh/migr-known-%s" % self.tag
-        bkup = "/root/.ssh/authorized_keys.%s" % self.tag
+        key, kh = paths.temp_key(self.tag), paths.temp_known_hosts(self.tag)
+        bkup = paths.authorized_keys_backup(self.tag)
         self.key, self.known_hosts, self.ak_backup = key, kh, bkup
         r.step("    + Creating an SSH key on %s to copy to authorized_keys on\n"
                "      %s for the migration; Key will be removed once migration completes."

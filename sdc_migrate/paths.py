@@ -1,0 +1,44 @@
+"""Every path sdc-migrate keeps something at, on the head node and on the
+compute nodes: the one place they are named.
+
+Head node, in STATE_DIR (/var/tmp, as migrator.sh kept its files), per run
+migrator-INST_UUID-DEST_CN_NAME-EPOCH with .log (what it printed), .journal
+(every change and its undo) and .st (an incremental run's state file: remove
+it to finish), and per instance sdc-migrate-INST_UUID.lock. Compute nodes, in
+root's .ssh, the run's temporary key, its known_hosts and the authorized_keys
+backup, each named by the run's tag.
+"""
+import glob
+import os
+
+STATE_DIR = "/var/tmp"
+HN_KEY = "/root/.ssh/sdc.id_rsa"               # the head node's key for the CNs
+CONTROL_DIR = "/var/tmp/sdc-migrate-ssh"       # ssh ControlMaster sockets
+SSH_DIR = "/root/.ssh"
+AUTHORIZED_KEYS = SSH_DIR + "/authorized_keys"
+
+
+def run_base(uuid, dest, epoch, state_dir=STATE_DIR):
+    """migrator-INST_UUID-DEST-EPOCH, without its extension."""
+    return os.path.join(state_dir, "migrator-%s-%s-%d" % (uuid, dest, epoch))
+
+
+def runs(uuid="*", dest="*", ext=".journal", state_dir=STATE_DIR):
+    """The head node's files of that kind of the runs of UUID to DEST."""
+    return sorted(glob.glob(os.path.join(state_dir, "migrator-%s-%s-*%s" % (uuid, dest, ext))))
+
+
+def lock(uuid, state_dir=STATE_DIR):
+    return os.path.join(state_dir, "sdc-migrate-%s.lock" % uuid)
+
+
+def temp_key(tag):
+    return "%s/migr-key-%s" % (SSH_DIR, tag)
+
+
+def temp_known_hosts(tag):
+    return "%s/migr-known-%s" % (SSH_DIR, tag)
+
+
+def authorized_keys_backup(tag):
+    return "%s.%s" % (AUTHORIZED_KEYS, tag)
