@@ -525,8 +525,12 @@ def cmd_fault(args):
             if os.path.exists(path("faults.json")):
                 os.unlink(path("faults.json"))
         for host in CNS:
-            if holder_pid(host):
-                run_on(host, ["zfs", "destroy", "zones/simdc-fill"], check=False)
+            if holder_pid(host) and run_on(host, ["zfs", "destroy", "zones/simdc-fill"],
+                                           check=False).returncode == 0:
+                # the space back in CNAPI (unreserved_disk) now, as the CN's
+                # next heartbeat would bring it: the next test must not see
+                # a full pool for up to a heartbeat interval
+                run_on(host, ["svcadm", "restart", "heartbeater"], check=False)
         return 0
     if args.action == "list":
         print(json.dumps(common._load_faults(), indent=2))
