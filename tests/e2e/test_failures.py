@@ -255,20 +255,26 @@ def test_failure_after_the_switch_is_finished_by_a_rerun(dc, name, host, prefix,
 # instance goes through them all in the order act() reaches them: each rerun
 # undoes what the killed run did and is killed at the next step; the last
 # rerun finishes. (name, host, prefix, extra fault options)
+# (name, host, prefix, extra fault options, the step line the kill lands in)
 CHAIN = [
-    ("making the temporary key", SRC, ["ssh-keygen"], ["--remote"]),
-    ("authorizing the key", DST, ["cat >> /root/.ssh/authorized_keys"], ["--remote"]),
-    ("tuning TCP", SRC, ["ndd", "-set"], []),
-    ("reserving IPs", "headnode", ["sdc-napi"], ["--skip", "1"]),
-    ("during the stop", SRC, ["vmadm", "stop"], []),
-    ("after the stop", SRC, ["zfs", "snapshot"], []),
-    ("during the send", SRC, ["zfs", "send"], []),
-    ("creating the cores dataset", DST, ["zfs", "create"], []),
-    ("copying the zone configuration", DST, ["zonecfg", "-z", "UUID", "-f", "-"], []),
+    ("making the temporary key", SRC, ["ssh-keygen"], ["--remote"],
+     "+ Creating an SSH key on %s" % SRC),
+    ("authorizing the key", DST, ["cat >> /root/.ssh/authorized_keys"], ["--remote"],
+     "+ Copying SSH key to %s" % DST),
+    ("tuning TCP", SRC, ["ndd", "-set"], [], "* Checking if tcp_max_buf"),
+    ("reserving IPs", "headnode", ["sdc-napi"], ["--skip", "1"], "+ reserving "),
+    ("during the stop", SRC, ["vmadm", "stop"], [], "is running; shutting it down"),
+    ("after the stop", SRC, ["zfs", "snapshot"], [], "* Creating dataset snapshots on"),
+    ("during the send", SRC, ["zfs", "send"], [], "+ Tranferring zones/"),
+    ("creating the cores dataset", DST, ["zfs", "create"], [], "* Creating cores dataset"),
+    ("copying the zone configuration", DST, ["zonecfg", "-z", "UUID", "-f", "-"], [],
+     "* Transferring Zone XML to the destination"),
     # the destination copy stays hidden until the switch: undone, and again
-    ("during attach", DST, ["zoneadm", "-z", "UUID", "attach"], []),
+    ("during attach", DST, ["zoneadm", "-z", "UUID", "attach"], [],
+     "* Importing & Attaching Zone"),
     ("while hiding the source copy", SRC, ["vmadm", "update", "UUID",
-                                           "autoboot=false"], []),
+                                           "autoboot=false"], [],
+     "* Disabling instance on %s" % SRC),
 ]
 # One instance each: past these a rerun finishes the migration.
 # (name, host, prefix, extra fault options, migrate options, provision options)
@@ -298,6 +304,12 @@ def wait_for_the_fault(dc, tool):
         time.sleep(0.1)
 
 
+def landed(out):
+    """The step a killed run was in: the last step line it printed."""
+    steps = [l.strip() for l in out.splitlines() if l.lstrip().startswith(("* ", "+ "))]
+    return steps[-1] if steps else ""
+
+
 def kill_at(dc, uuid, host, prefix, extra, *args, dest=DST):
     """Run the tool, SIGKILL it in the slow step; its output."""
     fault(dc, host, prefix, ["--delay", str(DELAY), "--exit", "0"] + extra, uuid)
@@ -317,10 +329,12 @@ def test_sigkill_at_every_step_then_rerun_finishes(dc):
     dc.exec(SRC, "sh", "-c", "ndd -set /dev/tcp tcp_xmit_hiwat 128000 && "
             "ndd -set /dev/tcp tcp_max_buf 1048576")       # tuning TCP is a step
     out = []
-    for i, (name, host, prefix, extra) in enumerate(CHAIN):
+    for i, (name, host, prefix, extra, step) in enumerate(CHAIN):
         killed = kill_at(dc, uuid, host, prefix, extra)
         assert i == 0 or "Found the journal of an interrupted migration" in killed, \
             (name, killed)
+        # where the kill landed: in the step the fault made slow
+        assert step in landed(killed), (name, landed(killed), killed)
         out.append(killed)
     p = dc.migrate("-y", uuid, DST)
     assert p.returncode == 0, "".join(out) + p.stdout + p.stderr
