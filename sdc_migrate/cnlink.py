@@ -5,21 +5,22 @@ source's admin IP and without a pty or forwarding, and the source accepts
 only the destination host key that the head node read over its own trusted
 connection. remove() takes it all away again.
 """
-import shlex
-
 from . import paths
 
 HOST_KEY = "/var/ssh/ssh_host_ed25519_key.pub"
 
 
+# sh -c SCRIPT sh ARG...: the values are arguments, never script text.
+# MAKE_KEY KEY COMMENT DEST_IP DEST_HOSTKEY KNOWN_HOSTS
+MAKE_KEY = ('umask 077 && rm -f "$1" "$1.pub" && '
+            'ssh-keygen -q -t ed25519 -N "" -C "$2" -f "$1" && cat "$1.pub" && '
+            'printf "%s %s\\n" "$3" "$4" > "$5"')
+
+
 def make_key(src, key, known_hosts, comment, dst_ip, dst_hostkey):
     """Make the key on the source (root's alone) and the known_hosts that holds
     only the destination's host key; returns the public key."""
-    return src.run(["sh", "-c", "umask 077 && rm -f %s %s.pub && "
-                    "ssh-keygen -q -t ed25519 -N '' -C %s -f %s && cat %s.pub && "
-                    "printf '%%s %%s\\n' %s %s > %s" % (
-                        key, key, shlex.quote(comment), key, key,
-                        shlex.quote(dst_ip), shlex.quote(dst_hostkey), known_hosts)])
+    return src.run(["sh", "-c", MAKE_KEY, "sh", key, comment, dst_ip, dst_hostkey, known_hosts])
 
 
 AK = paths.AUTHORIZED_KEYS
@@ -31,13 +32,18 @@ AK_LOCK = ("i=0; until mkdir /root/.ssh/.sdc-migrate-ak.lock 2>/dev/null; do "
            "trap 'rmdir /root/.ssh/.sdc-migrate-ak.lock' EXIT; ")
 
 
+# AUTHORIZE BACKUP (the entry on stdin); UNAUTHORIZE KEY_BLOB BACKUP
+AUTHORIZE = AK_LOCK + 'umask 077 && touch %s && cp -p %s "$1" && cat >> %s' % (AK, AK, AK)
+UNAUTHORIZE = AK_LOCK + ('umask 077 && { grep -v -F -e "$1" %s > %s.new || true; } && '
+                         'mv -f %s.new %s && rm -f "$2"' % (AK, AK, AK, AK))
+
+
 def authorize(dst, src_ip, pub, backup):
     """Authorize pub on the destination from src_ip only, no pty, no forwarding,
     after backing up authorized_keys to backup."""
     entry = 'from="%s",no-pty,no-agent-forwarding,no-port-forwarding,no-X11-forwarding,' \
             'no-user-rc %s' % (src_ip, " ".join(pub.split()[:3]))
-    dst.run(["sh", "-c", AK_LOCK + "umask 077 && touch %s && cp -p %s %s && cat >> %s"
-             % (AK, AK, backup, AK)], input=entry + "\n")
+    dst.run(["sh", "-c", AUTHORIZE, "sh", backup], input=entry + "\n")
 
 
 def unauthorize(dst, backup, blob=None):
@@ -47,9 +53,7 @@ def unauthorize(dst, backup, blob=None):
     if blob is None:
         dst.run(["mv", "-f", backup, AK])
         return
-    dst.run(["sh", "-c", AK_LOCK + "umask 077 && { grep -v -F -e %s %s > %s.new || true; } && "
-             "mv -f %s.new %s && rm -f %s" % (shlex.quote(blob), AK, AK, AK, AK,
-                                              shlex.quote(backup))])
+    dst.run(["sh", "-c", UNAUTHORIZE, "sh", blob, backup])
 
 
 def remove_key(src, key, known_hosts):

@@ -18,6 +18,19 @@ SSH_KEY = paths.HN_KEY
 CONTROL_DIR = paths.CONTROL_DIR
 
 
+def command_line(argv):
+    """argv as one shell command line, every word quoted: the one place
+    sdc-migrate turns words into shell text (ssh's remote command, a
+    script of several commands, a pipeline). Values go into scripts only
+    as arguments ("$1"), never formatted into their text."""
+    return shlex.join(map(str, argv))
+
+
+def pipeline(*stages):
+    """bash -o pipefail -c 'STAGE | STAGE ...', each stage an argv list."""
+    return ["bash", "-o", "pipefail", "-c", " | ".join(command_line(s) for s in stages)]
+
+
 class Runner:
     """Runs argv lists locally (the head node)."""
 
@@ -100,7 +113,7 @@ class Runner:
 
     def script(self, lines, readonly=False, input=None):
         """Run several argv lists in one round trip, stopping at the first failure."""
-        return self.run(["/bin/sh", "-c", " && ".join(shlex.join(map(str, l)) for l in lines)],
+        return self.run(["/bin/sh", "-c", " && ".join(command_line(l) for l in lines)],
                         readonly=readonly, input=input)
 
 
@@ -125,7 +138,7 @@ class Node(Runner):
     def _cmd(self, argv):
         # The remote side gets one string: every word quoted here, once.
         return sh.Command("ssh").bake(*self.ssh_options(), "root@" + self.ip, "--",
-                                      shlex.join(argv), **self.SH)
+                                      command_line(argv), **self.SH)
 
     def close(self):
         """End this host's ControlMaster connection."""

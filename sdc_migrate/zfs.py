@@ -1,5 +1,5 @@
 """The datasets of an instance, their snapshots, and the CN-to-CN stream."""
-import shlex
+from . import node
 
 LIST_COLUMNS = ("name", "type", "origin", "used", "refer", "quota", "usedbydataset",
                 "usedbysnapshots", "userrefs")
@@ -226,9 +226,9 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
            "-o", "UserKnownHostsFile=" + known_hosts, "-o", "LogLevel=ERROR",
            "-o", "BindAddress=" + src_ip,
            "-c", "aes128-gcm@openssh.com", "root@" + dest_ip,
-           recv_command(ds_name, pidfile, exclude)]
+           node.command_line(recv_command(ds_name, pidfile, exclude))]
     stages = [send] + ([throttle_command(bwlimit)] if bwlimit else []) + [ssh]
-    return ["bash", "-o", "pipefail", "-c", " | ".join(shlex.join(s) for s in stages)]
+    return node.pipeline(*stages)
 
 
 def recv_command(ds_name, pidfile=None, exclude=()):
@@ -239,12 +239,15 @@ def recv_command(ds_name, pidfile=None, exclude=()):
     -F. With pidfile, its shell's pid there while it runs. exclude:
     properties of the stream not to receive (-x): `encryption` into an
     encrypted pool, which refuses a stream's encryption=off otherwise."""
-    recv = shlex.join(["zfs", "recv", "-s", "-u", "-F"]
-                      + [w for p in exclude for w in ("-x", p)] + [ds_name])
+    recv = ["zfs", "recv", "-s", "-u", "-F"] + [w for p in exclude for w in ("-x", p)] + [ds_name]
     if pidfile is None:
         return recv
-    f = shlex.quote(pidfile)
-    return "echo $$ > %s && %s; s=$?; rm -f %s; exit $s" % (f, recv, f)
+    return ["sh", "-c", RECV_WITH_PIDFILE, "sh", pidfile] + recv
+
+
+# sh -c RECV_WITH_PIDFILE sh PIDFILE ARGV...: run ARGV with this shell's pid in
+# PIDFILE (receive_waiter waits on it), removed when ARGV ends.
+RECV_WITH_PIDFILE = 'p=$1; shift; echo $$ > "$p" && "$@"; s=$?; rm -f "$p"; exit $s'
 
 
 # sh -c MOUNT_DATASETS sh DATASET...: mount the filesystems named that are
@@ -254,8 +257,11 @@ MOUNT_DATASETS = ('for d in "$@"; do [ "$(zfs get -H -o value mounted "$d")" = y
 
 
 def receive_waiter(pidfile, timeout):
-    """sh: wait (up to timeout seconds) while the receive that wrote pidfile
-    runs; then remove pidfile."""
-    f = shlex.quote(pidfile)
-    return ("i=0; while [ -s %s ] && kill -0 $(cat %s) 2>/dev/null && [ $i -lt %d ]; do "
-            "sleep 0.5; i=$((i+1)); done; rm -f %s" % (f, f, timeout * 2, f))
+    """The command that waits (up to timeout seconds) while the receive that
+    wrote pidfile runs, then removes pidfile."""
+    return ["sh", "-c", RECEIVE_WAITER, "sh", pidfile, str(timeout * 2)]
+
+
+# sh -c RECEIVE_WAITER sh PIDFILE HALF_SECONDS
+RECEIVE_WAITER = ('i=0; while [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null && '
+                  '[ $i -lt "$2" ]; do sleep 0.5; i=$((i+1)); done; rm -f "$1"')

@@ -32,12 +32,11 @@ Exit status: 0 done; 1 failed; 2 bad usage or refused (nothing removed);
 3 instance or compute node not found.
 """
 import re
-import shlex
 
 from .. import paths, zfs
 from ..paths import STATE_DIR
 from ..errors import MigrateError, NotFound, Refused
-from ..node import Node, Runner
+from ..node import Node, Runner, command_line
 from ..procedure import InstanceLock, Journal
 from ..report import Report
 from ..triton import UUID_RE, Triton, admin_ip
@@ -48,7 +47,7 @@ MARK = "@@ sdc-migrate @@"
 PROBE = ('zoneadm -z "$1" list -p 2>/dev/null; echo "%s"; '
          'cat "/etc/zones/$1.xml" 2>/dev/null; echo "%s"; '
          'grep -e "$1" /etc/zones/index; echo "%s"; %s' % (
-             MARK, MARK, MARK, shlex.join(zfs.list_command(snapshots=True))))
+             MARK, MARK, MARK, command_line(zfs.list_command(snapshots=True))))
 DNI_RE = re.compile(r'<attr\b[^>]*\bname="do-not-inventory"[^>]*>')
 
 
@@ -162,7 +161,7 @@ def removal_commands(copy, comment_out):
 def seed_line(ip, argv):
     """The closing block's way of writing a command: /usr/bin/ssh IP "/usr/sbin/..."."""
     path = "/usr/sbin/" if argv[0] in ("zonecfg", "zoneadm", "zfs") else "/usr/bin/"
-    return '   * /usr/bin/ssh %s "%s%s"' % (ip, path, shlex.join(argv))
+    return '   * /usr/bin/ssh %s "%s%s"' % (ip, path, command_line(argv))
 
 
 class Cleanup:
@@ -294,7 +293,7 @@ class Cleanup:
             r.line("* %s %s on %s..." % ("Commenting out" if self.comment_out else "Removing",
                                          u, node.hostname))
             for argv in cmds:
-                r.step("    + %s" % shlex.join(argv))
+                r.step("    + %s" % command_line(argv))
                 try:
                     node.run(argv)
                 except MigrateError:

@@ -8,7 +8,6 @@ import concurrent.futures
 import json
 import os
 import re
-import shlex
 import signal
 import time
 
@@ -16,6 +15,7 @@ from .. import cnlink, paths, placement, progress, zfs
 from ..paths import STATE_DIR
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RemoteError, RolledBack
 from ..node import Node, Runner
+from ..node import command_line as node_command_line
 from ..procedure import InstanceLock, Journal
 from dateutil.parser import isoparse as parse_time
 
@@ -81,6 +81,23 @@ def zone_state(listing, uuid):
 
 
 EXPORT_MARK = "@@ zonecfg export @@"
+
+# The scripts the CNs run: sh -c SCRIPT sh ARG... Values (UUIDs, names,
+# journal data) are arguments, never script text: a test scans the package.
+# GATHER_SOURCE SEPARATOR UUID: the instance's datasets, then its cores quota
+GATHER_SOURCE = (node_command_line(zfs.list_command(snapshots=True)) + ' && echo "$1" && '
+                 '{ zfs get -Hp -o value quota "zones/cores/$2" 2>/dev/null || true; }')
+# GATHER_DEST: the host key the source will accept, the pool's room, its datasets
+GATHER_DEST = ("cat %s; zfs get -Hp -o value available zones; " % cnlink.HOST_KEY
+               + node_command_line(zfs.list_command()))
+NDD_GET = 'for n in "$@"; do ndd -get /dev/tcp "$n" || exit; done'     # NAME...
+NDD_SET = ('while [ $# -gt 1 ]; do ndd -set /dev/tcp "$1" "$2" || exit; shift 2; '
+           'done')                                                   # NAME VALUE...
+DESTROY_ALL = 'for d in "$@"; do zfs destroy -r "$d"; done; true'   # DATASET...
+# STOP_AND_EXPORT UUID MARK: stop, its state, and the configuration as it is now
+STOP_AND_EXPORT = ('vmadm stop "$1" && zoneadm -z "$1" list -p && echo "$2" && '
+                   'zonecfg -z "$1" export')
+START_AND_REPORT = 'vmadm start "$1" && svcadm restart vm-agent'      # UUID
 DNI_RE = re.compile(r'<attr\b[^>]*\bname="do-not-inventory"[^>]*>')
 
 
@@ -216,11 +233,8 @@ class Migration:
         # Both CNs at once, one round trip each (and their ssh connections
         # opened side by side). The destination's host key is read over the
         # head node's own trusted connection: the source will accept exactly it.
-        src_script = ["sh", "-c", shlex.join(zfs.list_command(snapshots=True)) + " && echo %s && "
-                      "{ zfs get -Hp -o value quota zones/cores/%s 2>/dev/null || true; }"
-                      % (self.SEP, uuid)]
-        dst_script = ["sh", "-c", "cat %s; " % cnlink.HOST_KEY +
-                      "zfs get -Hp -o value available zones; " + shlex.join(zfs.list_command())]
+        src_script = ["sh", "-c", GATHER_SOURCE, "sh", self.SEP, uuid]
+        dst_script = ["sh", "-c", GATHER_DEST]
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             mine = pool.submit(self.src.run, src_script, readonly=True)
             theirs = pool.submit(self.dst.run, dst_script, readonly=True)
@@ -758,7 +772,7 @@ class Migration:
         r, src, dst = self.r, self.src, self.dst
         r.line("* Checking if tcp_max_buf, tcp_xmit_hiwat, and tcp_recv_hiwat have")
         r.line("  been tuned on both %s and %s ..." % (src.hostname, dst.hostname))
-        get = ["sh", "-c", " && ".join("ndd -get /dev/tcp %s" % name for name, _ in TCP_TUNABLES)]
+        get = ["sh", "-c", NDD_GET, "sh"] + [name for name, _ in TCP_TUNABLES]
         for node, out in zip((src, dst), self.both(lambda n: n.run(get, readonly=True))):
             values = [int(v) for v in out.split()]
             # tcp_max_buf first: the hiwat values may not exceed it.
@@ -772,13 +786,13 @@ class Migration:
             self.changed("tunables", "TCP tunables on %s" % node.hostname,
                          node="src" if node is src else "dst",
                          values=[(n, have) for n, _, have in reversed(low)])
-            node.run(["sh", "-c", " && ".join(
-                "ndd -set /dev/tcp %s %d" % (name, want) for name, want, _ in low)])
+            node.run(["sh", "-c", NDD_SET, "sh"] + [str(w) for name, want, _ in low
+                                                    for w in (name, want)])
             r.line("  - tuned %s on %s" % (", ".join(n for n, _, _ in low), node.hostname))
 
     def undo_tunables(self, node, values):
-        self.node(node).run(["sh", "-c", " && ".join(
-            "ndd -set /dev/tcp %s %d" % (n, v) for n, v in values)])
+        self.node(node).run(["sh", "-c", NDD_SET, "sh"] + [str(w) for n, v in values
+                                                           for w in (n, v)])
 
     def check_origin(self):
         """Keep the instance a clone of its image on the destination when possible."""
@@ -1016,7 +1030,7 @@ class Migration:
         interrupted run) runs on: wait for it to end before undoing or
         resending, or it lands after and behind our back."""
         self.r.line("* Making sure no transfer to %s is still running..." % self.dst.hostname)
-        self.dst.call(["sh", "-c", zfs.receive_waiter(self.recv_pidfile(), RECV_WAIT)])
+        self.dst.call(zfs.receive_waiter(self.recv_pidfile(), RECV_WAIT))
 
     def _common_snapshots(self):
         """For each dataset already on the destination (an interrupted run sent it),
@@ -1050,8 +1064,7 @@ class Migration:
             raise MigrateError("snapshot %s on %s differs from the source's" % (snap, self.dst.hostname))
 
     def undo_received(self, datasets):
-        script = " ; ".join("zfs destroy -r %s" % shlex.quote(d) for d in reversed(datasets))
-        self.dst.run(["sh", "-c", script + " ; true"])
+        self.dst.run(["sh", "-c", DESTROY_ALL, "sh"] + list(reversed(datasets)))
 
     def incremental_rounds(self):
         o, r = self.opts, self.r
@@ -1114,9 +1127,7 @@ class Migration:
                       at=self.stopped_at)
         # the configuration copy_config sends, read in the same round trip: the
         # instance is down from here on
-        out = self.src.run(["sh", "-c", "vmadm stop %s && zoneadm -z %s list -p && echo %s && "
-                            "zonecfg -z %s export" % (vm["uuid"], vm["uuid"],
-                                                      shlex.quote(EXPORT_MARK), vm["uuid"])])
+        out = self.src.run(["sh", "-c", STOP_AND_EXPORT, "sh", vm["uuid"], EXPORT_MARK])
         self.journal.confirm(i)
         out, _, self.exported = out.partition(EXPORT_MARK + "\n")
         state = zone_state(out, vm["uuid"])
@@ -1124,7 +1135,7 @@ class Migration:
         r.line("  - New state is:  %s" % ("stopped" if state == "installed" else state))
 
     def undo_stop(self, uuid, at=None):
-        self.src.run(["sh", "-c", "vmadm start %s && svcadm restart vm-agent" % uuid])
+        self.src.run(["sh", "-c", START_AND_REPORT, "sh", uuid])
 
     def fix_source_xml(self):
         r, vm, src = self.r, self.vm, self.src

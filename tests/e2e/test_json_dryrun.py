@@ -87,7 +87,8 @@ def test_dry_run_lists_every_command_by_host_and_changes_nothing(dc):
         return found[0]
     key = first(r"source-server: sh -c .*ssh-keygen")
     reserve = first(r"headnode: /opt/smartdc/bin/sdc-napi /networks/\S+/ips/\S+ -X PUT .*\"reserved\": true")
-    stop = first(r"source-server: .*vmadm stop %s" % uuid)
+    # the UUID an argument of the script, never in its text (sh -c S sh UUID)
+    stop = first(r"source-server: sh -c 'vmadm stop \"\$1\" .*' sh %s " % uuid)
     snapshot = first(r"source-server: .*zfs snapshot zones/%s@sdc-migrate_ops_migration_" % uuid)
     send = first(r"source-server: bash -o pipefail -c 'zfs send .*zfs recv")
     attach = first(r"dest-server: .*zoneadm -z %s attach" % uuid)
