@@ -9,6 +9,7 @@ transfer have their own. Every outcome is checked from outside the tool:
 VMAPI, NAPI, both CNs' pools, zone configuration and keys, the workload's
 own numbered writes."""
 import os
+import re
 import signal
 import subprocess
 import time
@@ -31,7 +32,14 @@ def assert_rolled_back(dc, uuid, before_vm, before_keys):
         ("running" if before_vm["state"] == "running" else "installed")
     xml = dc.exec(SRC, "cat", "/etc/zones/%s.xml" % uuid).stdout
     assert 'name="do-not-inventory"' not in xml
-    assert 'autoboot="%s"' % ("true" if before_vm["autoboot"] else "false") in xml
+    want = "true" if before_vm["autoboot"] else "false"
+    if before_vm["brand"] in ("kvm", "bhyve"):
+        # vmadm keeps the zone's autoboot off and boots them by vm-autoboot
+        # (smartos-live src/vm/node_modules/VM.js; vmadmd's autoboot)
+        assert 'autoboot="false"' in xml
+        assert re.search(r'<attr name="vm-autoboot" type="string" value="%s"/>' % want, xml), xml
+    else:
+        assert 'autoboot="%s"' % want in xml
     assert not [n for n in dc.zfs_names(DST) if uuid in n]
     assert dc.exec(DST, "sh", "-c", "ls /etc/zones; cat /etc/zones/index").stdout.count(uuid) == 0
     for host in (SRC, DST):
@@ -134,6 +142,26 @@ def test_failure_before_the_switch_rolls_back(dc, name, host, prefix, extra):
     assert "rolled back" in p.stderr and "is on %s, running, as before" % SRC in p.stderr
     assert_rolled_back(dc, uuid, before, before_keys)
     dc.reusable.append(uuid)
+
+
+# The other brands: a failure late before the switch rolls each back as it
+# was (kvm's and bhyve's disks, lx's zone root), its workload's record intact.
+BRANDS = [
+    ("kvm", ["--brand", "kvm"], DST, ["zoneadm", "-z", "UUID", "attach"]),
+    ("bhyve", ["--brand", "bhyve"], DST, ["zonecfg", "-z", "UUID", "-f", "-"]),
+    ("lx", ["--brand", "lx"], SRC, ["zfs", "send"]),
+]
+
+
+@pytest.mark.parametrize("brand,prov,host,prefix", BRANDS, ids=[b[0] for b in BRANDS])
+def test_failure_before_the_switch_rolls_back_every_brand(dc, brand, prov, host, prefix):
+    uuid = dc.provision("--size", "1", *prov)
+    before, before_keys = dc.vm(uuid), keys(dc)
+    assert before["brand"] == brand
+    p, hit = migrate_with_fault(dc, uuid, host, prefix)
+    assert p.returncode == 4 and hit, p.stdout + p.stderr
+    assert "is on %s, running, as before" % SRC in p.stderr
+    assert_rolled_back(dc, uuid, before, before_keys)
 
 
 TUNED = ("tcp_max_buf", "tcp_xmit_hiwat", "tcp_recv_hiwat")
@@ -281,6 +309,12 @@ CHAIN = [
 KILLS = [
     ("raising the bhyve quota", SRC, ["zfs", "set", "quota=none"], [], [],
      ["--brand", "bhyve", "--state", "stopped"]),
+    ("during the send of a running kvm's disks", SRC, ["zfs", "send"], [], [],
+     ["--brand", "kvm"]),
+    ("during the attach of a running bhyve", DST, ["zoneadm", "-z", "UUID", "attach"], [], [],
+     ["--brand", "bhyve"]),
+    ("during the boot of a running lx zone", DST, ["vmadm", "start"], [], [],
+     ["--brand", "lx"]),
     ("during round 1", SRC, ["zfs", "send"], ["--skip", "1"], ["-a", "--interval", "0"], []),
     ("waiting for VMAPI", DST, ["svcadm", "restart", "vm-agent"], [], [], []),
     ("during the boot on the destination", DST, ["vmadm", "start"], [], [], []),
