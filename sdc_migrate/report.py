@@ -215,9 +215,10 @@ class Report:
         for label, value in pairs:
             self.line("%s:  %s" % (label.rjust(LABEL_WIDTH), value))
 
-    def json(self, obj):
-        """One JSON object on one line (-j), for scripts."""
-        self.line(json.dumps(obj, sort_keys=True))
+    def json_event(self, name, /, **fields):
+        """One -j event on one line, for scripts: every subcommand's are of
+        the one shape event_line makes ({"event": NAME, "time": ISO, ...})."""
+        self.line(event_line(name, **fields).rstrip("\n"))
 
     def table(self, headers, rows):
         self.line(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
@@ -247,7 +248,7 @@ def now():
     return datetime.datetime.now(tz.tzutc())
 
 
-def event_line(name, **fields):
+def event_line(name, /, **fields):
     """One -j event: a JSON object on one line, its name and time first."""
     obj = {"event": name, "time": now().isoformat(timespec="milliseconds")}
     obj.update(fields)

@@ -205,8 +205,7 @@ class Estimate:
             e = instances
             self.failed += 1
             if self.as_json:
-                self.r.json({"type": "cn", "cn": cn["hostname"], "server_uuid": cn["uuid"],
-                             "error": str(e)})
+                self.r.json_event("cn", cn=cn["hostname"], server_uuid=cn["uuid"], error=str(e))
             else:
                 self.r.line("%s: cannot list its instances: %s" % (cn["hostname"], e))
                 self.r.line()
@@ -214,9 +213,9 @@ class Estimate:
         summary = summarize(cn, instances, rate, measured)
         if self.as_json:
             for i in instances:
-                self.r.json(dict(i, type="instance", cn=cn["hostname"],
-                                 server_uuid=cn["uuid"], rate_mb=summary["rate_mb"]))
-            self.r.json(dict(summary, type="cn"))
+                self.r.json_event("instance", **dict(
+                    i, cn=cn["hostname"], server_uuid=cn["uuid"], rate_mb=summary["rate_mb"]))
+            self.r.json_event("cn", **summary)
             return
         ip = getattr(node, "ip", None)
         self.r.line("%s (%s%s): %s" % (cn["hostname"], cn["uuid"], ", " + ip if ip else "",

@@ -178,7 +178,7 @@ class Evacuation:
 
     def emit(self, event, text=None, **fields):
         if self.as_json:
-            self.r.json(dict(fields, event=event))
+            self.r.json_event(event, **fields)
         elif text is not None:
             self.r.line(text)
 

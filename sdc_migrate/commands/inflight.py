@@ -111,7 +111,7 @@ def main(args, report=None, state_dir=STATE_DIR):
     found = migrations(state_dir)
     if args["-j"]:
         for m in found:
-            r.json(m)
+            r.json_event("migration", **m)
         return 0
     if not found:
         r.line("No migrations: no journal in %s." % state_dir)

@@ -39,8 +39,8 @@ def test_sizes_equal_zfs_and_purge_is_their_sum_with_one_call_per_cn(dc):
     mark = len(dc.log())
     objs = estimate(dc, host)
     records = dc.log()[mark:]
-    listed = {o["uuid"]: o for o in objs if o["type"] == "instance"}
-    cn, = [o for o in objs if o["type"] == "cn"]
+    listed = {o["uuid"]: o for o in objs if o["event"] == "instance"}
+    cn, = [o for o in objs if o["event"] == "cn"]
     # other tests of the session may have left instances there too
     assert set(uuids) <= set(listed)
     instances = {u: listed[u] for u in uuids}
@@ -72,7 +72,7 @@ def test_every_compute_node_with_one_call_each_and_a_table(dc):
     mark = len(dc.log())
     objs = estimate(dc)
     records = dc.log()[mark:]
-    cns = [o["cn"] for o in objs if o["type"] == "cn"]
+    cns = [o["cn"] for o in objs if o["event"] == "cn"]
     assert sorted(cns) == ["dest-server", "old-server", "source-server", "spare-server"]
     for host in cns:
         assert len(sessions(records, host)) == 1, host
@@ -89,7 +89,7 @@ def test_every_compute_node_with_one_call_each_and_a_table(dc):
 def test_measure_uses_a_real_stream_and_leaves_nothing(dc):
     keys_before = dc.exec("dest-server", "cat", "/root/.ssh/authorized_keys").stdout
     objs = estimate(dc, "--measure=dest-server", "spare-server", "dest-server")
-    spare, dest = [o for o in objs if o["type"] == "cn"]
+    spare, dest = [o for o in objs if o["event"] == "cn"]
     assert spare["cn"] == "spare-server" and spare["rate_measured"] and spare["rate_mb"] > 1
     assert dest["cn"] == "dest-server" and not dest["rate_measured"] and dest["rate_mb"] == 20
     for host in ("spare-server", "dest-server"):
@@ -102,7 +102,7 @@ def test_on_a_compute_node_it_covers_its_own_instances(dc):
     p = dc.exec("spare-server", "%s/bin/sdc-migrate" % ROOT, "estimate", "-j", check=False)
     assert p.returncode == 0, p.stderr
     cn = [json.loads(l) for l in p.stdout.splitlines()][-1]
-    assert cn["type"] == "cn" and cn["cn"] == "spare-server"
+    assert cn["event"] == "cn" and cn["cn"] == "spare-server"
     assert cn["server_uuid"] == dc.hosts()["spare-server"]["uuid"]
     p = dc.exec("spare-server", "%s/bin/sdc-migrate" % ROOT, "estimate", "dest-server",
                 check=False)

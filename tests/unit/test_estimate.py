@@ -158,7 +158,7 @@ def test_on_a_compute_node_it_reads_its_own_instances_locally(monkeypatch):
     assert e.run() == 0
     assert runner.calls[1] == estimate.listing_commands()        # one call for the listing
     lines = out.getvalue().splitlines()
-    assert len(lines) == 6 and '"type": "cn"' in lines[-1]
+    assert len(lines) == 6 and '"event": "cn"' in lines[-1]
 
 
 def test_on_a_compute_node_other_nodes_and_measure_are_refused(monkeypatch):

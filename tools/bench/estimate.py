@@ -75,7 +75,7 @@ def one():
             obj = json.loads(line)
         except ValueError:
             continue
-        if isinstance(obj, dict) and obj.get("type") == "instance":
+        if isinstance(obj, dict) and obj.get("event") == "instance":
             instances += 1
     ssh = benchlib.sessions(log.records)
     calls = {cn: ssh.get(cn, (0, 0))[0] for cn in CNS}
