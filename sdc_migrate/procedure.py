@@ -71,6 +71,12 @@ class Journal:
         return any(r["t"] == "end" for r in self.records)
 
     @property
+    def outcome(self):
+        """How it ended (done, rolled-back, needs-operator, superseded), or None."""
+        ends = [r["outcome"] for r in self.records if r["t"] == "end"]
+        return ends[-1] if ends else None
+
+    @property
     def switched(self):
         return any(r["t"] == "switched" for r in self.records)
 

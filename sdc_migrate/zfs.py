@@ -41,12 +41,6 @@ def list_command(snapshots=False):
     return ["zfs", "list", "-H", "-p", "-t", types, "-o", ",".join(LIST_COLUMNS)]
 
 
-def encryption_command():
-    """The destination pool's encryption: a cipher, or off (also where the
-    platform's zfs has no such property)."""
-    return ["sh", "-c", "zfs get -Hp -o value encryption zones 2>/dev/null || echo off"]
-
-
 def sent_size(datasets):
     """The bytes a migration sends of these datasets (not REFER: see Dataset.sent)."""
     return sum(d.sent for d in datasets)

@@ -104,8 +104,7 @@ def sources(uuid, state_dir=STATE_DIR):
     for j in Journal.all(uuid, state_dir=state_dir):
         journaled.add(j.path[:-len(".journal")])
         src = j.begin.get("src") or {}
-        done = any(r["t"] == "end" and r.get("outcome") == "done" for r in j.records)
-        if done and src.get("hostname") and src.get("ip"):
+        if j.outcome == "done" and src.get("hostname") and src.get("ip"):
             found.append((j.begin.get("epoch", 0), src["hostname"], src["ip"], j.path))
     for epoch, host, ip, path in _sources_in_logs(uuid, state_dir):
         if path[:-len(".log")] not in journaled:

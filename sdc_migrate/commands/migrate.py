@@ -14,8 +14,7 @@ import time
 from .. import cnlink, paths, placement, progress, zfs
 from ..paths import STATE_DIR
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RemoteError, RolledBack
-from ..node import Node, Runner
-from ..node import command_line as node_command_line
+from ..node import Node, Runner, command_line
 from ..procedure import InstanceLock, Journal
 from dateutil.parser import isoparse as parse_time
 
@@ -85,11 +84,14 @@ EXPORT_MARK = "@@ zonecfg export @@"
 # The scripts the CNs run: sh -c SCRIPT sh ARG... Values (UUIDs, names,
 # journal data) are arguments, never script text: a test scans the package.
 # GATHER_SOURCE SEPARATOR UUID: the instance's datasets, then its cores quota
-GATHER_SOURCE = (node_command_line(zfs.list_command(snapshots=True)) + ' && echo "$1" && '
+GATHER_SOURCE = (command_line(zfs.list_command(snapshots=True)) + ' && echo "$1" && '
                  '{ zfs get -Hp -o value quota "zones/cores/$2" 2>/dev/null || true; }')
-# GATHER_DEST: the host key the source will accept, the pool's room, its datasets
-GATHER_DEST = ("cat %s; zfs get -Hp -o value available zones; " % cnlink.HOST_KEY
-               + node_command_line(zfs.list_command()))
+# GATHER_DEST: the host key the source will accept, the pool's room, its
+# encryption (a cipher, or off; off too where the platform's zfs has no such
+# property), its datasets
+GATHER_DEST = ("cat %s; zfs get -Hp -o value available zones; "
+               "zfs get -Hp -o value encryption zones 2>/dev/null || echo off; " % cnlink.HOST_KEY
+               + command_line(zfs.list_command()))
 NDD_GET = 'for n in "$@"; do ndd -get /dev/tcp "$n" || exit; done'     # NAME...
 NDD_SET = ('while [ $# -gt 1 ]; do ndd -set /dev/tcp "$1" "$2" || exit; shift 2; '
            'done')                                                   # NAME VALUE...
@@ -250,8 +252,11 @@ class Migration:
         self.cores_quota = quota.strip() or None
         self.dst_hostkey = " ".join(out[0].split()[:2])
         avail = int(out[1])
-        there = [d.name for d in zfs.instance_datasets("\n".join(out[2:]), uuid)]
-        self.dst_has_cores = any(l.split("\t")[0] == "zones/cores/" + uuid for l in out[2:])
+        # an encrypted pool takes our -p streams (and their send -t rests)
+        # only without their encryption=off: the datasets inherit the pool's
+        self.recv_exclude = ("encryption",) if out[2].strip() not in ("off", "-", "") else ()
+        there = [d.name for d in zfs.instance_datasets("\n".join(out[3:]), uuid)]
+        self.dst_has_cores = any(l.split("\t")[0] == "zones/cores/" + uuid for l in out[3:])
         self.on_dest = set(there)
         if there and not self.resuming:
             raise Refused("destination %s already has %s: a copy of this instance is there"
@@ -939,11 +944,6 @@ class Migration:
                          datasets=[d.name for d in self.datasets])
         # On a terminal, zfs send -vP's lines drive one progress line (never logged).
         meter = progress.Meter(show=r.meter) if r.wants_progress() else None
-        if first:
-            # an encrypted pool takes our -p streams only without their
-            # encryption=off: the datasets inherit the pool's encryption
-            enc = self.dst.run(zfs.encryption_command(), readonly=True).strip()
-            self.recv_exclude = ("encryption",) if enc not in ("off", "-", "") else ()
         for ds in self.datasets:
             r.step("    + Tranferring %s@%s ..." % (ds.name, snap))
             if first:
@@ -982,7 +982,7 @@ class Migration:
         argv = zfs.send_pipeline(ds.name, snap, from_snap, self.src.ip, self.dst.ip,
                                  self.key, self.known_hosts, props=props,
                                  progress=meter is not None, pidfile=self.recv_pidfile(),
-                                 exclude=getattr(self, "recv_exclude", ()),
+                                 exclude=self.recv_exclude,
                                  bwlimit=self.opts.bwlimit, token=token)
         self.sending = True
         if meter is None:

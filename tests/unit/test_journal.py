@@ -86,8 +86,9 @@ def test_end_switch_final_snapshot_and_the_command_that_finishes_it(tmp_path):
     assert j.switched and not j.ended
     assert j.final_snapshot == "sdc-migrate_ops_migration_2"
     assert j.command() == "sdc-migrate -y %s dest-server" % UUID
+    assert j.outcome is None
     j.write({"t": "end", "outcome": "done"})
-    assert Journal(j.path).ended
+    assert Journal(j.path).ended and Journal(j.path).outcome == "done"
     r = journal(tmp_path, "source-server", 1796400100)
     r.write({"t": "begin", "kind": "rollback", "uuid": UUID, "dest": "source-server"})
     assert r.command() == "sdc-migrate rollback -y %s" % UUID
