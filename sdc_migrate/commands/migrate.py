@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 
 from .. import cnlink, paths, placement, progress, zfs
@@ -158,7 +159,9 @@ class Migration:
         self.journal = None      # every change and its undo (procedure.Journal)
         self.resuming = False    # an interrupted run's data is on the destination
         self.epoch = int(time.time())
-        self.tag = str(os.getpid())
+        self.tag = None          # names its key and backups on the CNs (run_tag)
+        self.cancel = threading.Event()     # interrupt(): roll back at the next step
+        self.cancel_reason = None
         self.increments = 0
         self.stopped_at = None
         self.booted_at = None
@@ -355,6 +358,7 @@ class Migration:
         r.line()
         if not UUID_RE.match(o.uuid or ""):
             raise Refused("'%s' is not an instance UUID" % o.uuid)
+        self.tag = run_tag(o.uuid)
         interrupted = Journal.unfinished(o.uuid)
         if interrupted and interrupted[-1].begin.get("kind", "migration") != self.KIND:
             raise Refused("a %s of %s was interrupted (journal %s): run `%s` to finish or undo"
@@ -524,10 +528,20 @@ class Migration:
                                 " lines above name and run the same command again" % o.uuid)
         journal.write({"t": "end", "outcome": "superseded"})
         self.resuming = True
-        self.epoch, self.tag = int(time.time()), str(os.getpid())
+        self.epoch, self.tag = int(time.time()), run_tag(o.uuid)
         r.close()
         r.line()
         return False
+
+    def interrupt(self, why="interrupted"):
+        """Stop this migration from another thread (evacuate's ^C): before the
+        switch it rolls back at its next step, as on ^C; past it, it finishes."""
+        self.cancel_reason = why
+        self.cancel.set()
+
+    def checkpoint(self):
+        if self.cancel.is_set() and not (self.journal is not None and self.journal.switched):
+            raise HungUp(self.cancel_reason)
 
     def release(self):
         """End the ssh connections and drop the lock, however the run ended."""
@@ -590,10 +604,15 @@ class Migration:
         o, r, vm = self.opts, self.r, self.vm
         uuid = o.uuid
         self.setup_key()
+        self.checkpoint()
         self.check_tunables()
+        self.checkpoint()
         self.check_origin()
+        self.checkpoint()
         self.reserve_ips()
+        self.checkpoint()
         self.raise_bhyve_quota()
+        self.checkpoint()
         typ = vm_type(vm)
         label = "%s (%s)" % (uuid, vm.get("alias") or "-")
         self.snap_base = self.snapshot_name()
@@ -602,6 +621,7 @@ class Migration:
         # mounted at /zones/UUID/cores, it would keep zones/UUID from mounting.)
         self.fix_source_xml()
         self.check_index()
+        self.checkpoint()
         if o.incremental:
             self.incremental_rounds()
         r.line()
@@ -610,11 +630,17 @@ class Migration:
         r.line("**** start here!")
         r.line()
         self.stop_instance()
+        self.checkpoint()
         self.final_transfer()
+        self.checkpoint()
         self.create_cores()
+        self.checkpoint()
         self.copy_config()
+        self.checkpoint()
         self.attach()
+        self.checkpoint()
         self.disable_source()
+        self.checkpoint()
         self.switch_vmapi()
         self.after_switch()
 
@@ -1092,6 +1118,7 @@ class Migration:
             r.line("    + Sleeping for %d seconds before next snapshot." % o.interval)
             deadline = time.time() + o.interval
             while time.time() < deadline and os.path.exists(st):
+                self.checkpoint()
                 time.sleep(min(1.0, max(0.0, deadline - time.time())))
             n += 1
             if not os.path.exists(st):
@@ -1455,6 +1482,13 @@ class Migration:
                 if nic.get("nic_tag") == "admin" and nic.get("ip"):
                     return nic["ip"]
         return "adminui"
+
+
+def run_tag(uuid):
+    """What names a run's temporary key, known_hosts and authorized_keys
+    backup on the CNs: its process and instance, as evacuate runs several
+    migrations from one source in one process."""
+    return "%d-%s" % (os.getpid(), uuid[:8])
 
 
 class HungUp(KeyboardInterrupt):
