@@ -1,4 +1,10 @@
-"""The journal of a migration, on the head node.
+"""Steps, the engine that runs them, and the journal of a migration on the head node.
+
+A procedure (a migration, a rollback) is a literal list of Steps. Each step
+that changes something journals the change under its own name, with the
+arguments its undo takes, before the next step starts; the engine runs the
+steps, marks the changes of permanent steps done for good at the switch point,
+and undoes the rest, newest first, when something fails before it.
 
 Every change a migration makes is written here, with what undoes it, before
 the next step starts: a run killed at any point (SIGKILL, a dropped
@@ -13,12 +19,13 @@ command to finish it or undo it. One JSON object a line, fsynced:
   {"t": "switched"}              VMAPI showed the instance on the destination
   {"t": "end", "outcome": ...}   done, rolled-back, needs-operator or superseded
 """
+import concurrent.futures
 import fcntl
 import json
 import os
 
 from . import paths
-from .errors import Refused
+from .errors import MigrateError, Refused
 
 STATE_DIR = paths.STATE_DIR
 
@@ -134,6 +141,143 @@ class Journal:
     def rounds(self):
         """The snapshot rounds the migration took: each one sent before the switch."""
         return [r for r in self.records if r["t"] == "round"]
+
+
+class Step:
+    """One step of a procedure.
+
+    do(ctx) makes the step's change (and journals it through the procedure);
+    undo(ctx, **args) undoes one change journaled under the step's name, with
+    the args it was journaled with. permanent: the change stays once VMAPI
+    shows the instance on the destination. keeps_data: a resumed run reuses
+    it (snapshots, received datasets) rather than undoes it. switch: the
+    point of no return; after it the procedure only goes forward.
+    """
+
+    def __init__(self, name, do, undo=None, what=None, permanent=False, keeps_data=False,
+                 switch=False):
+        self.name, self.do, self.undo, self.what = name, do, undo, what or name
+        self.permanent, self.keeps_data, self.switch = permanent, keeps_data, switch
+
+    def __repr__(self):
+        return "Step(%s)" % self.name
+
+
+class Procedure:
+    """Runs a list of steps over a context (the migration: its nodes, its
+    report, its options), journals their changes, and undoes them.
+
+    The context provides r (the report) and checkpoint(), called before
+    every step: it raises to stop the run there (an interrupt).
+    """
+
+    def __init__(self, steps, journal):
+        self.steps = list(steps)
+        self.by_name = {s.name: s for s in self.steps}
+        assert len(self.by_name) == len(self.steps), "two steps of one name"
+        self.journal = journal
+
+    def step(self, name):
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise MigrateError("the journal names a change %r that no step of this procedure"
+                               " makes or undoes" % name) from None
+
+    @property
+    def switch_index(self):
+        """The index of the first step after the switch point (len(steps) if none)."""
+        for i, s in enumerate(self.steps):
+            if s.switch:
+                return i + 1
+        return len(self.steps)
+
+    def before_switch(self):
+        return self.steps[:self.switch_index]
+
+    def after_switch(self):
+        return self.steps[self.switch_index:]
+
+    # ---- journaling -------------------------------------------------------------
+
+    def changed(self, name, what, **args):
+        """Journal a change of step NAME that was made (or whose undo is harmless
+        if it was not): step(NAME).undo(ctx, **args) undoes it."""
+        step = self.step(name)
+        assert step.undo is not None, "step %s has no undo" % name
+        return self.journal.change(name, what, step.keeps_data, **args)
+
+    def will(self, name, what, **args):
+        """Journal a change before making it (write-ahead: a run killed while
+        its command is in flight leaves the undo behind); confirm() it once made."""
+        step = self.step(name)
+        assert step.undo is not None, "step %s has no undo" % name
+        return self.journal.change(name, what, step.keeps_data, maybe=True, **args)
+
+    def confirm(self, i):
+        self.journal.confirm(i)
+
+    def mark_switched(self):
+        """The switch point: the changes of permanent steps stay as they are."""
+        self.journal.write({"t": "switched"})
+        for i, rec in self.journal.pending():
+            if self.step(rec["undo"]).permanent:
+                self.journal.mark_undone(i)
+
+    # ---- running ----------------------------------------------------------------
+
+    def run(self, ctx, steps, listing=False):
+        """Run steps in order; with listing (--dry-run), say each before its commands."""
+        for step in steps:
+            ctx.checkpoint()
+            if listing:
+                n = self.steps.index(step) + 1
+                how = ("stays after the switch" if step.permanent else
+                       "undone on failure" if step.undo else "changes nothing to undo")
+                ctx.r.event("plan_step", "-- step %d of %d: %s (%s)"
+                            % (n, len(self.steps), step.what, how), n=n, step=step.name,
+                            undo=step.undo is not None, permanent=step.permanent,
+                            switch=step.switch)
+            step.do(ctx)
+            if step.switch:
+                self.mark_switched()
+
+    def undo_all(self, ctx, keep_data=False):
+        """Undo every pending change, newest first, going on past a failed undo;
+        True if all were undone. keep_data keeps what a rerun reuses."""
+        clean = True
+        for i, rec in reversed(self.journal.pending()):
+            if keep_data and rec["data"]:
+                continue
+            try:
+                self.step(rec["undo"]).undo(ctx, **rec["args"])
+                self.journal.mark_undone(i)
+                ctx.r.event("undone", "    - undone: %s" % rec["what"], what=rec["what"])
+            except Exception as e:  # noqa: BLE001 - keep undoing the rest, say it
+                if rec.get("maybe") and not self.journal.confirmed(i):
+                    # announced, never confirmed: it had not happened
+                    self.journal.mark_undone(i)
+                    continue
+                clean = False
+                ctx.r.event("undo_failed", "    ! could not undo %s: %s" % (rec["what"], e),
+                            what=rec["what"], error=str(e))
+        return clean
+
+    def undo_now(self, ctx, *names, parallel=False):
+        """Past the switch, undo the pending changes of the steps named (the
+        temporary key, the IP reservations...) as part of finishing; with
+        parallel, side by side. Raises the first failure."""
+        todo = [(i, rec) for i, rec in self.journal.pending() if rec["undo"] in names]
+
+        def one(item):
+            i, rec = item
+            self.step(rec["undo"]).undo(ctx, **rec["args"])
+            self.journal.mark_undone(i)
+            return rec
+        if not parallel:
+            return [one(item) for item in todo]
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(todo))) as pool:
+            return list(pool.map(one, todo))
 
 
 class InstanceLock:

@@ -39,11 +39,13 @@ undone (the instance is where it was before the rollback, as it was);
 5 failed and needs an operator (the message says what to do).
 """
 from ..errors import NotFound, Refused, Usage
-from ..procedure import Journal
+from ..procedure import Journal, Step
 from ..report import JsonReport, Report
+from ..steps import transfer, zone
 from ..triton import UUID_RE
 from .cleanup_source import probe
-from .migrate import Migration, Options, vm_type
+from .migrate import (AFTER_SWITCH, AUTHORIZED, HIDDEN, KEY, MOUNT, QUOTA, RESERVATION, SWITCH,
+                      TUNABLES, Migration, Options)
 
 USAGE = __doc__
 
@@ -149,44 +151,43 @@ class Rollback(Migration):
         self.r.line("  its snapshot %s." % self.common)
         super().show()
 
-    def act(self):
-        """The migration's steps, without those the old copy has done already
-        (image, configuration, cores dataset, attach)."""
-        o, r, vm = self.opts, self.r, self.vm
-        self.setup_key()
-        self.check_tunables()
-        self.reserve_ips()
-        self.raise_bhyve_quota()
-        self.snap_base = self.snapshot_name()
-        self.sent = None
-        self.incremental_from = {}
-        r.line()
-        r.line("**** Runtime impact and changes to %s instance" % vm_type(vm))
-        r.line("****    %s (%s)" % (o.uuid, vm.get("alias") or "-"))
-        r.line("**** start here!")
-        r.line()
-        self.stop_instance()
-        self.final_transfer()
-        self.disable_source()
-        self.switch_vmapi()
-        self.after_switch()
+    def steps(self):
+        return ROLLBACK
 
-    def stop_instance(self):
-        if self.vm.get("state") != "running":   # a boot there failed: nothing to stop
-            self.r.line("* Instance %s is already shutdown.  Proceeding."
-                        % (self.vm.get("alias") or self.opts.uuid))
-            return
-        super().stop_instance()
 
-    def undo_snapshots(self, node, keep=None):
-        """Undone, the rollback keeps the migration's snapshot on both sides:
-        a later rollback sends from it."""
-        super().undo_snapshots(node, keep or self.migration.final_snapshot)
+def stop_if_running(m):
+    """A boot there that failed left nothing to stop."""
+    zone.impact_banner(m, "changes")
+    if m.vm.get("state") != "running":
+        m.r.line("* Instance %s is already shutdown.  Proceeding."
+                 % (m.vm.get("alias") or m.opts.uuid))
+        return
+    zone.stop(m, banner=False)
 
-    def undo_received(self, datasets):
-        """Never destroy the old copy: roll it back to the common snapshot."""
-        common = self.migration.final_snapshot
-        self.dst.script([["zfs", "rollback", "-r", "%s@%s" % (d, common)] for d in datasets])
+
+def destroy_snapshots(m, node, keep=None):
+    """Undone, the rollback keeps the migration's snapshot on both sides: a
+    later rollback sends from it."""
+    transfer.destroy_snapshots(m, node, keep or m.migration.final_snapshot)
+
+
+def roll_back_received(m, datasets):
+    """Never destroy the old copy: roll it back to the common snapshot."""
+    common = m.migration.final_snapshot
+    m.dst.script([["zfs", "rollback", "-r", "%s@%s" % (d, common)] for d in datasets])
+
+
+# The migration's steps, without those the old copy has done already (image,
+# configuration, cores dataset, attach), and undos that keep the old copy.
+ROLLBACK = [KEY, AUTHORIZED, TUNABLES, RESERVATION, QUOTA,
+            Step("stop", stop_if_running, zone.start_again,
+                 "the instance stopped where the migration put it", permanent=True),
+            Step("snapshots", transfer.final_snapshot, destroy_snapshots,
+                 "the final snapshot", keeps_data=True),
+            Step("received", transfer.final_send, roll_back_received,
+                 "what it wrote since, sent to the old copy", permanent=True,
+                 keeps_data=True),
+            MOUNT, HIDDEN, SWITCH] + AFTER_SWITCH
 
 
 def main(args):
