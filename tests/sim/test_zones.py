@@ -8,8 +8,7 @@ real inside a private mount namespace with its own zfs-fuse pool.
 """
 import base64
 import contextlib
-import importlib.machinery
-import importlib.util
+import importlib
 import io
 import json
 import os
@@ -35,16 +34,8 @@ from simdc import common, netagent, vmagent, zones  # noqa: E402
 
 
 def load_command(name):
-    """A CN command as a module (no bytecode left beside it: cn/ overlays /usr/sbin)."""
-    loader = importlib.machinery.SourceFileLoader("cn_" + name, str(CN / name))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    mod = importlib.util.module_from_spec(spec)
-    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-    try:
-        loader.exec_module(mod)
-    finally:
-        sys.dont_write_bytecode = saved
-    return mod
+    """A CN command's module (tools/sim/cn/NAME runs simdc/cn/NAME.py)."""
+    return importlib.import_module("simdc.cn." + name)
 
 
 COMMANDS = {n: load_command(n) for n in ("zonecfg", "zoneadm", "vmadm", "svcadm")}

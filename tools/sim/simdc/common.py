@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 
-SIM_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # tools/sim
+SIM_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))   # tools/sim
 PROJECT_ROOT = os.path.dirname(os.path.dirname(SIM_ROOT))                 # checkout
 
 DATACENTER = "sim-1"

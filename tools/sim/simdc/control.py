@@ -79,11 +79,11 @@ def _ns_setup_script(host):
             lines.append("mount -t tmpfs -o mode=1777 tmpfs /tmp")
         lines += [
             "mount --bind %s/var-lib-zfs /var/lib/zfs" % h,
-            "mount -t overlay overlay -o lowerdir=%s/cn:/usr/sbin /usr/sbin" % common.SIM_ROOT,
+            "mount -t overlay overlay -o lowerdir=%s:/usr/sbin /usr/sbin" % path("commands", "cn"),
             # the node every SmartOS platform ships for vmadm and the agents
             "mount --bind %s /usr/node" % os.path.join(d, "usr-node"),
             # what SmartOS's global zone has in /usr/bin and Debian lacks (json)
-            "mount -t overlay overlay -o lowerdir=%s/cnbin:/usr/bin /usr/bin" % common.SIM_ROOT,
+            "mount -t overlay overlay -o lowerdir=%s:/usr/bin /usr/bin" % path("commands", "cnbin"),
         ]
     lines += ["touch %s/run/ns-ready" % h, "exec sleep infinity"]
     return "\n".join(lines)
@@ -264,6 +264,9 @@ def cmd_up(args):
     with open(path("hosts.json"), "w") as f:
         json.dump(hosts, f, indent=2)
     open(path("log.jsonl"), "a").close()
+    shutil.rmtree(path("commands"), ignore_errors=True)
+    for folder in ("cn", "cnbin"):
+        _link_commands(os.path.join(common.SIM_ROOT, folder), path("commands", folder))
     for name in HOSTS:
         _start_holder(name)
     for name in HOSTS:
@@ -316,18 +319,27 @@ def _apis_answer():
     return True
 
 
-def _install_headnode_tools():
-    """Triton's /opt/smartdc/bin on the head node: the emulated sdc-* tools."""
-    bindir = host_dir(HEADNODE, "opt", "smartdc", "bin")
+def _link_commands(folder, bindir):
+    """BINDIR/NAME, a link to FOLDER/NAME, for each command in FOLDER.
+
+    Python puts the folder a command's link leads to first on sys.path, and
+    there `simdc` is a link to the package: so tools/sim/cn/zfs finds it as
+    /usr/sbin/zfs on a CN (bindir overlaid there) and tools/sim/hn/sdc-vmapi as
+    /opt/smartdc/bin/sdc-vmapi on the head node, whatever the environment.
+    """
     os.makedirs(bindir, exist_ok=True)
-    hn = os.path.join(common.SIM_ROOT, "hn")
-    for name in sorted(os.listdir(hn)):
-        src = os.path.join(hn, name)
+    for name in sorted(os.listdir(folder)):
+        src = os.path.join(folder, name)
         if os.path.isfile(src) and os.access(src, os.X_OK):
             dst = os.path.join(bindir, name)
             if os.path.lexists(dst):
                 os.unlink(dst)
             os.symlink(src, dst)
+
+
+def _install_headnode_tools():
+    """Triton's /opt/smartdc/bin on the head node: the emulated sdc-* tools."""
+    _link_commands(os.path.join(common.SIM_ROOT, "hn"), host_dir(HEADNODE, "opt", "smartdc", "bin"))
     # ours as the README installs it: /opt/custom/bin/sdc-migrate (the checkout's
     # launcher), never on root's PATH
     custom = host_dir(HEADNODE, "opt", "custom", "bin")
