@@ -2,10 +2,11 @@
 goes through here: argv lists, quoted once, run with `sh`.
 
 A compute node is reached over ssh with the head node's key through one
-ControlMaster connection per host, so a step costs a round trip, not a
-handshake. Commands marked read-only run under --dry-run; the others are
+ControlMaster connection per Node (a host, as one migration reaches it), so
+a step costs a round trip, not a handshake. Commands marked read-only run under --dry-run; the others are
 only printed there.
 """
+import itertools
 import os
 import shlex
 
@@ -16,6 +17,7 @@ from .errors import RemoteError
 
 SSH_KEY = paths.HN_KEY
 CONTROL_DIR = paths.CONTROL_DIR
+_masters = itertools.count(1)      # numbers each Node's ControlMaster in this process
 
 
 def command_line(argv):
@@ -123,15 +125,16 @@ class Node(Runner):
     def __init__(self, hostname, uuid, ip, dry_run=False, trace=None):
         super().__init__(dry_run, trace)
         self.name, self.hostname, self.uuid, self.ip = hostname, hostname, uuid, ip
+        # one master per Node: close() ends it, and must not cut the commands
+        # of another Node to the same host, in this process (evacuate's
+        # migrations run side by side in threads) or another
+        self.control_path = "%s/%%C-%d-%d" % (CONTROL_DIR, os.getpid(), next(_masters))
 
     def ssh_options(self):
         os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
         return ["-i", SSH_KEY, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                 "-o", "StrictHostKeyChecking=accept-new",
-                # one master per host and per sdc-migrate process: close() ends
-                # it, and must not cut a concurrent run's commands (evacuate)
-                "-o", "ControlMaster=auto",
-                "-o", "ControlPath=%s/%%C-%d" % (CONTROL_DIR, os.getpid()),
+                "-o", "ControlMaster=auto", "-o", "ControlPath=" + self.control_path,
                 "-o", "ControlPersist=120", "-o", "ServerAliveInterval=10",
                 "-o", "LogLevel=ERROR"]
 
