@@ -75,10 +75,15 @@ class Terminal:
 
 
 class Report:
-    """Prints to stdout and appends the same lines to the log file."""
+    """Prints to stdout and appends the same lines to the log file.
 
-    def __init__(self, out=None):
+    on_event, if given, is called with (name, fields) for each event(): how
+    evacuate learns what the migrations it runs in threads did.
+    """
+
+    def __init__(self, out=None, on_event=None):
         self.out = Terminal(out or sys.stdout)
+        self.on_event = on_event
         self.log = None
         self.muted = False      # --dry-run: the steps' narrative is not shown, events are
         self._early = []        # lines printed before the log file exists
@@ -161,10 +166,15 @@ class Report:
     def event(self, name, text=None, **fields):
         """Something a script may act on (-j prints {"event": name, **fields}):
         here the line text, if any, even when muted."""
+        self.heard(name, fields)
         if text is not None:
             muted, self.muted = self.muted, False
             self.line(text)
             self.muted = muted
+
+    def heard(self, name, fields):
+        if self.on_event is not None:
+            self.on_event(name, dict(fields))
 
     def dot(self):
         """A sign of life while waiting, on the step's line."""
@@ -271,8 +281,8 @@ class JsonReport(Report):
 
     PROGRESS_EVERY = 0.5
 
-    def __init__(self, out=None, clock=time.monotonic):
-        super().__init__(out)
+    def __init__(self, out=None, clock=time.monotonic, on_event=None):
+        super().__init__(out, on_event)
         self.clock = clock
         self._last_progress = None
 
@@ -285,6 +295,7 @@ class JsonReport(Report):
             self.emit("info", text=line)
 
     def event(self, name, text=None, **fields):
+        self.heard(name, fields)
         self._finish_pending()
         if text is not None:
             for part in text.split("\n"):
