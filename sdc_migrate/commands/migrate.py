@@ -136,6 +136,23 @@ class Migration:
         self.cancel_reason = None
         self.lock = None
         self.start_after = False  # boot it on the destination even if it is not running
+        # what the gather finds (or a resumed run's journal says)
+        self.vm = None                  # the instance, from VMAPI
+        self.ips = []                   # (ip, network_uuid) of its NICs, to reserve
+        self.src_server = self.dst_server = None    # the CNs, from CNAPI
+        self.src = self.dst = None      # the CNs, as node.Node
+        self.datasets = []              # the instance's datasets on the source (zfs.Dataset)
+        self.indestructible = []        # its @indestructible snapshots
+        self.total = 0                  # what is sent, in bytes
+        self.cores_quota = None
+        self.dst_hostkey = None         # the destination's host key, read over our ssh
+        self.recv_exclude = ()          # properties the destination's pool will not take
+        self.dst_has_cores = False
+        self.on_dest = set()            # its datasets already on the destination
+        self.adminui = None             # AdminUI's IP, for the closing block
+        self.datacenter = None
+        self.started = None             # when the migration began
+        self.was_running = False        # boot it on the destination
         # what the steps learn and leave, read by the later ones and the summary
         self.key = self.known_hosts = self.pub = None     # keys
         self.incremental_from = {}      # dataset -> image snapshot both CNs have (origin)
@@ -424,7 +441,7 @@ class Migration:
     def summary(self, outcome, exit_status):
         """The -j summary event: what moved where, when, how long it was down."""
         vm, o = self.vm, self.opts
-        ended = getattr(self, "ended", None) or now()
+        ended = self.ended or now()
         down = self.downtime()
         return {"uuid": vm["uuid"], "alias": vm.get("alias"), "source": self.src.hostname,
                 "destination": self.dst.hostname, "started": self.started.isoformat(),
@@ -522,7 +539,9 @@ class Migration:
                                 " lines above name and run the same command again" % o.uuid)
         journal.write({"t": "end", "outcome": "superseded"})
         self.resuming = True
-        self.epoch, self.tag = int(time.time()), run_tag(o.uuid)
+        # a new epoch, even within the killed run's second: it names the new
+        # journal and snapshots, which must not be the superseded run's
+        self.epoch, self.tag = max(int(time.time()), b["epoch"] + 1), run_tag(o.uuid)
         r.close()
         r.line()
         return False
@@ -540,7 +559,7 @@ class Migration:
 
     def release(self):
         """End the ssh connections and drop the lock, however the run ended."""
-        for n in (getattr(self, "src", None), getattr(self, "dst", None)):
+        for n in (self.src, self.dst):
             if n is not None:
                 n.close()
         if self.lock is not None:
@@ -671,7 +690,7 @@ class Migration:
         # zonecfg_destroy), and a held @indestructible released before zfs destroys it
         r.line('   * /usr/bin/ssh %s "/usr/sbin/zoneadm -z %s detach"' % (ip, uuid))
         r.line('   * /usr/bin/ssh %s "/usr/sbin/zonecfg -z %s delete -F"' % (ip, uuid))
-        for snap in getattr(self, "indestructible", None) or []:
+        for snap in self.indestructible:
             r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs release %s %s"'
                    % (ip, zfs.HOLD_TAG, snap))
         r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs destroy zones/cores/%s"' % (ip, uuid))
@@ -684,7 +703,7 @@ class Migration:
                    % uuid)
         r.line()
         r.line(" Please validate in AdminUI:  https://%s/vms/%s"
-               % (getattr(self, "adminui", None) or self._adminui(), uuid))
+               % (self.adminui or self._adminui(), uuid))
         r.line("        or validate via CLI:  /opt/smartdc/bin/sdc-vmapi /vms/%s" % uuid)
         r.line()
 
