@@ -35,6 +35,7 @@ import time
 from .. import placement
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused
 from ..node import Runner
+from ..procedure import Journal, Procedure, Step
 from ..report import Report
 from ..triton import UUID_RE, Triton
 
@@ -83,6 +84,7 @@ class NatRecreate:
         self.r = report or Report()
         self.hn = runner or Runner()
         self.api = Triton(self.hn)
+        self.new = None         # the successor: {"uuid", "hostname"} once it runs
 
     # ---- --list ---------------------------------------------------------------
 
@@ -169,16 +171,18 @@ class NatRecreate:
         self.show()
         if not self.yes and not self.r.ask("Are you ready to proceed? [y|n]"):
             raise Refused("not confirmed: nothing was changed")
+        proc = Procedure(RECREATE, Journal(None))
         if not self.destroyed:
-            self.destroy()
+            proc.run(self, proc.before_switch())
         try:
-            new = self.create()
+            proc.run(self, proc.after_switch())
         except MigrateError as e:
             again = "sdc-migrate nat-recreate %s%s" % (
                 uuid, " " + self.dest["hostname"] if self.dest else "")
             raise NeedsOperator(
                 "%s\n  NAT zone %s is destroyed and network %s has no NAT zone now: run `%s`"
                 " again to create it." % (e, uuid, self.network["uuid"], again)) from e
+        new = self.new
         self.r.line()
         self.r.line("NAT zone for %s is now %s on %s (gateway %s)." % (
             self.network["uuid"], new["uuid"], new["hostname"], self.network["gateway"]))
@@ -203,6 +207,9 @@ class NatRecreate:
         self.wait(lambda: not api.network(self.network["uuid"]).get("gateway_provisioned"),
                   "NAPI still shows gateway %s provisioned" % self.network["gateway"])
         r.done()
+
+    def checkpoint(self):
+        """(the procedure's: nothing interrupts a NAT zone's recreation)"""
 
     def create(self):
         r, api = self.r, self.api
@@ -239,8 +246,8 @@ class NatRecreate:
             raise
         r.done("Success!")
         vm = state["vm"]
-        return {"uuid": vm["uuid"],
-                "hostname": self.api.server(vm["server_uuid"]).get("hostname")}
+        self.new = {"uuid": vm["uuid"],
+                    "hostname": self.api.server(vm["server_uuid"]).get("hostname")}
 
     def wait_job(self, job_uuid):
         self.wait(lambda: self.api.job(job_uuid).get("execution") in ("succeeded", "failed"),
@@ -257,6 +264,17 @@ class NatRecreate:
             self.r.out.write(".")
             self.r.out.flush()
             time.sleep(1)
+
+
+# A NAT zone holds no data of its own: nothing to move, nothing to undo. Its
+# destroy is the point of no return; a rerun after it creates the successor.
+RECREATE = [
+    Step("destroy", NatRecreate.destroy, None,
+         "the NAT zone destroyed (SAPI, or VMAPI without a SAPI instance), its gateway"
+         " freed in NAPI", switch=True),
+    Step("create", NatRecreate.create, None,
+         "its successor created through SAPI, running, the gateway provisioned"),
+]
 
 
 def main(args):

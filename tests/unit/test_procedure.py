@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-from sdc_migrate.commands import migrate, rollback
+from sdc_migrate.commands import migrate, nat_recreate, rollback
 from sdc_migrate.errors import MigrateError
 from sdc_migrate.procedure import Journal, Procedure, Step
 
@@ -300,3 +300,12 @@ def test_the_journal_file_stays_root_only(tmp_path):
     m = start(tmp_path, node)
     m.proc.run(m, m.proc.steps[:2])
     assert os.stat(tmp_path / "m.journal").st_mode & 0o777 == 0o600
+
+
+def test_nat_recreate_is_a_destroy_then_a_create_with_nothing_to_undo():
+    """A NAT zone holds no data: its destroy is the point of no return and a
+    rerun after it only creates (nat_recreate.recreate runs after_switch)."""
+    proc = Procedure(nat_recreate.RECREATE, Journal(None))
+    assert [s.name for s in proc.before_switch()] == ["destroy"]
+    assert [s.name for s in proc.after_switch()] == ["create"]
+    assert all(s.undo is None for s in nat_recreate.RECREATE)
