@@ -142,7 +142,7 @@ def send(m, ds, snap, from_snap, props, meter):
             return stream(m, ds, snap, from_snap, props, meter, token)
         except RemoteError as e:
             cut = e
-        if m.opts.dry_run or attempt == RESUMES:
+        if attempt == RESUMES:
             raise cut
         status, out, _ = m.dst.call(zfs.resume_tokens_command([ds.name]), readonly=True)
         token = zfs.resume_tokens(out).get(ds.name) if status == 0 else None

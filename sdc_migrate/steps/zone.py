@@ -143,8 +143,7 @@ def stop(m, banner=True):
     if banner:
         impact_banner(m)
     alias = vm.get("alias") or vm["uuid"]
-    if not m.opts.dry_run:
-        current_state(m)
+    current_state(m)
     if not m.was_running:
         r.line("* Instance %s is already shutdown.  Proceeding." % alias)
         return

@@ -7,6 +7,8 @@ import time
 
 from checks import assert_migrated, assert_sequence_continues, dc_state
 
+from sdc_migrate.commands.migrate import FULL
+
 SRC, DST = "source-server", "dest-server"
 
 
@@ -96,6 +98,15 @@ def test_dry_run_lists_every_command_by_host_and_changes_nothing(dc):
     unreserve = first(r"headnode: /opt/smartdc/bin/sdc-napi .* -X PUT .*\"reserved\": false")
     unkey = first(r"source-server: rm -f /root/.ssh/migr-key-")
     assert key < reserve < stop < snapshot < send < attach < boot < unreserve < unkey
+    # the migration's literal list of steps, each said before its commands
+    said = [(i, re.match(r"-- step (\d+) of (\d+): (.*) \(", c)) for i, c in enumerate(commands)
+            if c.startswith("-- step ")]
+    assert [m.group(3) for _, m in said] == [s.what for s in FULL]
+    assert [(int(m.group(1)), int(m.group(2))) for _, m in said] == \
+        [(n, len(FULL)) for n in range(1, len(FULL) + 1)]
+    at = {FULL[k].name: i for k, (i, _) in enumerate(said)}
+    assert at["key"] < key < at["authorized"] and at["stop"] < stop < at["snapshots"]
+    assert at["attach"] < attach < at["hidden"] and at["boot"] < boot < at["health"]
     # nothing changed: VMAPI, NAPI, both pools, zone configurations, keys,
     # and no journal, log, state or lock file on the head node
     assert without_ssh_cache(dc_state(dc, uuid)) == before
@@ -129,6 +140,7 @@ def test_dry_run_with_json_gives_command_events_and_needs_no_y(dc):
     evs = events(p)
     hosts = {e["host"] for e in evs if e["event"] == "command"}
     assert hosts == {"headnode", SRC, DST}
+    assert [e["step"] for e in evs if e["event"] == "plan_step"] == [s.name for s in FULL]
     assert not [e for e in evs if e["event"] == "command" and "vmadm stop" in e["command"]]
     assert (evs[-1]["event"], evs[-1]["outcome"], evs[-1]["log_file"]) == \
         ("summary", "dry-run", None)

@@ -1,4 +1,4 @@
-"""The simulated datacenter's API service (tools/sim/simdc/api.py) against the
+"""The simulated datacenter's API service (tools/sim/simdc/api/) against the
 Triton samples in tests/fixtures/triton-samples: shapes, errors, headers, the NAPI IP
 rules and the vm-agent destroy/return rule.
 
