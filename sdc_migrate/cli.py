@@ -178,7 +178,7 @@ def main(argv=None):
 
 def path_note():
     """The launcher's (or console script's) name for this sdc-migrate, checked
-    against PATH once: evacuate's children, run with -m, inherit no name."""
+    against PATH once: run with -m (python -m sdc_migrate), it has no name."""
     argv0 = os.environ.pop("SDC_MIGRATE_ARGV0", None) or sys.argv[0]
     if argv0.endswith(".py"):
         return

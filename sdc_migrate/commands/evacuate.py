@@ -17,15 +17,16 @@ zones are listed as not movable by this tool (sdcadm moves them). The plan
 is shown as a table with each instance's size and estimated time, and the
 total; the question is asked once.
 
-Then the migrations, at most --concurrency at a time, each one
-`sdc-migrate -a` (one full and one incremental round while the instance
-runs, then a short stop), each with its own journal, log and rollback: a
-failure rolls back that instance alone and the others go on. The end is a
-summary table: instance, destination, result and downtime. Run the same
-command again after an interruption: what already moved is off the source
-and not planned again, an interrupted migration is finished or undone from
-its journal, the rest moves. The source copies stay hidden until
-`sdc-migrate cleanup-source`.
+Then the migrations, at most --concurrency at a time, each in a thread of
+its own: the migration `sdc-migrate -a` makes (one full and one incremental
+round while the instance runs, then a short stop), each with its own
+journal, log and rollback: a failure rolls back that instance alone and the
+others go on. The end is a summary table: instance, destination, result and
+downtime. ^C, SIGHUP or SIGTERM stops it: each running migration rolls back
+before its switch point or finishes after it. Run the same command again
+after an interruption: what already moved is off the source and not planned
+again, an interrupted migration is finished or undone from its journal, the
+rest moves. The source copies stay hidden until `sdc-migrate cleanup-source`.
 
 Options:
   --to=CN_NAME,...   The destinations to use, reserved ones too; default:
@@ -54,24 +55,28 @@ needs an operator (its line says what to do).
 import concurrent.futures
 import json
 import os
-import re
-import subprocess
-import sys
+import signal
 import time
+import traceback
 
 from .. import placement, zfs
-from ..errors import Refused, Usage
+from ..errors import MigrateError, NeedsOperator, Refused, RolledBack, Usage
 from ..node import Node, Runner
 from ..procedure import STATE_DIR, Journal
 from ..report import Report, capped_rate, estimate_seconds, human_duration, human_size
 from ..triton import Triton, admin_ip
 from .inflight import lock_held
+from .migrate import HungUp, Migration, Options
+from .nat_recreate import NatRecreate
 
 USAGE = __doc__
 PLAN_HEADERS = ["INSTANCE", "ALIAS", "BRAND", "SIZE", "STATE", "DESTINATION", "EST. TIME"]
 SUMMARY_HEADERS = ["INSTANCE", "ALIAS", "DESTINATION", "RESULT", "DOWNTIME"]
-RESULTS = {0: "moved", 2: "refused", 4: "rolled back", 5: "needs operator"}
-POLL = 0.5
+# a migration's exit status (0, or its error's) as the summary's RESULT; others: failed
+RESULTS = {0: "moved", Refused.exit_status: "refused", RolledBack.exit_status: "rolled back",
+           NeedsOperator.exit_status: "needs operator"}
+POLL = 0.5      # how often the main thread looks up from waiting: signals get through
+SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
 
 
 def place(items, candidates, source_platform, allow_older=False):
@@ -114,39 +119,60 @@ def item_for(vm, listing):
             "ram": int(vm.get("ram") or 0), "tags": placement.needed_tags(vm)}
 
 
-def child_argv(item, opts):
-    """The sdc-migrate command that moves one item."""
-    cmd = [sys.executable, "-m", "sdc_migrate"]
+class NatMove:
+    """A NAT zone's recreation (nat-recreate) as evacuate runs it. It is not
+    stopped by an interrupt: between its destroy and its create the fabric
+    network would have no NAT zone, so it goes on to its end."""
+
+    def __init__(self, item, report):
+        self.item = item
+        self.nat = NatRecreate(yes=True, report=report)
+
+    def run(self):
+        return self.nat.recreate(self.item["uuid"], self.item["dest"])
+
+    def interrupt(self, why):
+        pass
+
+    def release(self):
+        pass
+
+
+def mover(item, opts, report):
+    """What moves one item, writing its lines to report: `sdc-migrate -y -a
+    --interval=0` (with evacuate's --max-delta, share of --bwlimit and -D)
+    or, for a NAT zone, `sdc-migrate nat-recreate -y`."""
     if item["kind"] == "nat":
-        return cmd + ["nat-recreate", "-y", item["uuid"], item["dest"]]
-    cmd += ["-y", "-a", "--interval=0"]
-    if opts["max_delta"]:
-        cmd += ["--max-delta=%d" % opts["max_delta"]]
-    if opts.get("bwlimit"):
-        cmd += ["--bwlimit=%d" % opts["bwlimit"]]
-    if opts["allow_older"]:
-        cmd.append("-D")
-    return cmd + [item["uuid"], item["dest"]]
+        return NatMove(item, report)
+    return Migration(Options(uuid=item["uuid"], dest=item["dest"], incremental=True, auto=True,
+                             yes=True, interval=0, max_delta=opts["max_delta"],
+                             bwlimit=opts["bwlimit"], allow_older=opts["allow_older"]), report)
 
 
-# what cli.error writes: sdc-migrate[ SUB]: error (Code): message
-ERROR_LINE = re.compile(r"^sdc-migrate(?: [a-z-]+)?: error \(\w+\): (.*)$")
-
-
-def last_error(path):
-    """The one-line error a child sdc-migrate printed last, if any."""
+def run_one(m, report):
+    """Run one mover to its end, in a worker thread: (exit status, the
+    exception it ended with or None), as `sdc-migrate` run alone would exit."""
     try:
-        with open(path, errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        said = ERROR_LINE.match(line)
-        if said:
-            return said.group(1)
-        if line.startswith("sdc-migrate: "):
-            return line.split(": ", 1)[1]
-    return None
+        try:
+            m.run()
+            return 0, None
+        finally:
+            m.release()
+            report.close()
+    except MigrateError as e:
+        return e.exit_status, e
+    except KeyboardInterrupt as e:      # HungUp: stopped before it changed anything
+        return 130, e
+    except Exception as e:  # noqa: BLE001 - a bug ends this migration, not the others
+        report.line(traceback.format_exc().rstrip("\n"))
+        return 1, e
+
+
+def error_text(e):
+    """What cli.error says of an exception (an item's detail: its first line)."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted by %s" % e if e.args else "interrupted"
+    return str(e)
 
 
 def downtime_of(uuid, dest, state_dir=STATE_DIR):
@@ -161,8 +187,9 @@ def downtime_of(uuid, dest, state_dir=STATE_DIR):
 class Evacuation:
     def __init__(self, source, to=None, concurrency=2, max_delta=None, allow_older=False,
                  yes=False, as_json=False, dry_run=False, report=None, runner=None,
-                 state_dir=STATE_DIR, bwlimit=None):
+                 state_dir=STATE_DIR, bwlimit=None, mover=mover):
         self.source, self.to = source, to
+        self.mover = mover      # mover(item, opts, report): the object that moves one item
         self.concurrency = concurrency
         self.bwlimit = bwlimit
         # --bwlimit is the evacuation's total: each of the migrations running
@@ -350,39 +377,53 @@ class Evacuation:
         return self.summary()
 
     def execute(self, todo):
+        """The migrations, at most --concurrency at a time, each in a thread.
+
+        The main thread only sleeps, POLL seconds at a time, so that ^C,
+        SIGHUP and SIGTERM (which reach it alone) get through: then every
+        running migration is told to stop (before its switch point it rolls
+        back, past it it finishes), waited for and reported, and the
+        interrupt goes on up (cli)."""
         queue = list(todo)
         running = {}
         n = len(todo)
         order = {i["uuid"]: k + 1 for k, i in enumerate(todo)}
+        pool = concurrent.futures.ThreadPoolExecutor(self.concurrency)
         try:
             while queue or running:
                 while queue and len(running) < self.concurrency:
-                    self.start(queue.pop(0), running, order, n)
+                    self.start(queue.pop(0), running, order, n, pool)
                 time.sleep(POLL)
-                for uuid, (item, proc, out) in list(running.items()):
-                    if proc.poll() is not None:
-                        del running[uuid]
-                        self.ended(item, proc.returncode, out, order, n)
-        except KeyboardInterrupt:
-            # each child got the SIGINT too and rolls its own migration back
-            for item, proc, out in running.values():
-                proc.wait()
-                self.ended(item, proc.returncode, out, order, n)
+                self.reap(running, order, n)
+        except KeyboardInterrupt as e:
+            why = str(e) if e.args else "SIGINT"
+            if running and not self.as_json:
+                self.r.line("* Interrupted (%s): stopping the running migrations (each rolls"
+                            " back before its switch point, finishes after it) ..." % why)
+            for item, m, heard, f, ended in running.values():
+                m.interrupt(why)
+            pool.shutdown()         # every one that started, wherever the interrupt fell
+            self.reap(running, order, n, stopped=True)
             raise
+        finally:
+            pool.shutdown()
 
-    def start(self, item, running, order, n):
+    def start(self, item, running, order, n, pool):
         if lock_held(item["uuid"], self.state_dir):
             item["result"], item["detail"] = "refused", "another sdc-migrate is migrating it" \
                 " (see `sdc-migrate list`)"
             self.report_end(item, order, n)
             return
+        # its lines go to a file of its own, its events to heard, how it ended to ended
         out = os.path.join(self.outdir, item["uuid"] + ".out")
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            proc = subprocess.Popen(child_argv(item, self.opts), stdin=subprocess.DEVNULL,
-                                    stdout=f, stderr=subprocess.STDOUT)
+        f = os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
+        heard, ended = {}, {}
+        report = Report(f, on_event=heard.__setitem__)
+        m = self.mover(item, self.opts, report)
         item["started"] = time.time()
-        running[item["uuid"]] = (item, proc, out)
+        # known as running before it runs: an interrupt from here on reaches it
+        running[item["uuid"]] = (item, m, heard, f, ended)
+        pool.submit(lambda: ended.update(result=run_one(m, report)))
         how = "recreating NAT zone" if item["kind"] == "nat" else \
             "finishing or undoing the interrupted migration of" if item.get("resume") else \
             "migrating"
@@ -391,13 +432,34 @@ class Evacuation:
             uuid=item["uuid"], alias=item["alias"], destination=item["dest"], kind=item["kind"],
             output=out)
 
-    def ended(self, item, status, out, order, n):
+    def reap(self, running, order, n, stopped=False):
+        """Report the migrations that ended; once stopped, forget those the
+        interrupt came before they started."""
+        for uuid, (item, m, heard, f, ended) in list(running.items()):
+            if "result" in ended:
+                self.ended(item, *ended["result"], heard, f, order, n)
+            elif not stopped:
+                continue
+            f.close()
+            del running[uuid]
+
+    def ended(self, item, status, error, heard, f, order, n):
+        """What a migration's exit status and events say: its result, detail
+        (the first line of its error) and downtime."""
+        if error is not None:
+            # the line the command run alone ends with (cli.error)
+            f.write("%s: error (%s): %s\n" % (
+                "sdc-migrate nat-recreate" if item["kind"] == "nat" else "sdc-migrate",
+                type(error).__name__, error_text(error)))
         item["status"] = status
         item["result"] = RESULTS.get(status, "failed")
-        item["detail"] = last_error(out) if status else None
+        item["detail"] = error_text(error).split("\n")[0] if error else None
         item["seconds"] = round(time.time() - item["started"], 1)
         if status == 0 and item["kind"] == "migrate":
-            item["downtime"] = downtime_of(item["uuid"], item["dest"], self.state_dir)
+            # the summary's downtime is 0 for an instance that was not running: its
+            # journal's (None) says so; and a resumed run may have ended before a summary
+            item["downtime"] = (heard.get("summary") or {}).get("downtime_s") or \
+                downtime_of(item["uuid"], item["dest"], self.state_dir)
         self.report_end(item, order, n)
         self.save()
 
@@ -466,6 +528,21 @@ class Evacuation:
         return status
 
 
+def on_signals():
+    """^C, SIGHUP and SIGTERM, which reach the main thread alone: the first
+    stops the evacuation (execute), the later ones are ignored while the
+    running migrations roll back or finish, as a single migration rides out
+    a second SIGHUP (migrate.on_hangup)."""
+    def handler(signum, frame):
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise HungUp(signal.Signals(signum).name)
+    for sig in SIGNALS:
+        signal.signal(sig, handler)
+
+
 def main(args):
     try:
         concurrency = int(args["--concurrency"] or 2)
@@ -482,6 +559,7 @@ def main(args):
                    max_delta=max_delta, allow_older=args["-D"], yes=args["-y"],
                    as_json=args["-j"], dry_run=args["--dry-run"],
                    bwlimit=parse_rate(args["--bwlimit"]))
+    on_signals()
     try:
         return e.run()
     finally:

@@ -250,3 +250,46 @@ def test_an_evacuation_killed_midway_is_finished_by_running_it_again(evac):
         assert_moved(dc, u, before[u], None)
     assert active_on(dc, SRC) == []
     assert_nothing_left(dc)
+
+
+def test_ctrl_c_rolls_back_the_running_migrations_and_reports_them(evac):
+    dc = evac
+    uuids = [dc.provision("--server", SRC, "--size", "8") for _ in range(2)]
+    # both full sends slow: the ^C comes while both migrations are under way
+    dc.simdc("fault", "add", SRC, "--times", "2", "--delay", "4", "--exit", "0", "--",
+             "zfs", "send")
+    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, "evacuate", "-y",
+                             "-j", "--concurrency", "2", SRC], env=dc.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while "[]" not in dc.simdc("fault", "list").stdout.replace("\n", "").replace(" ", ""):
+            assert time.time() < deadline and tool.poll() is None, tool.communicate()[0]
+            time.sleep(0.1)
+    finally:
+        dc.simdc("fault", "clear")
+    time.sleep(0.3)
+    os.killpg(tool.pid, signal.SIGINT)       # as a terminal sends it
+    out = tool.communicate(timeout=180)[0].decode()
+    assert tool.returncode == 130, out
+    events = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    started = {e["uuid"]: e["output"] for e in events if e["event"] == "started"}
+    finished = {e["uuid"]: e for e in events if e["event"] == "finished"}
+    assert set(uuids) <= set(started) and set(finished) == set(started), out
+    for u in uuids:
+        assert (finished[u]["result"], finished[u]["exit_status"]) == ("rolled back", 4), out
+        assert finished[u]["detail"].endswith("interrupted by SIGINT"), out
+        # where and as it was, nothing of it on a destination
+        vm = dc.vm(u)
+        assert vm["server_uuid"] == dc.hosts()[SRC]["uuid"] and vm["state"] == "running"
+        assert not [n for h in DESTS for n in dc.zfs_names(h) if u in n]
+        assert journals(dc)[u]["outcome"] == "rolled-back"
+        # its output file: the migration's own lines, then its error line
+        lines = dc.exec("headnode", "cat", started[u]).stdout.splitlines()
+        error = "sdc-migrate: error (RolledBack): migration of %s failed" % u
+        said = [k for k, l in enumerate(lines) if l.startswith(error)]
+        assert "Here we go..." in lines and said and said[0] > lines.index("* Rolling back:"), \
+            lines
+    assert not any(e["event"] == "summary" for e in events)
+    assert_nothing_left(dc)

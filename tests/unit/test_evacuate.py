@@ -1,15 +1,20 @@
-"""evacuate's planning, list's reading of journals, finish, and --max-delta's
-convergence rule: pure functions, no datacenter."""
+"""evacuate's planning and its running of migrations (fake ones), list's
+reading of journals, finish, and --max-delta's convergence rule: no datacenter."""
+import io
 import json
 import os
+import signal
+import threading
+import time
 
 import pytest
 
 from sdc_migrate import placement
 from sdc_migrate.cli import parse_size
 from sdc_migrate.commands import evacuate, finish, inflight
-from sdc_migrate.commands.migrate import converged
-from sdc_migrate.errors import NotFound, Refused, Usage
+from sdc_migrate.commands.migrate import Migration, converged
+from sdc_migrate.errors import NeedsOperator, NotFound, Refused, RolledBack, Usage
+from sdc_migrate.node import Node
 from sdc_migrate.report import Report
 
 MB = 1 << 20
@@ -79,14 +84,191 @@ def test_core_zones_nat_zones_and_fabric_nics_are_told_apart():
     assert plan[0]["dest"] is None
 
 
-def test_a_child_migration_is_a_plain_argv_with_the_options():
+def test_each_item_is_moved_in_process_with_the_options():
     i = dict(item("u", 1), dest="spare-server", alias="x; rm -rf / $(id)")
-    argv = evacuate.child_argv(i, {"max_delta": 10 * MB, "allow_older": True})
-    assert argv[-2:] == ["u", "spare-server"]
-    assert "-a" in argv and "--max-delta=%d" % (10 * MB) in argv and "-D" in argv
-    assert not any("rm -rf" in a for a in argv)
-    nat = evacuate.child_argv(dict(i, kind="nat"), {"max_delta": None, "allow_older": False})
-    assert nat[-4:] == ["nat-recreate", "-y", "u", "spare-server"]
+    m = evacuate.mover(i, {"max_delta": 10 * MB, "allow_older": True, "bwlimit": 5 * MB},
+                       Report())
+    assert isinstance(m, Migration)
+    o = m.opts
+    assert (o.uuid, o.dest, o.incremental, o.auto, o.yes, o.interval) == \
+        ("u", "spare-server", True, True, True, 0)
+    assert (o.max_delta, o.bwlimit, o.allow_older) == (10 * MB, 5 * MB, True)
+    nat = evacuate.mover(dict(i, kind="nat"), {}, Report())
+    assert isinstance(nat, evacuate.NatMove) and nat.nat.yes
+
+
+class FakeMigration:
+    """A migration as evacuate drives it: run() returns 0 or raises an error
+    with an exit status, its events go to its report; interrupt() and
+    release() are recorded."""
+
+    def __init__(self, item, report, behave, log):
+        self.item, self.r, self.behave, self.log = item, report, behave, log
+        self.interrupted = threading.Event()
+        self.why = None
+
+    def run(self):
+        self.r.line("* migrating %s" % self.item["uuid"])
+        return self.behave(self)
+
+    def interrupt(self, why):
+        self.why = why
+        self.log.append(("interrupt", self.item["uuid"], why))
+        self.interrupted.set()
+
+    def release(self):
+        self.log.append(("release", self.item["uuid"]))
+
+
+def evacuation(tmp_path, behaviours, concurrency=2):
+    """An Evacuation of items a, b, ... (biggest first) whose migrations are
+    FakeMigrations behaving as behaviours says; -j events in its output."""
+    out = io.StringIO()
+    log = []
+
+    def mover(item, opts, report):
+        log.append(("start", item["uuid"]))
+        return FakeMigration(item, report, behaviours[item["uuid"]], log)
+    e = evacuate.Evacuation("source-server", concurrency=concurrency, as_json=True, yes=True,
+                            report=Report(out), state_dir=str(tmp_path), mover=mover)
+    e.items = [dict(item(u, 100 - k), dest="dest-server") for k, u in enumerate(behaviours)]
+    e.outdir = str(tmp_path / "out")
+    os.makedirs(e.outdir)
+    return e, out, log
+
+
+def events(out, name):
+    return [ev for ev in map(json.loads, out.getvalue().splitlines()) if ev["event"] == name]
+
+
+def moved(m):
+    m.r.event("summary", outcome="done", exit_status=0, downtime_s=1.5)
+    return 0
+
+
+def not_running(m):
+    m.r.event("summary", outcome="done", exit_status=0, downtime_s=0)
+    return 0
+
+
+def rolled_back(m):
+    m.r.event("failure", "* Migration failed: attach", error="attach")
+    m.r.event("summary", outcome="rolled-back", exit_status=4, downtime_s=0)
+    raise RolledBack("migration of b failed and was rolled back: attach\n"
+                     "  The instance is on source-server, running, as before.")
+
+
+def needs_operator(m):
+    raise NeedsOperator("VMAPI shows c on dest-server already: run it again")
+
+
+def refused(m):
+    raise Refused("destination dest-server has no room")
+
+
+def test_results_come_from_exit_statuses_and_events(tmp_path):
+    e, out, log = evacuation(tmp_path, {"a": moved, "b": rolled_back, "c": needs_operator,
+                                        "d": refused, "e": not_running})
+    e.execute(e.items)
+    assert e.summary() == 5
+    done = {ev["uuid"]: ev for ev in events(out, "finished")}
+    assert {u: (d["result"], d["exit_status"]) for u, d in done.items()} == {
+        "a": ("moved", 0), "b": ("rolled back", 4), "c": ("needs operator", 5),
+        "d": ("refused", 2), "e": ("moved", 0)}
+    # the downtime is the summary event's; an instance that was not running has none
+    assert (done["a"]["downtime_s"], done["e"]["downtime_s"]) == (1.5, None)
+    # the detail is the first line of the error, as `sdc-migrate` alone prints it
+    assert done["b"]["detail"] == "migration of b failed and was rolled back: attach"
+    assert done["d"]["detail"] == "destination dest-server has no room"
+    assert done["a"]["detail"] is None
+    # each item's output file holds its own lines and, after a failure, its error line
+    started = {ev["uuid"]: ev["output"] for ev in events(out, "started")}
+    b = open(started["b"]).read()
+    assert "* migrating b\n" in b and "* Migration failed: attach\n" in b
+    assert b.endswith("sdc-migrate: error (RolledBack): migration of b failed and was rolled"
+                      " back: attach\n  The instance is on source-server, running, as before.\n")
+    assert open(started["a"]).read() == "* migrating a\n"
+    assert sorted(u for what, u, *_ in log if what == "release") == list("abcde")
+    assert events(out, "summary")[0]["exit_status"] == 5
+
+
+def test_a_bug_in_one_migration_fails_it_alone(tmp_path):
+    def broken(m):
+        return {}["no such key"]
+    e, out, log = evacuation(tmp_path, {"a": broken, "b": moved})
+    e.execute(e.items)
+    assert e.summary() == 4
+    done = {ev["uuid"]: ev for ev in events(out, "finished")}
+    assert (done["a"]["result"], done["a"]["exit_status"]) == ("failed", 1)
+    assert done["b"]["result"] == "moved"
+    assert "Traceback" in open(events(out, "started")[0]["output"]).read()
+
+
+def test_at_most_concurrency_migrations_run_at_once(tmp_path):
+    lock = threading.Lock()
+    now = []
+    most = []
+
+    def busy(m):
+        with lock:
+            now.append(m)
+            most.append(len(now))
+        time.sleep(0.3)
+        with lock:
+            now.remove(m)
+        return 0
+    e, out, log = evacuation(tmp_path, {u: busy for u in "abcde"}, concurrency=2)
+    e.execute(e.items)
+    assert max(most) == 2 and len(most) == 5
+    assert e.summary() == 0
+    assert [ev["uuid"] for ev in events(out, "started")] == list("abcde")
+
+
+@pytest.fixture
+def evacuate_signals():
+    """evacuate's handlers of ^C, SIGHUP and SIGTERM, as its main() sets them; this
+    process's own after."""
+    before = {sig: signal.getsignal(sig) for sig in evacuate.SIGNALS}
+    evacuate.on_signals()
+    yield
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("name", ["SIGINT", "SIGHUP", "SIGTERM"])
+def test_a_signal_reaches_every_running_migration_and_they_are_reported(
+        tmp_path, evacuate_signals, name):
+    both = threading.Barrier(2, timeout=10)
+
+    def rolls_back_when_told(m):
+        if both.wait() == 0:
+            # to the process, as a terminal or kill sends it: the main thread handles it
+            os.kill(os.getpid(), getattr(signal, name))
+        assert m.interrupted.wait(10), "no interrupt reached %s" % m.item["uuid"]
+        raise RolledBack("migration of %s failed and was rolled back: interrupted by %s"
+                         % (m.item["uuid"], m.why))
+    e, out, log = evacuation(tmp_path, {"a": rolls_back_when_told, "b": rolls_back_when_told,
+                                        "c": moved})
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        e.execute(e.items)
+    assert str(stopped.value) == ("" if name == "SIGINT" else name)    # cli: interrupted by
+    assert sorted(x for x in log if x[0] == "interrupt") == [
+        ("interrupt", "a", name), ("interrupt", "b", name)]
+    assert ("start", "c") not in log            # nothing new starts
+    done = {ev["uuid"]: ev for ev in events(out, "finished")}
+    assert sorted(done) == ["a", "b"]
+    assert all(d["result"] == "rolled back" and d["detail"].endswith("interrupted by " + name)
+               for d in done.values())
+    assert sorted(u for what, u, *_ in log if what == "release") == ["a", "b"]
+    # a second signal, while they roll back, is ignored
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_two_nodes_of_one_host_do_not_share_a_master():
+    one, two = (Node("dest-server", "u", "127.0.0.1") for _ in range(2))
+    assert one.control_path != two.control_path
+    # %C is 40 hex digits; ssh adds 17 characters to it while it binds; 104: illumos' limit
+    assert len(one.control_path.replace("%C", "x" * 40)) + 17 < 104
 
 
 @pytest.mark.parametrize("deltas,done", [
