@@ -20,7 +20,6 @@ from ..procedure import InstanceLock, Journal, Procedure, Step
 from ..report import (JsonReport, Report, capped_rate, estimate_text, human_duration,
                       human_size, human_time, now)
 from ..steps import addresses, keys, preparation, transfer, zone
-from ..steps.transfer import converged  # noqa: F401 - evacuate's convergence rule too
 from ..triton import UUID_RE, Triton, admin_ip
 
 HEALTH_TIMEOUT = 120    # --health-timeout's default: seconds to come up on the destination
@@ -216,6 +215,7 @@ class Migration:
         self._check_destination(vm, src, dst)
         r.done()
         self.src_server, self.dst_server = src, dst
+        self.release_nodes()        # a resumed run's, before it started over
         self.src = Node(src["hostname"], src["uuid"], admin_ip(src),
                         trace=self.hn.trace, dry_run=self.hn.dry_run)
         self.dst = Node(dst["hostname"], dst["uuid"], admin_ip(dst),
@@ -559,11 +559,15 @@ class Migration:
 
     def release(self):
         """End the ssh connections and drop the lock, however the run ended."""
+        self.release_nodes()
+        if self.lock is not None:
+            self.lock.release()
+
+    def release_nodes(self):
         for n in (self.src, self.dst):
             if n is not None:
                 n.close()
-        if self.lock is not None:
-            self.lock.release()
+        self.src = self.dst = None
 
     def rollback(self, keep_data=False):
         """Undo the journal's pending changes, newest first, and see VMAPI show the

@@ -266,6 +266,7 @@ def live_rounds(m):
         r.line("* Transferring incremental dataset snapshot %d to %s" % (n, m.dst.hostname))
         send_round(m, snap)
         deltas.append(m.delta)
+        m.checkpoint()      # an interrupt during the round: before the stop, not after it
         if o.auto and os.path.exists(st):
             if o.max_delta is not None:
                 done = converged(deltas, o.max_delta)

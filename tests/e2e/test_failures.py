@@ -1,7 +1,7 @@
 """Whatever fails, the instance ends in exactly one place, in the run state it
 had, with every write it made, and nothing is left for a person to clean up.
 
-Each step of Migration.act() that changes something has a case that fails
+Each step of the migration (migrate.FULL) that changes something has a case that fails
 it (tools/simdc fault; --remote for a step inside a sh -c script) and one
 that SIGKILLs the tool there and runs the same command again; Ctrl-C, a CN's
 sshd going away mid-transfer and a destination pool filling up during the

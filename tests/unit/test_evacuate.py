@@ -12,7 +12,8 @@ import pytest
 from sdc_migrate import placement
 from sdc_migrate.cli import parse_size
 from sdc_migrate.commands import evacuate, finish, inflight
-from sdc_migrate.commands.migrate import Migration, converged
+from sdc_migrate.commands.migrate import Migration
+from sdc_migrate.steps.transfer import converged
 from sdc_migrate.errors import NeedsOperator, NotFound, Refused, RolledBack, Usage
 from sdc_migrate.node import Node
 from sdc_migrate.report import Report
