@@ -56,9 +56,9 @@ Options:
                     step_done, step_failed, progress, info, failure, undone,
                     summary; error on failure); the log stays as it was.
                     Asks nothing: give INST_UUID, DEST_CN_NAME and -y.
-  --dry-run         Gather and show for real, then list every command the
-                    migration would run, host by host, in order; change
-                    nothing (one incremental round is shown).
+  --dry-run         Gather and show for real, then list the migration's steps
+                    in order, each with every command it would run, host by
+                    host; change nothing (one incremental round is shown).
   --interval=SECS   Pause between incremental rounds [default: 60].
   -h --help         Show this help.
   -v --version      Show the version.

@@ -28,8 +28,9 @@ Options:
   -y                Do not ask "Are you ready to proceed?".
   -j                One JSON event a line on stdout (as sdc-migrate -j); needs -y
                     or --dry-run.
-  --dry-run         Gather and show for real, then list every command the
-                    rollback would run, host by host; change nothing.
+  --dry-run         Gather and show for real, then list the rollback's steps
+                    in order, each with every command it would run, host by
+                    host; change nothing.
   --bwlimit=RATE    Send no more than RATE a second (e.g. 20M).
   -h --help         Show this help.
 
