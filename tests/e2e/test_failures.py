@@ -280,7 +280,7 @@ def test_failure_after_the_switch_is_finished_by_a_rerun(dc, name, host, prefix,
 # Where to kill the tool: the step's command is made slow, the tool is killed
 # while it waits, and the command is let finish before the rerun (it runs on
 # after its client died, as a remote command does). Before the switch, one
-# instance goes through them all in the order act() reaches them: each rerun
+# instance goes through them all in the order migrate.FULL runs them: each rerun
 # undoes what the killed run did and is killed at the next step; the last
 # rerun finishes. (name, host, prefix, extra fault options)
 # (name, host, prefix, extra fault options, the step line the kill lands in)
