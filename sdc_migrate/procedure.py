@@ -217,6 +217,15 @@ class Procedure:
     def confirm(self, i):
         self.journal.confirm(i)
 
+    def pending(self, *names):
+        """The pending changes of the steps named, in the order they were made."""
+        return [(i, rec) for i, rec in self.journal.pending() if rec["undo"] in names]
+
+    def forget(self, *names):
+        """The pending changes of the steps named need no undo any more."""
+        for i, _ in self.pending(*names):
+            self.journal.mark_undone(i)
+
     def mark_switched(self):
         """The switch point: the changes of permanent steps stay as they are."""
         self.journal.write({"t": "switched"})
@@ -267,7 +276,7 @@ class Procedure:
         """Past the switch, undo the pending changes of the steps named (the
         temporary key, the IP reservations...) as part of finishing; with
         parallel, side by side. Raises the first failure."""
-        todo = [(i, rec) for i, rec in self.journal.pending() if rec["undo"] in names]
+        todo = self.pending(*names)
 
         def one(item):
             i, rec = item

@@ -25,7 +25,7 @@ def unreserve_one(m, ip, network):
 def unreserve(m):
     """After the switch: no longer at risk of showing as destroyed."""
     r = m.r
-    reserved = [(i, rec) for i, rec in m.journal.pending() if rec["undo"] == "reservation"]
+    reserved = m.proc.pending("reservation")
     if not reserved:
         return
     r.line("* Unreserving instance IP addrs since we're no longer at risk of")

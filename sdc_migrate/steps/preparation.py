@@ -100,11 +100,10 @@ def restore_quota(m, dataset, quota):
 
 def restore_bhyve_quota(m):
     """After the switch: the quota as it was, on both CNs."""
-    for i, rec in m.journal.pending():
-        if rec["undo"] == "quota":
-            a = rec["args"]
-            m.r.step("* Restoring the quota of %s on both CNs..." % a["dataset"])
-            m.dst.run(["zfs", "set", "quota=" + a["quota"], a["dataset"]])
-            restore_quota(m, **a)
-            m.journal.mark_undone(i)
-            m.r.done()
+    for i, rec in m.proc.pending("quota"):
+        a = rec["args"]
+        m.r.step("* Restoring the quota of %s on both CNs..." % a["dataset"])
+        m.dst.run(["zfs", "set", "quota=" + a["quota"], a["dataset"]])
+        restore_quota(m, **a)
+        m.journal.mark_undone(i)
+        m.r.done()

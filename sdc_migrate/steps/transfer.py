@@ -89,9 +89,7 @@ def cleanup_snapshots(m):
     keep = m.journal.final_snapshot
     undo = m.proc.step("snapshots").undo
     m.both(lambda n: undo(m, "src" if n is m.src else "dst", keep))
-    for i, rec in m.journal.pending():
-        if rec["undo"] in ("snapshots", "received"):
-            m.journal.mark_undone(i)
+    m.proc.forget("snapshots", "received")
     r.done()
 
 
