@@ -165,3 +165,47 @@ def test_svcs_z_answers_for_a_zone_as_illumos_does(dc):
                         " server unavailable\n" % uuid)
     p = dc.exec(host, "svcs", "-z", "no-such-zone", check=False)
     assert (p.returncode, p.stderr) == (1, "svcs: invalid zone 'no-such-zone'\n")
+
+
+def test_a_cn_is_given_what_placement_reads_and_cnapi_sees_it(dc):
+    """`simdc capability` and `simdc encrypt` change what a CN's sysinfo says
+    (smartos-live src/sysinfo: "Bhyve Capable", "Bhyve Max Vcpus", "HVM API",
+    "Zpool Encrypted") and refresh CNAPI as `sysinfo -u` does; traits are
+    CNAPI's (sdc-cnapi ServerUpdate); sdc-designation's hard filters
+    (hard-filter-hvm.js, hard-filter-zpool-encryption.js,
+    hard-filter-traits.js) read exactly these."""
+    uuid = dc.hosts()["spare-server"]["uuid"]
+
+    def seen():
+        s = dc.api("cnapi", "/servers/" + uuid)[2]
+        si = s["sysinfo"]
+        return (si["Bhyve Capable"], si["Bhyve Max Vcpus"], si["HVM API"],
+                si["Zpool Encrypted"], s["traits"])
+    assert seen() == (True, 32, True, False, {})
+    try:
+        dc.simdc("capability", "spare-server", "--bhyve", "no", "--traits", '{"ssd": true}')
+        dc.simdc("encrypt", "spare-server", "on")
+        assert seen() == (False, 0, False, True, {"ssd": True})
+        dc.simdc("capability", "spare-server", "--reset", "--hvm-api", "no",
+                 "--max-vcpus", "8", "--traits", "{}")
+        assert seen() == (True, 8, False, True, {})
+    finally:
+        dc.simdc("capability", "spare-server", "--reset", "--traits", "{}")
+        dc.simdc("encrypt", "spare-server", "off")
+    assert seen() == (True, 32, True, False, {})
+
+
+def test_provision_marks_an_instance_encrypted_with_vcpus_and_package_traits(dc):
+    """An encrypted instance carries internal_metadata.encrypted (sdc-vmapi
+    lib/endpoints/vms.js, from CreateVm's encrypted=true); a bhyve its vcpus;
+    its billing_id names a PAPI package whose traits sdc-designation
+    hard-filter-traits.js matches (sdc-papi docs/index.md)."""
+    uuid = dc.provision("--brand", "bhyve", "--state", "stopped", "--vcpus", "2",
+                        "--encrypted", "--traits", '{"hw": ["richmond-a"]}')
+    vm = dc.vm(uuid)
+    assert vm["vcpus"] == 2 and vm["internal_metadata"]["encrypted"] is True
+    status, _, pkg = dc.api("papi", "/packages/" + vm["billing_id"])
+    assert status == 200 and pkg["traits"] == {"hw": ["richmond-a"]}
+    plain = dc.vm(dc.provision("--state", "stopped"))
+    assert "encrypted" not in plain["internal_metadata"] and "vcpus" not in plain
+    assert "traits" not in dc.api("papi", "/packages/" + plain["billing_id"])[2]

@@ -25,7 +25,7 @@ SIM = ROOT / "tools" / "sim"
 SAMPLES = ROOT / "tests" / "fixtures" / "triton-samples"
 NET = "61"
 IPS = {"vmapi": "127.0.61.2", "cnapi": "127.0.61.3", "napi": "127.0.61.4",
-       "imgapi": "127.0.61.5", "sapi": "127.0.61.6"}
+       "imgapi": "127.0.61.5", "sapi": "127.0.61.6", "papi": "127.0.61.7"}
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
@@ -584,6 +584,29 @@ def test_sapi(dc):
     assert st == 204
     st, _, _ = dc.call("sapi", "GET", "/instances/" + inst["uuid"])
     assert st == 404
+
+
+# ---- PAPI --------------------------------------------------------------------
+
+def test_papi_packages_carry_the_traits_placement_reads(dc):
+    """sdc-papi lib/papi.js: POST /packages (201), GET /packages/UUID, and
+    "Package UUID does not exist" (ResourceNotFound) for one it lacks; traits
+    are a package's free-form hash (docs/index.md), what sdc-designation
+    hard-filter-traits.js matches against a server's."""
+    pkg = {"name": "sample-1G", "version": "1.0.0", "max_physical_memory": 1024,
+           "quota": 10240, "max_swap": 2048, "max_lwps": 4000, "zfs_io_priority": 100,
+           "traits": {"ssd": True, "hw": ["richmond-a"]}}
+    st, made, _ = dc.call("papi", "POST", "/packages", pkg)
+    assert st == 201 and made["traits"] == pkg["traits"] and made["active"] is True
+    st, got, _ = dc.call("papi", "GET", "/packages/" + made["uuid"])
+    assert st == 200 and got["traits"] == {"ssd": True, "hw": ["richmond-a"]}
+    st, listed, _ = dc.call("papi", "GET", "/packages?name=sample-1G")
+    assert [p["uuid"] for p in listed] == [made["uuid"]]
+    st, body, _ = dc.call("papi", "GET", "/packages/" + OWNER)
+    assert st == 404 and body == {"code": "ResourceNotFound",
+                                  "message": "Package %s does not exist" % OWNER}
+    st, body, _ = dc.call("papi", "POST", "/packages", {"name": "no-ram"})
+    assert st == 409
 
 
 def test_create_vm_validates_and_needs_a_reachable_server(dc):

@@ -315,7 +315,9 @@ def test_clone_sends_from_its_origin(cn, src):
 
 
 def test_options_an_old_zfs_lacks(cn, src):
-    for argv in (["send", "-c", src + "@one"], ["send", "-w", src + "@one"]):
+    # (-w is there: a platform with encrypted pools has raw sends, see
+    # test_an_encrypted_pool_sends_properties_only_raw)
+    for argv in (["send", "-c", src + "@one"],):
         p = cn.run("zfs", *argv, check=False, input="")
         assert p.returncode == 2, argv
         assert p.stderr.startswith("invalid option '%s'\nusage:\n" % argv[1][1]), p.stderr
@@ -377,28 +379,58 @@ def test_recv_u_and_e(cn, src):
 
 def test_an_encrypted_pool_refuses_a_stream_with_properties_unless_x_encryption(cn, src):
     """illumos libzfs_sendrecv.c zfs_receive_one: a new filesystem from a -p
-    stream under an encrypted parent needs -x (or -o) encryption."""
+    stream under an encrypted parent needs -x (or -o) encryption. The streams
+    come from an unencrypted pool: sent before this one is marked encrypted."""
     flag = cn.simdir / "hosts" / HOST / "pool-encryption"
     flag.parent.mkdir(parents=True, exist_ok=True)
     assert cn.run("zfs", "get", "-H", "-o", "value", "encryption", "zones").stdout == "off\n"
+    plain, props = cn.tmp / "plain.zfs", cn.tmp / "props.zfs"
+    cn.sh("zfs send %s@one > %s && zfs send -p %s@one > %s" % (src, plain, src, props))
     flag.write_text("aes-256-gcm\n")
     try:
         assert cn.run("zfs", "get", "-H", "-o", "value", "encryption",
                       src).stdout == "aes-256-gcm\n"
-        p = cn.sh("zfs send -p %s@one | zfs recv zones/enc1" % src, check=False)
+        p = cn.sh("zfs recv zones/enc1 < %s" % props, check=False)
         assert p.returncode == 1
         assert p.stderr.startswith("cannot receive new filesystem stream: parent 'zones' must "
                                    "not be encrypted to receive unenecrypted property\n")
         assert "zones/enc1" not in names(cn)
-        cn.sh("zfs send %s@one | zfs recv zones/enc2" % src)
-        cn.sh("zfs send -p %s@one | zfs recv -x encryption zones/enc3" % src)
+        cn.sh("zfs recv zones/enc2 < %s" % plain)
+        cn.sh("zfs recv -x encryption zones/enc3 < %s" % props)
         assert {"zones/enc2@one", "zones/enc3@one"} <= set(names(cn))
         p = cn.run("zfs", "recv", "-x", input="", check=False)
         assert p.returncode == 2 and "missing argument for 'x' option" in p.stderr
     finally:
         flag.unlink()
+        plain.unlink()
+        props.unlink()
     for fs in ("zones/enc2", "zones/enc3"):
         cn.run("zfs", "destroy", "-r", fs)
+
+
+def test_an_encrypted_pool_sends_properties_only_raw(cn, src):
+    """illumos-joyent usr/src/lib/libzfs/common/libzfs_sendrecv.c send_iterate_fs:
+    a stream with properties (-p, -R) of an encrypted dataset is refused
+    without the raw flag, before any byte or estimate is written (zfs_send
+    returns the error, zfs exits 1); -w sends it, and a plain or -I stream
+    (no properties) is sent as ever."""
+    flag = cn.simdir / "hosts" / HOST / "pool-encryption"
+    flag.parent.mkdir(parents=True, exist_ok=True)
+    flag.write_text("aes-256-gcm\n")
+    try:
+        for opts in (["-p"], ["-R"], ["-p", "-i", "@one"], ["-nvP", "-p"]):
+            p = cn.sh("zfs send %s %s@two | wc -c; exit ${PIPESTATUS[0]}"
+                      % (" ".join(opts), src), check=False)
+            assert p.returncode == 1 and p.stdout == "0\n", opts
+            assert p.stderr == ("cannot send %s@two: encrypted dataset %s may not be sent with"
+                                " properties without the raw flag\n" % (src, src)), opts
+        # without properties, or raw, it is sent
+        for opts in ("", "-I @one", "-w -p", "-wR"):
+            p = cn.sh("zfs send %s %s@two | wc -c" % (opts, src))
+            assert int(p.stdout) > 1 << 20, opts
+    finally:
+        flag.unlink()
+    assert int(cn.sh("zfs send -p %s@two | wc -c" % src).stdout) > 1 << 20
 
 
 def test_a_cut_resumable_receive_resumes_with_only_the_rest(cn, src):
@@ -538,7 +570,43 @@ def test_sysinfo(cn):
     assert admin[0]["ip4addr"] == "127.0.%s.11" % NET
     parsable = cn.run("sysinfo", "-p").stdout.splitlines()
     assert "UUID='%s'" % HOST_UUID in parsable and "Admin_IP='127.0.%s.11'" % NET in parsable
-    assert all(re.match(r"^[A-Za-z0-9_]+='.*'$", l) for l in parsable)
+    assert all(re.match(r"^[A-Za-z0-9_]+=('.*'|[0-9]+)$", l) for l in parsable)
+
+
+def test_sysinfo_says_what_placement_reads(cn):
+    """smartos-live src/sysinfo: "Bhyve Capable", "Bhyve Max Vcpus" and "HVM API"
+    (get_bhyve_capability: all three from bhhwcompat; false, 0, false where it
+    fails), "Zpool Encrypted" (true unless the pool's encryption is off), the
+    CPU counts sdc-designation hard-filter-hvm.js caps vcpus with; in -p,
+    Bhyve_Max_Vcpus bare and no Zpool_Encrypted line."""
+    hosts_json = cn.simdir / "hosts.json"
+    saved = hosts_json.read_text()
+    flag = cn.simdir / "hosts" / HOST / "pool-encryption"
+    flag.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        info = json.loads(cn.run("sysinfo").stdout)
+        assert (info["Bhyve Capable"], info["Bhyve Max Vcpus"], info["HVM API"],
+                info["Zpool Encrypted"]) == (True, 32, True, False)
+        assert info["CPU Online Count"] == info["CPU Total Cores"] >= 1
+        parsable = cn.run("sysinfo", "-p").stdout.splitlines()
+        assert {"Bhyve_Capable='true'", "Bhyve_Max_Vcpus=32", "HVM_API='true'"} <= set(parsable)
+        assert not [l for l in parsable if l.startswith("Zpool_Encrypted")]
+        flag.write_text("aes-256-gcm\n")
+        hosts = json.loads(saved)
+        hosts[HOST]["capabilities"] = {"Bhyve Capable": False}
+        hosts_json.write_text(json.dumps(hosts))
+        info = json.loads(cn.run("sysinfo").stdout)
+        assert (info["Bhyve Capable"], info["Bhyve Max Vcpus"], info["HVM API"],
+                info["Zpool Encrypted"]) == (False, 0, False, True)
+        # a platform with bhyve from before HVM API
+        hosts[HOST]["capabilities"] = {"HVM API": False, "Bhyve Max Vcpus": 16}
+        hosts_json.write_text(json.dumps(hosts))
+        info = json.loads(cn.run("sysinfo").stdout)
+        assert (info["Bhyve Capable"], info["Bhyve Max Vcpus"], info["HVM API"]) == \
+            (True, 16, False)
+    finally:
+        hosts_json.write_text(saved)
+        flag.unlink(missing_ok=True)
 
 
 def test_ndd_and_ipadm_share_values(cn):

@@ -38,6 +38,7 @@ API_IPS = {
     "napi": "127.0.%d.4" % NET,
     "imgapi": "127.0.%d.5" % NET,
     "sapi": "127.0.%d.6" % NET,
+    "papi": "127.0.%d.7" % NET,
 }
 API_PORT = int(os.environ.get("SIMDC_API_PORT", "80"))
 PLATFORM = "20250326T000000Z"

@@ -665,6 +665,60 @@ def cmd_encrypt(args):
             f.write("aes-256-gcm\n")
     elif os.path.exists(flag):
         os.unlink(flag)
+    # its sysinfo's "Zpool Encrypted" (smartos-live src/sysinfo) reaches CNAPI
+    # as a CN's boot sends it; only when the datacenter is up
+    if os.path.exists(path("hosts.json")) and _apis_answer():
+        from . import datacenter
+        datacenter.register_server(args.host, common.load_hosts()[args.host])
+    return 0
+
+
+def _yes_no(text):
+    return {"yes": True, "no": False}[text]
+
+
+def cmd_capability(args):
+    """What placement reads of a CN: its sysinfo's "Bhyve Capable", "Bhyve Max
+    Vcpus" and "HVM API" (smartos-live src/sysinfo), refreshed in CNAPI as
+    `sysinfo -u` does, and its CNAPI traits (ServerUpdate, as an operator sets
+    them). Without options, prints them."""
+    if args.host not in CNS:
+        sys.exit("simdc: %s is not a compute node" % args.host)
+    hosts = common.load_hosts()
+    caps = hosts[args.host].setdefault("capabilities", {})
+    if args.reset:
+        caps.clear()
+    if args.bhyve is not None:
+        caps["Bhyve Capable"] = _yes_no(args.bhyve)
+    if args.max_vcpus is not None:
+        caps["Bhyve Max Vcpus"] = args.max_vcpus
+    if args.hvm_api is not None:
+        caps["HVM API"] = _yes_no(args.hvm_api)
+    traits = None
+    if args.traits is not None:
+        try:
+            traits = json.loads(args.traits)
+        except ValueError:
+            traits = None
+        if not isinstance(traits, dict):
+            sys.exit("simdc capability: --traits takes a JSON object, not %r" % args.traits)
+    uuid = hosts[args.host]["uuid"]
+    changed = any(v is not None for v in (args.bhyve, args.max_vcpus, args.hvm_api)) \
+        or args.reset
+    if changed:
+        with open(path("hosts.json"), "w") as f:
+            json.dump(hosts, f, indent=2)
+        from . import datacenter
+        datacenter.register_server(args.host, hosts[args.host])
+    if traits is not None:
+        status, body = common.api("cnapi", "POST", "/servers/" + uuid, {"traits": traits})
+        if status >= 300:
+            sys.exit("simdc capability: CNAPI: %s %s" % (status, body))
+    status, server = common.api("cnapi", "GET", "/servers/" + uuid)
+    si = server.get("sysinfo") or {}
+    print(json.dumps({k: si.get(k) for k in ("Zpool Encrypted", "Bhyve Capable",
+                                             "Bhyve Max Vcpus", "HVM API")}
+                     | {"traits": server.get("traits")}, sort_keys=True))
     return 0
 
 
@@ -736,6 +790,10 @@ def main(argv=None):
     s.add_argument("--ram", type=int, default=None, help="MB of RAM (max_physical_memory)")
     s.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                    help="a tag (e.g. manta_role=storage)")
+    s.add_argument("--encrypted", action="store_true",
+                   help="internal_metadata.encrypted, as VMAPI's CreateVm encrypted=true")
+    s.add_argument("--vcpus", type=int, default=None, help="kvm/bhyve vcpus (default 1)")
+    s.add_argument("--traits", metavar="JSON", help="its package's traits (PAPI)")
     s.set_defaults(func=cmd_provision)
     s = sub.add_parser("seq")
     s.add_argument("--dump", action="store_true")
@@ -772,6 +830,15 @@ def main(argv=None):
     s = sub.add_parser("fill")
     s.add_argument("host")
     s.set_defaults(func=cmd_fill)
+    s = sub.add_parser("capability", help="what placement reads of a CN: bhyve, its"
+                       " max vcpus, HVM API (sysinfo), traits (CNAPI)")
+    s.add_argument("host")
+    s.add_argument("--bhyve", choices=["yes", "no"], help='sysinfo "Bhyve Capable"')
+    s.add_argument("--max-vcpus", type=int, help='sysinfo "Bhyve Max Vcpus"')
+    s.add_argument("--hvm-api", choices=["yes", "no"], help='sysinfo "HVM API"')
+    s.add_argument("--traits", metavar="JSON", help="CNAPI server traits, e.g. '{\"ssd\": true}'")
+    s.add_argument("--reset", action="store_true", help="the sysinfo values a CN boots with")
+    s.set_defaults(func=cmd_capability)
     s = sub.add_parser("encrypt", help="mark a CN's pool encrypted or not")
     s.add_argument("host")
     s.add_argument("state", choices=["on", "off"])

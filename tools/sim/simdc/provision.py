@@ -3,6 +3,7 @@
 NAPI provisions the NICs, the CN imports the image and runs `vmadm create`,
 and VMAPI learns of the instance from the CN's vm-agent, as in Triton.
 """
+import json
 import shlex
 import sys
 import time
@@ -17,6 +18,23 @@ def _nic(network_uuid, vm_uuid, owner, primary, ip=None):
         return workflow.nic(network_uuid, vm_uuid, owner, primary, ip)
     except workflow.WorkflowError as e:
         sys.exit("simdc provision: %s" % e)
+
+
+def package(payload, traits):
+    """The PAPI package the instance is provisioned with (its billing_id), with
+    these traits if any: what sdc-designation hard-filter-traits.js reads."""
+    pkg = {"name": "sim-%dM" % payload["max_physical_memory"], "version": "1.0.0",
+           "active": True, "max_physical_memory": payload["max_physical_memory"],
+           "quota": payload["quota"] * 1024, "max_swap": 2 * payload["max_physical_memory"],
+           "max_lwps": 4000, "zfs_io_priority": 100, "cpu_cap": payload["cpu_cap"]}
+    if payload.get("vcpus"):
+        pkg["vcpus"] = payload["vcpus"]
+    if traits:
+        pkg["traits"] = traits
+    status, body = common.api("papi", "POST", "/packages", pkg)
+    if status != 201:
+        sys.exit("simdc provision: PAPI: %s %s" % (status, body))
+    return body["uuid"]
 
 
 def main(args):
@@ -47,6 +65,19 @@ def main(args):
     elif args.core:
         alias = alias or "imgapi0"
         tags.update(smartdc_role="imgapi", smartdc_type="core")
+    if args.encrypted:
+        # what VMAPI's CreateVm makes of `encrypted: true` (sdc-vmapi
+        # lib/endpoints/vms.js): internal_metadata.encrypted, which
+        # sdc-designation hard-filter-zpool-encryption.js places by
+        internal["encrypted"] = True
+    traits = None
+    if args.traits is not None:
+        try:
+            traits = json.loads(args.traits)
+        except ValueError:
+            traits = None
+        if not isinstance(traits, dict):
+            sys.exit("simdc provision: --traits takes a JSON object, not %r" % args.traits)
     for kv in args.tag or []:
         key, sep, value = kv.partition("=")
         if not sep or not key:
@@ -83,6 +114,11 @@ def main(args):
         payload["ram"] = payload["max_physical_memory"] = 1024
     if args.ram:
         payload["ram"] = payload["max_physical_memory"] = args.ram
+    if brand in ("kvm", "bhyve"):
+        payload["vcpus"] = args.vcpus or 1      # VM.js's default for HVM brands
+    elif args.vcpus:
+        sys.exit("simdc provision: --vcpus is for kvm and bhyve")
+    payload["billing_id"] = package(payload, traits)
     if args.docker:
         payload["docker"] = True
     if args.delegate:

@@ -15,7 +15,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .. import common
-from . import cnapi, imgapi, napi, sapi, vmapi
+from . import cnapi, imgapi, napi, papi, sapi, vmapi
 from .base import ApiError, Request, Response, new_uuid, not_found, now_iso, parse_body, parse_query
 from .imgapi import _load_image, image_out
 from .sapi import UNLOCKED
@@ -28,6 +28,7 @@ SERVER_NAMES = {
     "napi": "SmartDataCenter Networking API",
     "imgapi": "IMGAPI/1.0.0",
     "sapi": "SAPI",
+    "papi": "restify",                   # sdc-papi sets no server name
 }
 
 ROUTES = {
@@ -36,6 +37,7 @@ ROUTES = {
     "napi": napi.ROUTES,
     "imgapi": imgapi.ROUTES,
     "sapi": sapi.ROUTES,
+    "papi": papi.ROUTES,
 }
 
 
@@ -258,7 +260,7 @@ def main():
     os.makedirs(common.sim_dir(), exist_ok=True)
     STORE.open(common.path("api.db"))
     servers = []
-    for name in ("vmapi", "cnapi", "napi", "imgapi", "sapi"):
+    for name in ("vmapi", "cnapi", "napi", "imgapi", "sapi", "papi"):
         servers.append(ApiServer(name, (common.API_IPS[name], common.API_PORT)))
     common.record_pid("api", os.getpid())
     stop = threading.Event()

@@ -62,6 +62,25 @@ def zpool_facts():
         return None, None
 
 
+# What smartos-live src/sysinfo get_bhyve_capability() reports where
+# bhhwcompat passes: bhyve capable, its max vcpus (`bhhwcompat -c`, illumos
+# bhyve's VM_MAXCPU), and HVM API (kvm and bhyve side by side). `simdc
+# capability HOST ...` takes them away (hosts.json "capabilities").
+HVM_DEFAULTS = {"Bhyve Capable": True, "Bhyve Max Vcpus": 32, "HVM API": True}
+
+
+def hvm_facts(h):
+    """The HVM fields of a CN's sysinfo. A platform from before HVM API (bhyve
+    without it) is one whose "HVM API" is set false alone."""
+    facts = dict(HVM_DEFAULTS)
+    given = h.get("capabilities") or {}
+    if given.get("Bhyve Capable") is False:
+        # the script's values where bhhwcompat fails: no bhyve, no HVM API
+        facts.update({"Bhyve Max Vcpus": 0, "HVM API": False})
+    facts.update(given)
+    return facts
+
+
 def sysinfo(host):
     hosts = common.load_hosts()
     h = hosts.get(host, {})
@@ -95,12 +114,17 @@ def sysinfo(host):
         "UUID": uuid,
         "Hostname": host,
         "CPU Total Cores": os.cpu_count() or 1,
+        "CPU Online Count": os.cpu_count() or 1,
         "MiB of Memory": str(ram),
         "Zpool": zfslib.POOL,
         "Zpool Disks": "c1t0d0",
         "Zpool Profile": "striped",
     }
+    if not headnode:
+        info.update(hvm_facts(h))
     if created is not None:
+        # smartos-live src/sysinfo: anything but encryption=off is true
+        info["Zpool Encrypted"] = zfslib.pool_encryption(host) != "off"
         info["Zpool Creation"] = created
         info["Zpool Size in GiB"] = size // (1 << 30)
         info["Disks"] = {"c1t0d0": {"Size in GB": max(1, size // 1000 ** 3)}}
@@ -150,6 +174,12 @@ def quote(v):
     return "'%s'" % str(v).replace("'", "'\\''")
 
 
+# smartos-live src/sysinfo's -p output prints these bare, and has no
+# Zpool_Encrypted line (the JSON alone carries it).
+UNQUOTED = {"Bhyve Max Vcpus", "CPU Online Count"}
+NOT_PARSABLE = {"Zpool Encrypted"}
+
+
 def parsable(info):
     """KEY='value' lines; spaces in keys become underscores, as sysinfo -p."""
     out = []
@@ -170,8 +200,10 @@ def parsable(info):
         elif k == "SDC Agents":
             out.append("SDC_Agents=%s" % quote(",".join(
                 "%s:%s" % (a["name"], a["version"]) for a in v)))
-        elif isinstance(v, (dict, list)):
+        elif isinstance(v, (dict, list)) or k in NOT_PARSABLE:
             continue
+        elif k in UNQUOTED:
+            out.append("%s=%s" % (key, v))
         else:
             out.append("%s=%s" % (key, quote(v)))
     return "\n".join(out) + "\n"

@@ -8,6 +8,9 @@ lines, `recv -u/-e`, `recv -o prop=value` and `-o origin=` (recvclone.py),
 the `sync` property, resumable receives (`recv -s`, `-A`,
 receive_resume_token, `send -t`) and holds. Newer options zfs-fuse cannot
 honour (`send -c`) fail as an older ZFS would: invalid option, usage, exit 2.
+An encrypted pool (`simdc encrypt`) refuses a send with properties (-p, -R)
+unless raw (-w), as libzfs does; -w is accepted and sends what zfs-fuse
+can (its data is not encrypted: the raw receive is not emulated).
 A send's data goes from zfs-fuse straight to our stdout;
 when progress is counted (-v) or a simdc fault cuts the stream
 (SIMDC_FAULT_AFTER_BYTES) it is moved between OS pipes by splice(2), in
@@ -42,7 +45,7 @@ USAGE = {
                 "<filesystem|volume>@<snap> ...\n",
     "clone": "\tclone [-p] [-o property=value] ... <snapshot> "
              "<filesystem|volume>\n",
-    "send": "\tsend [-DnPpRvLe] [-[iI] snapshot] <snapshot>\n"
+    "send": "\tsend [-DnPpRvLew] [-[iI] snapshot] <snapshot>\n"
             "\tsend [-Penv] -t <receive_resume_token>\n",
     "hold": "\thold [-r] <tag> <snapshot> ...\n",
     "holds": "\tholds [-r] <snapshot> ...\n",
@@ -1050,7 +1053,7 @@ def plan_send(recs, fs, tosnap, fromsnap, fromorigin, doall, replicate):
 
 
 def do_send(args):
-    opts, rest = getopts("send", args, "i:I:RDpPvneLt:")
+    opts, rest = getopts("send", args, "i:I:RDpPvneLwt:")
     tokens = [a for o, a in opts if o == "-t"]
     if tokens:
         if rest:
@@ -1059,6 +1062,7 @@ def do_send(args):
                            ("-P", "") in opts, ("-n", "") in opts)
     fromname = None
     doall = replicate = props = dedup = parsable = verbose = dryrun = progress = False
+    raw = ("-w", "") in opts
     for o, a in opts:
         if o in ("-i", "-I"):
             if fromname is not None:
@@ -1092,6 +1096,14 @@ def do_send(args):
         fail_with(rc, stderr)
     if target not in recs:
         err("cannot open '%s': dataset does not exist" % target)
+        return 1
+    if (props or replicate) and not raw and zfslib.pool_encryption() != "off":
+        # illumos libzfs_sendrecv.c send_iterate_fs: a stream with properties
+        # (-p, -R) of an encrypted dataset only raw (-w), refused before a
+        # byte or an estimate is written; zfs_do_send exits 1. The top
+        # dataset is the first one checked (every dataset inherits the pool's).
+        err("cannot send %s@%s: encrypted dataset %s may not be sent with properties "
+            "without the raw flag" % (fs, tosnap, fs))
         return 1
     fromsnap = None
     fromorigin = False
