@@ -8,10 +8,22 @@ it uses none, so a CN can have free memory and no room. NIC tags as
 hard-filter-nic-tags: every tag the instance's NICs need must be one the CN's
 sysinfo provides, or the instance boots there without its networks.
 
+DAPI's hard filters that a boot would otherwise meet only after the whole
+downtime (`hard_filters`): an instance with internal_metadata.encrypted goes
+only to a CN whose sysinfo says "Zpool Encrypted", and an unencrypted one
+never there (hard-filter-zpool-encryption.js); a bhyve instance needs "Bhyve
+Capable" and vcpus within "Bhyve Max Vcpus" and the CN's online CPUs; without
+"HVM API", kvm and bhyve instances do not share a CN (hard-filter-hvm.js);
+the traits the instance asks for (its package's, its image's over them) must
+be the CN's, and a CN with traits takes only instances that ask for them
+(hard-filter-traits.js).
+
 A reserved CN is shown (the SRC/DEST table's "reserved:" line), not refused:
 operators reserve a new CN so that DAPI places nothing else there while they
 fill it, and name it themselves.
 """
+import json
+
 from .errors import Refused
 from .report import human_size
 from .triton import UUID_RE
@@ -86,11 +98,134 @@ def core_role(vm):
     return None
 
 
-def need_of(vm, pool_bytes=0):
+HVM_BRANDS = ("bhyve", "kvm")
+
+
+def merged_traits(vm, package=None, image=None):
+    """The traits an instance asks of a CN, as sdc-designation
+    hard-filter-traits.js merges them: the VM's (else its package's), with
+    its image's over them; None if it asks none."""
+    mine = vm.get("traits") or (package or {}).get("traits")
+    theirs = (image or {}).get("traits")
+    if not (mine or theirs):
+        return None
+    return dict(mine or {}, **(theirs or {}))
+
+
+def need_of(vm, pool_bytes=0, package=None, image=None):
     """What an instance needs of a destination: RAM (MiB, as VMAPI's ram), the
-    space its datasets take (bytes) and its NIC tags."""
+    space its datasets take (bytes), its NIC tags, and what DAPI's hard filters
+    read: encryption, brand, vcpus and traits (with package and image; traits
+    are not checked when neither is given)."""
     return {"ram": int(vm.get("ram") or vm.get("max_physical_memory") or 0),
-            "pool": int(pool_bytes), "tags": needed_tags(vm)}
+            "pool": int(pool_bytes), "tags": needed_tags(vm), "uuid": vm.get("uuid"),
+            "encrypted": bool((vm.get("internal_metadata") or {}).get("encrypted")),
+            "brand": vm.get("brand"), "vcpus": vm.get("vcpus"),
+            "traits": merged_traits(vm, package, image),
+            "traits_known": package is not None or image is not None}
+
+
+def _number(v):
+    """JavaScript's Number() of a sysinfo value, None where it is NaN."""
+    if isinstance(v, bool):
+        return int(v)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def bhyve_max_vcpus(sysinfo):
+    """hard-filter-hvm.js: "Bhyve Max Vcpus" (16 where a platform predates
+    it), no more than the CPUs online ("CPU Online Count", else "CPU Total
+    Cores")."""
+    most = _number(sysinfo.get("Bhyve Max Vcpus"))
+    if most is None:
+        most = 16
+    cpus = _number(sysinfo.get("CPU Online Count", sysinfo.get("CPU Total Cores")))
+    if cpus is not None and cpus < most:
+        most = cpus
+    return int(most)
+
+
+def trait_mismatch(have, want):
+    """Why a CN's trait value does not give what the instance asks, or None
+    (hard-filter-traits.js traitMatch)."""
+    if have is None or want is None:
+        return "undefined property"
+    if isinstance(want, bool):
+        return None if have is want else "boolean did not match"
+    if isinstance(want, str):
+        if isinstance(have, str):
+            return None if have == want else "strings did not match"
+        if isinstance(have, list):
+            return None if want in have else "server trait array did not contain trait"
+        return "unsupported combination of property types"
+    if isinstance(want, list):
+        if isinstance(have, str):
+            return None if have in want else "server trait was not in requested trait array"
+        if isinstance(have, list):
+            return None if set(have) & set(want) else \
+                "server and requested trait arrays do not intersect"
+    return "unsupported combination of property types"
+
+
+def _json(v):
+    return json.dumps(v, sort_keys=True)
+
+
+def hard_filters(need, server, placed_brands=()):
+    """Why DAPI's hard filters keep an instance (need_of) off a server (CNAPI's,
+    with sysinfo and vms), or None; placed_brands: brands of instances a plan
+    put there already (DAPI counts in-flight provisions the same way)."""
+    name = server.get("hostname")
+    si = server.get("sysinfo") or {}
+    # hard-filter-zpool-encryption.js
+    pool_encrypted = bool(si.get("Zpool Encrypted"))
+    if need.get("encrypted") and not pool_encrypted:
+        return ("%s's pool is not encrypted (sysinfo Zpool Encrypted) and the instance is"
+                " (internal_metadata.encrypted)" % name)
+    if pool_encrypted and not need.get("encrypted"):
+        return ("%s's pool is encrypted and the instance is not (no internal_metadata."
+                "encrypted): DAPI places only encrypted instances there" % name)
+    # hard-filter-hvm.js
+    brand = need.get("brand")
+    if brand in HVM_BRANDS:
+        if brand == "bhyve":
+            if si.get("Bhyve Capable") is not True:
+                return "%s is not Bhyve Capable (sysinfo)" % name
+            vcpus = _number(need.get("vcpus")) or -1
+            most = bhyve_max_vcpus(si)
+            if vcpus < 1 or vcpus > most:
+                return ("%s runs bhyve instances of 1 to %d vcpus; the instance has %s"
+                        % (name, most, need.get("vcpus")))
+        if not si.get("HVM API"):
+            others = sorted((vm.get("brand"), uuid) for uuid, vm in
+                            (server.get("vms") or {}).items()
+                            if vm.get("brand") in HVM_BRANDS and vm.get("brand") != brand
+                            and uuid != need.get("uuid"))
+            others += [(b, "placed by this plan") for b in placed_brands
+                       if b in HVM_BRANDS and b != brand]
+            if others:
+                return ("%s has no HVM API (sysinfo) and runs %s instance %s: %s and %s"
+                        " instances do not share a CN without it"
+                        % (name, others[0][0], others[0][1], brand, others[0][0]))
+    # hard-filter-traits.js
+    if need.get("traits_known"):
+        want = need.get("traits") or {}
+        have = server.get("traits") or {}
+        if not want and have:
+            return ("%s has traits %s; the instance asks for none (its package and image):"
+                    " DAPI places only instances that ask for them there" % (name, _json(have)))
+        if want and len(have) != len(want):
+            return ("%s has traits %s; the instance asks for %s (its package and image)"
+                    % (name, _json(have), _json(want)))
+        for k in sorted(want):
+            why = trait_mismatch(have.get(k), want[k])
+            if why:
+                return ("%s has traits %s; the instance asks for %s (its package and image):"
+                        " %s comparison failed: %s" % (name, _json(have), _json(want), k, why))
+    return None
 
 
 class Destination:
@@ -105,6 +240,7 @@ class Destination:
         self.ram = server.get("unreserved_ram")      # MiB; None if CNAPI gave none
         self.disk = server.get("unreserved_disk")    # MiB
         self.pool = pool_free                        # bytes free in zones, if read
+        self.placed_brands = []                      # of what a plan put here
 
     def unusable(self):
         """Why no instance can go here at all; None if one can."""
@@ -127,6 +263,9 @@ class Destination:
         if missing:
             return ("%s lacks NIC tag %s that the instance's NICs need"
                     % (self.name, ", ".join(sorted(missing))))
+        why = hard_filters(need, self.server, self.placed_brands)
+        if why:
+            return why
         if self.ram is not None and need["ram"] > self.ram:
             return ("%s has %d MB of unreserved RAM; the instance needs %d MB"
                     % (self.name, self.ram, need["ram"]))
@@ -141,6 +280,8 @@ class Destination:
 
     def take(self, need):
         """Count an instance placed here."""
+        if need.get("brand"):
+            self.placed_brands.append(need["brand"])
         if self.ram is not None:
             self.ram -= need["ram"]
         if self.disk is not None:

@@ -1,5 +1,5 @@
 """The head node's APIs, through Triton's own wrappers (sdc-vmapi, sdc-cnapi,
-sdc-napi, sdc-imgapi, sdc-sapi), which print an HTTP header block and a JSON
+sdc-napi, sdc-imgapi, sdc-papi, sdc-sapi), which print an HTTP header block and a JSON
 body and exit 0 whatever the status."""
 import json
 import re
@@ -106,6 +106,24 @@ class Triton:
     # IMGAPI
     def image(self, uuid):
         return self.get("imgapi", "/images/" + uuid, "image %s" % uuid)
+
+    def images(self):
+        """Every image IMGAPI has, whatever its state (an instance's may be disabled)."""
+        return self.get("imgapi", "/images?state=all", "images")
+
+    def found(self, api, path):
+        """The object at path, None if the API has none (404)."""
+        status, body = self.call(api, path)
+        if status == 404:
+            return None
+        if status >= 300:
+            raise MigrateError("%s %s: %s %s" % (api.upper(), path, status,
+                                                 (body or {}).get("message", "")))
+        return body
+
+    # PAPI
+    def packages(self):
+        return self.get("papi", "/packages", "packages")
 
     # SAPI
     def sapi_instance(self, uuid):

@@ -189,8 +189,41 @@ def resume_tokens(output):
     return tokens
 
 
+# sh -c SOURCE_ENCRYPTION sh SEPARATOR UUID: the pool's encryption (a cipher,
+# or off; off too where the platform's zfs has no such property) and, where it
+# is encrypted, the instance's datasets' properties that a -p stream would
+# carry (those set here or received: libzfs send_iterate_prop), one
+# NAME<TAB>PROPERTY<TAB>VALUE a line.
+SOURCE_ENCRYPTION = (
+    'e=$(zfs get -Hp -o value encryption zones 2>/dev/null) || e=off; echo "$e"; '
+    'case "$e" in off|-|"") ;; *) zfs get -Hp -r -t filesystem,volume -s local,received '
+    '-o name,property,value all "zones/$2" '
+    '$(zfs list -H -o name -t volume | grep "^zones/$2-disk") ;; esac')
+# What a receive cannot be given (-o): a volume's size travels in its stream;
+# the encryption properties are the destination pool's.
+NOT_SET_ON_RECEIVE = {"volsize", "encryption", "keyformat", "keylocation", "pbkdf2iters",
+                      "encryptionroot"}
+
+
+def encrypted(value):
+    """Whether a pool's `encryption` value (zfs get) says it is encrypted."""
+    return value.strip() not in ("off", "-", "")
+
+
+def dataset_properties(output):
+    """{dataset: {property: value}} from SOURCE_ENCRYPTION's property lines,
+    less what a receive cannot be given."""
+    props = {}
+    for line in output.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 3 and fields[1] not in NOT_SET_ON_RECEIVE:
+            props.setdefault(fields[0], {})[fields[1]] = fields[2]
+    return props
+
+
 def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False,
-                  progress=False, pidfile=None, exclude=(), bwlimit=None, token=None):
+                  progress=False, pidfile=None, exclude=(), bwlimit=None, token=None,
+                  set_props=None):
     """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
 
     The data never passes through the head node. The source checks the
@@ -203,7 +236,10 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
     later run waits for it (receive_waiter). With bwlimit (bytes a second)
     the stream passes throttle_command on the source, before ssh. With
     token (a cut receive's receive_resume_token), `zfs send -t` sends the
-    rest of that stream only, and snap and from_snap are not used.
+    rest of that stream only, and snap and from_snap are not used. With
+    set_props ({property: value}), the receive sets them (zfs recv -o), as a
+    -p stream would: a stream with properties from an encrypted pool is
+    refused without -w (illumos libzfs_sendrecv.c send_iterate_fs).
     """
     send = ["zfs", "send"]
     if token:
@@ -220,20 +256,23 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
            "-o", "UserKnownHostsFile=" + known_hosts, "-o", "LogLevel=ERROR",
            "-o", "BindAddress=" + src_ip,
            "-c", "aes128-gcm@openssh.com", "root@" + dest_ip,
-           node.command_line(recv_command(ds_name, pidfile, exclude))]
+           node.command_line(recv_command(ds_name, pidfile, exclude, set_props))]
     stages = [send] + ([throttle_command(bwlimit)] if bwlimit else []) + [ssh]
     return node.pipeline(*stages)
 
 
-def recv_command(ds_name, pidfile=None, exclude=()):
+def recv_command(ds_name, pidfile=None, exclude=(), set_props=None):
     """zfs recv, as Triton's cn-agent receives a migration (sdc-cn-agent
     lib/backends/smartos/bin/machine-migrate-receive.js): -s, a cut stream
     keeps what came and a receive_resume_token to go on from; -u, nothing
     is mounted (the migration mounts the datasets before it uses them);
     -F. With pidfile, its shell's pid there while it runs. exclude:
     properties of the stream not to receive (-x): `encryption` into an
-    encrypted pool, which refuses a stream's encryption=off otherwise."""
-    recv = ["zfs", "recv", "-s", "-u", "-F"] + [w for p in exclude for w in ("-x", p)] + [ds_name]
+    encrypted pool, which refuses a stream's encryption=off otherwise.
+    set_props: {property: value} to set on the received dataset (-o)."""
+    recv = ["zfs", "recv", "-s", "-u", "-F"] + [w for p in exclude for w in ("-x", p)] + \
+        [w for k, v in sorted((set_props or {}).items()) for w in ("-o", "%s=%s" % (k, v))] + \
+        [ds_name]
     if pidfile is None:
         return recv
     return ["sh", "-c", RECV_WITH_PIDFILE, "sh", pidfile] + recv

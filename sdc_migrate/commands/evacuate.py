@@ -100,8 +100,10 @@ def place(items, candidates, source_platform, allow_older=False):
     return sorted(items, key=lambda i: (i["dest"] is None, -i["bytes"], i["uuid"]))
 
 
-def item_for(vm, listing):
-    """What the plan needs of an instance: kind, size, RAM, NIC tags."""
+def item_for(vm, listing, packages=None, images=None):
+    """What the plan needs of an instance: kind, size, and what it needs of a
+    destination (placement.need_of: RAM, NIC tags, what DAPI's hard filters
+    read; packages and images by UUID, for its traits)."""
     datasets = zfs.instance_datasets(listing, vm["uuid"])
     kind, reason = "migrate", None
     what, role = placement.kind_of(vm)
@@ -113,10 +115,13 @@ def item_for(vm, listing):
         kind, reason = "core", "core zone %s: not moved by sdc-migrate (sdcadm moves it)" % role
     elif vm.get("state") not in ("running", "stopped"):
         kind, reason = "skip", "state %s: neither running nor stopped" % vm.get("state")
-    return {"uuid": vm["uuid"], "alias": vm.get("alias"), "brand": vm.get("brand"),
-            "state": vm.get("state"), "kind": kind, "reason": reason, "dest": None,
-            "bytes": zfs.sent_size(datasets), "pool": sum(d.used for d in datasets),
-            "ram": int(vm.get("ram") or 0), "tags": placement.needed_tags(vm)}
+    image_uuid = vm.get("image_uuid") or next(
+        (d["image_uuid"] for d in vm.get("disks") or [] if d.get("image_uuid")), None)
+    need = placement.need_of(vm, sum(d.used for d in datasets),
+                             None if packages is None else packages.get(vm.get("billing_id"), {}),
+                             None if images is None else images.get(image_uuid, {}))
+    return dict(need, uuid=vm["uuid"], alias=vm.get("alias"), state=vm.get("state"),
+                kind=kind, reason=reason, dest=None, bytes=zfs.sent_size(datasets))
 
 
 class NatMove:
@@ -258,7 +263,10 @@ class Evacuation:
             listing = node.run(zfs.list_command(), readonly=True) if vms else ""
         finally:
             node.close()
-        items = [item_for(vm, listing) for vm in vms]
+        # their packages and images (traits) in one call each, not one per instance
+        packages = {p["uuid"]: p for p in self.api.packages()} if vms else {}
+        images = {i["uuid"]: i for i in self.api.images()} if vms else {}
+        items = [item_for(vm, listing, packages, images) for vm in vms]
         self.resume_items(items, src)
         candidates = [placement.Destination(s, free)
                       for s, free in zip(dests, self.pool_free(dests))]

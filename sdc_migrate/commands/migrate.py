@@ -102,9 +102,12 @@ class Options:
 
 # The scripts the CNs run: sh -c SCRIPT sh ARG... Values (UUIDs, names,
 # journal data) are arguments, never script text: a test scans the package.
-# GATHER_SOURCE SEPARATOR UUID: the instance's datasets, then its cores quota
+# GATHER_SOURCE SEPARATOR UUID: the instance's datasets, then its cores quota,
+# then the pool's encryption and, if encrypted, its datasets' properties
+# (zfs.SOURCE_ENCRYPTION)
 GATHER_SOURCE = (command_line(zfs.list_command(snapshots=True)) + ' && echo "$1" && '
-                 '{ zfs get -Hp -o value quota "zones/cores/$2" 2>/dev/null || true; }')
+                 '{ zfs get -Hp -o value quota "zones/cores/$2" 2>/dev/null || true; } && '
+                 'echo "$1" && ' + zfs.SOURCE_ENCRYPTION)
 # GATHER_DEST: the host key the source will accept, the pool's room, its
 # encryption (a cipher, or off; off too where the platform's zfs has no such
 # property), its datasets
@@ -146,6 +149,9 @@ class Migration:
         self.cores_quota = None
         self.dst_hostkey = None         # the destination's host key, read over our ssh
         self.recv_exclude = ()          # properties the destination's pool will not take
+        self.src_encrypted = False      # the source's pool is: no -p streams
+        self.src_props = {}             # then: dataset -> what the receive sets (-o)
+        self.package = self.image = None    # its PAPI package and image: traits
         self.dst_has_cores = False
         self.on_dest = set()            # its datasets already on the destination
         self.adminui = None             # AdminUI's IP, for the closing block
@@ -232,12 +238,24 @@ class Migration:
         r.line("  - Data gathering complete!")
 
     def _check_destination(self, vm, src, dst, pool_bytes=0, pool_free=None):
-        """The destination check evacuate shares (placement.Destination)."""
+        """The destination check evacuate shares (placement.Destination); the
+        traits once the instance's package and image are read."""
         o = self.opts
         if dst["uuid"] == src["uuid"]:
             raise Refused("instance %s is already on %s" % (o.uuid, o.dest))
         placement.Destination(dst, pool_free).check(
-            placement.need_of(vm, pool_bytes), src.get("current_platform") or "", o.allow_older)
+            placement.need_of(vm, pool_bytes, self.package, self.image),
+            src.get("current_platform") or "", o.allow_older)
+
+    def _package_and_image(self):
+        """The instance's package (PAPI, its billing_id) and image (IMGAPI), whose
+        traits DAPI places by; {} for one the APIs no longer have."""
+        vm = self.vm
+        package = self.api.found("papi", "/packages/" + vm["billing_id"]) \
+            if UUID_RE.match(vm.get("billing_id") or "") else None
+        image_uuid = vm.get("image_uuid") or self.image_of_disks()
+        image = self.api.found("imgapi", "/images/" + image_uuid) if image_uuid else None
+        return package or {}, image or {}
 
     SEP = "--- sdc-migrate: cores quota ---"
 
@@ -248,19 +266,28 @@ class Migration:
         # head node's own trusted connection: the source will accept exactly it.
         src_script = ["sh", "-c", GATHER_SOURCE, "sh", self.SEP, uuid]
         dst_script = ["sh", "-c", GATHER_DEST]
-        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
             mine = pool.submit(self.src.run, src_script, readonly=True)
             theirs = pool.submit(self.dst.run, dst_script, readonly=True)
             adminui = pool.submit(self._adminui)     # for the closing block
-            listing, _, quota = mine.result().partition(self.SEP + "\n")
+            placed_by = pool.submit(self._package_and_image)     # traits
+            listing, _, rest = mine.result().partition(self.SEP + "\n")
+            quota, _, encryption = rest.partition(self.SEP + "\n")
             out = theirs.result().split("\n")
             self.adminui = adminui.result()
+            self.package, self.image = placed_by.result()
         self.datasets = zfs.instance_datasets(listing, uuid)
         self.indestructible = zfs.indestructible_snapshots(listing, self.datasets)
         if not self.datasets:
             raise NotFound("instance %s has no datasets on %s" % (uuid, self.src.hostname))
         self.total = zfs.sent_size(self.datasets)
         self.cores_quota = quota.strip() or None
+        # an encrypted source pool sends no -p stream (refused without -w,
+        # and -w would need its key on the destination): the properties
+        # such a stream carries are set by the receive instead
+        cipher, _, props = encryption.partition("\n")
+        self.src_encrypted = zfs.encrypted(cipher)
+        self.src_props = zfs.dataset_properties(props) if self.src_encrypted else {}
         self.dst_hostkey = " ".join(out[0].split()[:2])
         avail = int(out[1])
         # an encrypted pool takes our -p streams (and their send -t rests)

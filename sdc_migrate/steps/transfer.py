@@ -154,10 +154,16 @@ def send(m, ds, snap, from_snap, props, meter):
 
 
 def stream(m, ds, snap, from_snap, props, meter, token=None):
+    """One zfs send | ssh | zfs recv; props: the dataset's properties go with it
+    (-p), or, from an encrypted pool, are set by the receive (-o)."""
+    set_props = None
+    if props and m.src_encrypted:
+        set_props = received_properties(m, ds.name)
     argv = zfs.send_pipeline(ds.name, snap, from_snap, m.src.ip, m.dst.ip,
-                             m.key, m.known_hosts, props=props,
+                             m.key, m.known_hosts, props=props and not m.src_encrypted,
                              progress=meter is not None, pidfile=recv_pidfile(m),
-                             exclude=m.recv_exclude, bwlimit=m.opts.bwlimit, token=token)
+                             exclude=m.recv_exclude, bwlimit=m.opts.bwlimit, token=token,
+                             set_props=set_props)
     m.sending = True
     if meter is None:
         m.src.run(argv)
@@ -167,6 +173,17 @@ def stream(m, ds, snap, from_snap, props, meter, token=None):
             raise RemoteError(m.src.name, argv, status, err)
         meter.complete()
     m.sending = False
+
+
+def received_properties(m, name):
+    """What the receive sets on a dataset from an encrypted pool: its properties
+    as the gather read them, but a bhyve quota the quota step lifted for the
+    snapshots, which a -p stream would carry lifted (restore-quota sets it on
+    both CNs after the switch)."""
+    props = dict(m.src_props.get(name, {}))
+    if any(rec["args"]["dataset"] == name for _, rec in m.proc.pending("quota")):
+        props["quota"] = "none"
+    return props
 
 
 def resume_cut_receives(m):
@@ -191,7 +208,8 @@ def resume_cut_receives(m):
                 m.on_dest.discard(ds.name)
             continue
         m.r.step("    + Resuming the cut transfer of %s (zfs send -t) ..." % ds.name)
-        stream(m, ds, None, None, False, None, tokens[ds.name])
+        # (from an encrypted pool its properties are set when it ends, -o)
+        stream(m, ds, None, None, m.src_encrypted, None, tokens[ds.name])
         m.r.done("done")
 
 

@@ -131,7 +131,7 @@ class FakeCN(Runner):
         script = argv[2] if argv[:2] == ["sh", "-c"] else None
         args = argv[4:] if script else []
         if script == migrate.GATHER_SOURCE:
-            return 0, self.listing(True) + args[0] + "\n\n", ""
+            return 0, self.listing(True) + args[0] + "\n\n" + args[0] + "\noff\n", ""
         if argv == zfs.list_command(snapshots=True):       # a resumed run's look
             return 0, self.listing(True), ""
         if script == migrate.GATHER_DEST:
@@ -256,6 +256,9 @@ class FakeAPI:
 
     def migration(self, uuid):
         return None
+
+    def found(self, api, path):
+        return {}       # a package and an image without traits
 
     def server(self, uuid):
         return [s for s in SERVERS.values() if s["uuid"] == uuid][0]

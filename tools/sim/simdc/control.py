@@ -792,7 +792,7 @@ def main(argv=None):
                    help="a tag (e.g. manta_role=storage)")
     s.add_argument("--encrypted", action="store_true",
                    help="internal_metadata.encrypted, as VMAPI's CreateVm encrypted=true")
-    s.add_argument("--vcpus", type=int, default=None, help="kvm/bhyve vcpus (default 1)")
+    s.add_argument("--vcpus", type=int, default=None, help="kvm/bhyve vcpus (vmadm: 1)")
     s.add_argument("--traits", metavar="JSON", help="its package's traits (PAPI)")
     s.set_defaults(func=cmd_provision)
     s = sub.add_parser("seq")

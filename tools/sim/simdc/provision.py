@@ -114,10 +114,10 @@ def main(args):
         payload["ram"] = payload["max_physical_memory"] = 1024
     if args.ram:
         payload["ram"] = payload["max_physical_memory"] = args.ram
-    if brand in ("kvm", "bhyve"):
-        payload["vcpus"] = args.vcpus or 1      # VM.js's default for HVM brands
-    elif args.vcpus:
-        sys.exit("simdc provision: --vcpus is for kvm and bhyve")
+    if args.vcpus:      # (vmadm gives kvm and bhyve 1 by default, as VM.js does)
+        if brand not in ("kvm", "bhyve"):
+            sys.exit("simdc provision: --vcpus is for kvm and bhyve")
+        payload["vcpus"] = args.vcpus
     payload["billing_id"] = package(payload, traits)
     if args.docker:
         payload["docker"] = True
