@@ -123,8 +123,11 @@ def test_sizes_are_what_is_sent_not_refer(dc, moved):
 
 def test_into_an_encrypted_pool_the_datasets_inherit_its_encryption(dc):
     """An encrypted destination pool refuses a -p stream's encryption=off
-    (illumos libzfs_sendrecv.c): the receive excludes it (-x encryption)."""
-    uuid = dc.provision("--size", "1", "--state", "stopped", "--alias", "to-encrypted")
+    (illumos libzfs_sendrecv.c): the receive excludes it (-x encryption). The
+    instance is an encrypted one (internal_metadata.encrypted): DAPI would
+    place no other there (sdc-designation hard-filter-zpool-encryption.js)."""
+    uuid = dc.provision("--size", "1", "--state", "stopped", "--alias", "to-encrypted",
+                        "--encrypted")
     before = dc.vm(uuid)
     dc.simdc("encrypt", "dest-server", "on")
     try:
