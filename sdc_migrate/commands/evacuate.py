@@ -9,9 +9,11 @@ Empties SOURCE_CN_NAME for a repair or a hardware refresh. First the plan:
 every instance VMAPI shows on it, biggest first, gets the destination with
 the most unreserved RAM among those it fits on: CNAPI's unreserved RAM and
 disk (what DAPI places by) and pool space after the placements before it, a
-platform not older than the source's (unless -D), and the NIC tags its NICs
-need (a fabric NIC needs the sdc_underlay tag): the check a single
-migration makes.
+platform not older than the source's (unless -D), the NIC tags its NICs
+need (a fabric NIC needs the sdc_underlay tag), and DAPI's hard filters
+(encrypted instances only on encrypted pools and others never there, bhyve
+where Bhyve Capable with its vcpus, kvm and bhyve apart without HVM API,
+its package's and image's traits): the check a single migration makes.
 Fabric NAT zones are recreated there with `sdc-migrate nat-recreate`; core
 zones are listed as not movable by this tool (sdcadm moves them). The plan
 is shown as a table with each instance's size and estimated time, and the
