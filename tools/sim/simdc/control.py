@@ -673,6 +673,19 @@ def cmd_encrypt(args):
     return 0
 
 
+def traits_arg(cmd, text):
+    """--traits JSON: a JSON object (DAPI's traits), or None if not given."""
+    if text is None:
+        return None
+    try:
+        traits = json.loads(text)
+    except ValueError:
+        traits = None
+    if not isinstance(traits, dict):
+        sys.exit("simdc %s: --traits takes a JSON object, not %r" % (cmd, text))
+    return traits
+
+
 def _yes_no(text):
     return {"yes": True, "no": False}[text]
 
@@ -694,14 +707,7 @@ def cmd_capability(args):
         caps["Bhyve Max Vcpus"] = args.max_vcpus
     if args.hvm_api is not None:
         caps["HVM API"] = _yes_no(args.hvm_api)
-    traits = None
-    if args.traits is not None:
-        try:
-            traits = json.loads(args.traits)
-        except ValueError:
-            traits = None
-        if not isinstance(traits, dict):
-            sys.exit("simdc capability: --traits takes a JSON object, not %r" % args.traits)
+    traits = traits_arg("capability", args.traits)
     uuid = hosts[args.host]["uuid"]
     changed = any(v is not None for v in (args.bhyve, args.max_vcpus, args.hvm_api)) \
         or args.reset

@@ -3,14 +3,13 @@
 NAPI provisions the NICs, the CN imports the image and runs `vmadm create`,
 and VMAPI learns of the instance from the CN's vm-agent, as in Triton.
 """
-import json
 import shlex
 import sys
 import time
 import uuid as uuidlib
 
 from . import common, datacenter, workflow
-from .control import run_on
+from .control import run_on, traits_arg
 
 
 def _nic(network_uuid, vm_uuid, owner, primary, ip=None):
@@ -70,14 +69,7 @@ def main(args):
         # lib/endpoints/vms.js): internal_metadata.encrypted, which
         # sdc-designation hard-filter-zpool-encryption.js places by
         internal["encrypted"] = True
-    traits = None
-    if args.traits is not None:
-        try:
-            traits = json.loads(args.traits)
-        except ValueError:
-            traits = None
-        if not isinstance(traits, dict):
-            sys.exit("simdc provision: --traits takes a JSON object, not %r" % args.traits)
+    traits = traits_arg("provision", args.traits)
     for kv in args.tag or []:
         key, sep, value = kv.partition("=")
         if not sep or not key:
