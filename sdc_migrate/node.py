@@ -28,6 +28,19 @@ def command_line(argv):
     return shlex.join(map(str, argv))
 
 
+def forced_command(argv):
+    """argv as an authorized_keys entry's command="..." option: sshd runs it
+    with the user's shell -c, whatever the client asked for (sshd(8),
+    AUTHORIZED_KEYS FILE FORMAT). command_line, with each quote written \\"
+    ("A quote may be included in the command by quoting it with a
+    backslash": openssh-portable misc.c opt_dequote turns \\" into " and
+    leaves any other backslash as it is); an entry is one line."""
+    line = command_line(argv)
+    if "\n" in line or "\r" in line:
+        raise ValueError("a forced command is one line: %r" % line[:40])
+    return 'command="%s"' % line.replace('"', '\\"')
+
+
 def pipeline(*stages):
     """bash -o pipefail -c 'STAGE | STAGE ...', each stage an argv list."""
     return ["bash", "-o", "pipefail", "-c", " | ".join(command_line(s) for s in stages)]

@@ -6,7 +6,8 @@ migrator-INST_UUID-DEST_CN_NAME-EPOCH with .log (what it printed), .journal
 (every change and its undo) and .st (an incremental run's state file: remove
 it to finish), and per instance sdc-migrate-INST_UUID.lock. Compute nodes, in
 root's .ssh, the run's temporary key, its known_hosts and the authorized_keys
-backup, each named by the run's tag.
+backup, each named by the run's tag; in /var/tmp on the destination, the pid
+file of a receive over that key, named by the instance.
 """
 import glob
 import os
@@ -42,3 +43,9 @@ def temp_known_hosts(tag):
 
 def authorized_keys_backup(tag):
     return "%s.%s" % (AUTHORIZED_KEYS, tag)
+
+
+def recv_pidfile(uuid):
+    """On the destination: the pid of the shell running a receive of uuid's
+    datasets over the temporary key, while it runs (cnlink.RECEIVE_ONLY)."""
+    return "%s/sdc-migrate-recv-%s.pid" % (STATE_DIR, uuid)

@@ -222,18 +222,19 @@ def dataset_properties(output):
 
 
 def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False,
-                  progress=False, pidfile=None, exclude=(), bwlimit=None, token=None,
-                  set_props=None):
+                  progress=False, exclude=(), bwlimit=None, token=None, set_props=None):
     """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
 
     The data never passes through the head node. The source checks the
     destination's host key against the one the head node read (known_hosts),
     never accepting a new one blindly, and connects from its admin IP, the
-    only address the temporary key is authorized from. With progress, zfs
+    only address the temporary key is authorized from, and asks for
+    recv_command, the one command the key's forced command runs (cnlink
+    RECEIVE_ONLY, which also keeps the receiving shell's pid in a file on the
+    destination: it runs on if its client dies, and a later run waits for it,
+    receive_waiter). With progress, zfs
     send prints its estimate and a line a second on stderr (-vP), for
-    progress.Meter. With pidfile, the receiving shell keeps its pid there on
-    the destination while zfs recv runs: it runs on if its client dies, and a
-    later run waits for it (receive_waiter). With bwlimit (bytes a second)
+    progress.Meter. With bwlimit (bytes a second)
     the stream passes throttle_command on the source, before ssh. With
     token (a cut receive's receive_resume_token), `zfs send -t` sends the
     rest of that stream only, and snap and from_snap are not used. With
@@ -256,31 +257,24 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
            "-o", "UserKnownHostsFile=" + known_hosts, "-o", "LogLevel=ERROR",
            "-o", "BindAddress=" + src_ip,
            "-c", "aes128-gcm@openssh.com", "root@" + dest_ip,
-           node.command_line(recv_command(ds_name, pidfile, exclude, set_props))]
+           node.command_line(recv_command(ds_name, exclude, set_props))]
     stages = [send] + ([throttle_command(bwlimit)] if bwlimit else []) + [ssh]
     return node.pipeline(*stages)
 
 
-def recv_command(ds_name, pidfile=None, exclude=(), set_props=None):
+def recv_command(ds_name, exclude=(), set_props=None):
     """zfs recv, as Triton's cn-agent receives a migration (sdc-cn-agent
     lib/backends/smartos/bin/machine-migrate-receive.js): -s, a cut stream
     keeps what came and a receive_resume_token to go on from; -u, nothing
     is mounted (the migration mounts the datasets before it uses them);
-    -F. With pidfile, its shell's pid there while it runs. exclude:
-    properties of the stream not to receive (-x): `encryption` into an
-    encrypted pool, which refuses a stream's encryption=off otherwise.
-    set_props: {property: value} to set on the received dataset (-o)."""
-    recv = ["zfs", "recv", "-s", "-u", "-F"] + [w for p in exclude for w in ("-x", p)] + \
-        [w for k, v in sorted((set_props or {}).items()) for w in ("-o", "%s=%s" % (k, v))] + \
-        [ds_name]
-    if pidfile is None:
-        return recv
-    return ["sh", "-c", RECV_WITH_PIDFILE, "sh", pidfile] + recv
-
-
-# sh -c RECV_WITH_PIDFILE sh PIDFILE ARGV...: run ARGV with this shell's pid in
-# PIDFILE (receive_waiter waits on it), removed when ARGV ends.
-RECV_WITH_PIDFILE = 'p=$1; shift; echo $$ > "$p" && "$@"; s=$?; rm -f "$p"; exit $s'
+    -F. exclude: properties of the stream not to receive (-x): `encryption`
+    into an encrypted pool, which refuses a stream's encryption=off otherwise.
+    set_props: {property: value} to set on the received dataset (-o), for a
+    stream from an encrypted pool, which carries none.
+    The temporary key runs nothing else (cnlink.RECEIVE_ONLY: change both)."""
+    return (["zfs", "recv", "-s", "-u", "-F"] + [w for p in exclude for w in ("-x", p)] +
+            [w for k, v in sorted((set_props or {}).items()) for w in ("-o", "%s=%s" % (k, v))] +
+            [ds_name])
 
 
 # sh -c MOUNT_DATASETS sh DATASET...: mount the filesystems named that are

@@ -260,8 +260,9 @@ def measure(src, dst):
     happens. The round trip of one remote command is subtracted from the time.
     """
     tag = "measure-%d" % os.getpid()
-    ds = "zones/sdc-migrate-%s" % tag
-    key = TempKey(src, dst, tag, "sdc-migrate-estimate")
+    name = "sdc-migrate-" + tag
+    ds = "zones/" + name
+    key = TempKey(src, dst, tag, "sdc-migrate-estimate", name)    # receives zones/NAME only
     try:
         src.run(["zfs", "create", "-o", "compression=off", "-o",
                  "mountpoint=/" + ds, ds])

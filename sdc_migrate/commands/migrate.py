@@ -108,11 +108,11 @@ class Options:
 GATHER_SOURCE = (command_line(zfs.list_command(snapshots=True)) + ' && echo "$1" && '
                  '{ zfs get -Hp -o value quota "zones/cores/$2" 2>/dev/null || true; } && '
                  'echo "$1" && ' + zfs.SOURCE_ENCRYPTION)
-# GATHER_DEST: the host key the source will accept, the pool's room, its
-# encryption (a cipher, or off; off too where the platform's zfs has no such
-# property), its datasets
-GATHER_DEST = ("cat %s; zfs get -Hp -o value available zones; "
-               "zfs get -Hp -o value encryption zones 2>/dev/null || echo off; " % cnlink.HOST_KEY
+# GATHER_DEST: the host key the source will accept and the platform's ssh
+# (cnlink.DEST_SSH: two lines), the pool's room, its encryption (a cipher, or
+# off; off too where the platform's zfs has no such property), its datasets
+GATHER_DEST = (cnlink.DEST_SSH + "; zfs get -Hp -o value available zones; "
+               "zfs get -Hp -o value encryption zones 2>/dev/null || echo off; "
                + command_line(zfs.list_command()))
 
 
@@ -148,6 +148,7 @@ class Migration:
         self.total = 0                  # what is sent, in bytes
         self.cores_quota = None
         self.dst_hostkey = None         # the destination's host key, read over our ssh
+        self.dst_ssh = None             # its `ssh -V` (which key options its sshd has)
         self.recv_exclude = ()          # properties the destination's pool will not take
         self.src_encrypted = False      # the source's pool is: no -p streams
         self.src_props = {}             # then: dataset -> what the receive sets (-o)
@@ -289,12 +290,13 @@ class Migration:
         self.src_encrypted = zfs.encrypted(cipher)
         self.src_props = zfs.dataset_properties(props) if self.src_encrypted else {}
         self.dst_hostkey = " ".join(out[0].split()[:2])
-        avail = int(out[1])
+        self.dst_ssh = out[1]
+        avail = int(out[2])
         # an encrypted pool takes our -p streams (and their send -t rests)
         # only without their encryption=off: the datasets inherit the pool's
-        self.recv_exclude = ("encryption",) if out[2].strip() not in ("off", "-", "") else ()
-        there = [d.name for d in zfs.instance_datasets("\n".join(out[3:]), uuid)]
-        self.dst_has_cores = any(l.split("\t")[0] == "zones/cores/" + uuid for l in out[3:])
+        self.recv_exclude = ("encryption",) if out[3].strip() not in ("off", "-", "") else ()
+        there = [d.name for d in zfs.instance_datasets("\n".join(out[4:]), uuid)]
+        self.dst_has_cores = any(l.split("\t")[0] == "zones/cores/" + uuid for l in out[4:])
         self.on_dest = set(there)
         if there and not self.resuming:
             raise Refused("destination %s already has %s: a copy of this instance is there"

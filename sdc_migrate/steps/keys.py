@@ -28,7 +28,9 @@ def authorize(m):
     backup = paths.authorized_keys_backup(m.tag)
     i = m.proc.will("authorized", "authorized key on %s" % dst.hostname, backup=backup,
                     blob=m.pub.split()[1] if m.pub else None)    # --dry-run made no key
-    cnlink.authorize(dst, m.src.ip, m.pub, backup)
+    # receives into the instance's own datasets, nothing else (cnlink.RECEIVE_ONLY)
+    cnlink.authorize(dst, m.src.ip, m.pub, backup, m.opts.uuid,
+                     paths.recv_pidfile(m.opts.uuid), m.dst_ssh)
     m.proc.confirm(i)
     r.done()
 

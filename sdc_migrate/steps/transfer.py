@@ -161,7 +161,7 @@ def stream(m, ds, snap, from_snap, props, meter, token=None):
         set_props = received_properties(m, ds.name)
     argv = zfs.send_pipeline(ds.name, snap, from_snap, m.src.ip, m.dst.ip,
                              m.key, m.known_hosts, props=props and not m.src_encrypted,
-                             progress=meter is not None, pidfile=recv_pidfile(m),
+                             progress=meter is not None,
                              exclude=m.recv_exclude, bwlimit=m.opts.bwlimit, token=token,
                              set_props=set_props)
     m.sending = True
@@ -213,16 +213,12 @@ def resume_cut_receives(m):
         m.r.done("done")
 
 
-def recv_pidfile(m):
-    return "%s/sdc-migrate-recv-%s.pid" % (paths.STATE_DIR, m.opts.uuid)
-
-
 def wait_for_receive(m):
     """A receive whose client died (a dropped connection, a killed or
     interrupted run) runs on: wait for it to end before undoing or
     resending, or it lands after and behind our back."""
     m.r.line("* Making sure no transfer to %s is still running..." % m.dst.hostname)
-    m.dst.call(zfs.receive_waiter(recv_pidfile(m), RECV_WAIT))
+    m.dst.call(zfs.receive_waiter(paths.recv_pidfile(m.opts.uuid), RECV_WAIT))
 
 
 def common_snapshots(m):

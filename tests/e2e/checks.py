@@ -1,7 +1,10 @@
 """What the end-to-end tests check, from outside the tool: VMAPI, NAPI, both
 CNs' pools and zone configuration, keys, and the workload's own records."""
 import json
+import subprocess
 import time
+
+from conftest import SDC_MIGRATE, SIMDC
 
 
 def datadir(dc, host, uuid):
@@ -136,3 +139,25 @@ def dc_state(dc, uuid):
                  for h in ("source-server", "dest-server", "old-server")},
         "headnode": dc.exec("headnode", "sh", "-c", "ls /var/tmp | grep -v simdc || true").stdout,
     }
+
+
+# ---- a run held in a slow step (simdc fault --delay) -----------------------------
+
+def no_fault_left(dc):
+    return "[]" in dc.simdc("fault", "list").stdout.replace("\n", "").replace(" ", "")
+
+
+def start_tool(dc, *args):
+    return subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, *args],
+                            env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_for_the_fault(dc, tool):
+    """Until the slow command has begun (the fault table is empty)."""
+    deadline = time.time() + 60
+    while not no_fault_left(dc):
+        assert time.time() < deadline and tool.poll() is None, \
+            "the step was never reached: " + (tool.stdout.read().decode()
+                                              if tool.poll() is not None else "")
+        time.sleep(0.1)

@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from checks import assert_migrated, assert_sequence_continues, dc_state, leftovers
+from checks import (assert_migrated, assert_sequence_continues, dc_state, leftovers,
+                    no_fault_left, start_tool, wait_for_the_fault)
 from conftest import SDC_MIGRATE, SIMDC
 
 SRC, DST = "source-server", "dest-server"
@@ -108,10 +109,6 @@ def running_instance(dc):
         if vm["server_uuid"] == dc.hosts()[SRC]["uuid"] and vm["state"] == "running":
             return uuid
     return dc.provision("--size", "1")
-
-
-def no_fault_left(dc):
-    return "[]" in dc.simdc("fault", "list").stdout.replace("\n", "").replace(" ", "")
 
 
 def fault(dc, host, prefix, extra, uuid):
@@ -320,22 +317,6 @@ KILLS = [
     ("during the boot on the destination", DST, ["vmadm", "start"], [], [], []),
 ]
 DELAY = 1
-
-
-def start_tool(dc, *args):
-    return subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, *args],
-                            env=dc.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def wait_for_the_fault(dc, tool):
-    """Until the slow command has begun (the fault table is empty)."""
-    deadline = time.time() + 60
-    while not no_fault_left(dc):
-        assert time.time() < deadline and tool.poll() is None, \
-            "the step was never reached: " + (tool.stdout.read().decode()
-                                              if tool.poll() is not None else "")
-        time.sleep(0.1)
 
 
 def landed(out):
@@ -620,8 +601,9 @@ def test_a_second_migration_of_the_same_instance_is_refused(dc):
     modes = dc.exec(SRC, "sh", "-c", "stat -c '%a %n' /root/.ssh/migr-*").stdout.split("\n")
     assert [m.split()[0] for m in modes if m.strip()] == ["600", "600", "600"]
     entry = dc.exec(DST, "grep", "sdc-migrate-" + uuid, "/root/.ssh/authorized_keys").stdout
-    assert entry.startswith('from="%s",no-pty,no-agent-forwarding,no-port-forwarding,'
-                            'no-X11-forwarding,no-user-rc ssh-ed25519 ' % src_ip)
+    # (what it can run: tests/e2e/test_cn_key.py)
+    assert entry.startswith('restrict,command="/bin/sh -c ')
+    assert (',from="%s" ssh-ed25519 ' % src_ip) in entry
     assert first.wait(timeout=120) == 0
     log = dc.exec("headnode", "sh", "-c", "cat /var/tmp/migrator-%s-*.log" % uuid).stdout
     assert "PRIVATE KEY" not in log and "ssh-ed25519 AAAA" not in log

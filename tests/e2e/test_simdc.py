@@ -120,6 +120,46 @@ def test_faults_fail_commands_stop_sshd_and_fill_pools(dc):
     assert avail > 100 * 1048576
 
 
+def test_a_keys_own_forced_command_runs_as_on_a_real_cn(dc):
+    """A CN's sshd runs a key's command= in place of what the client asked
+    (given in SSH_ORIGINAL_COMMAND), and restrict takes the pty away (sshd(8)
+    AUTHORIZED_KEYS FILE FORMAT; openssh-portable session.c do_exec). A
+    ForceCommand in sshd_config would run instead of it (do_exec takes
+    options.adm_forced_command first), hiding a broken forced command: no
+    host's sshd has one, and the remote-fault hook is the head node key's
+    own command=, which still fails the head node's command lines."""
+    hosts = dc.hosts()
+    src_ip, dst_ip = hosts["source-server"]["admin_ip"], hosts["dest-server"]["admin_ip"]
+    for host in hosts:
+        with open(os.path.join(dc.env["SIMDC_DIR"], "hosts", host, "ssh", "sshd_config")) as f:
+            assert "ForceCommand" not in f.read()
+    key = "/root/.ssh/simdc-test-key"
+    ak = dc.exec("dest-server", "cat", "/root/.ssh/authorized_keys").stdout
+    pub = dc.exec("source-server", "sh", "-c", 'rm -f "$1" "$1.pub"; ssh-keygen -q -t ed25519 '
+                  '-N "" -f "$1" && cat "$1.pub"', "sh", key).stdout.strip()
+    entry = 'restrict,command="echo forced: $SSH_ORIGINAL_COMMAND",from="%s" %s' % (src_ip, pub)
+    dc.exec("dest-server", "sh", "-c", 'cat >> /root/.ssh/authorized_keys', input=entry + "\n")
+    try:
+        ssh = ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+               "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+               "-o", "BindAddress=" + src_ip, "root@" + dst_ip]
+        p = dc.exec("source-server", *ssh, "hostname; id", check=False)
+        assert (p.returncode, p.stdout) == (0, "forced: hostname; id\n"), p.stderr
+        p = dc.exec("source-server", "ssh", "-tt", *ssh[1:], "tty", check=False)
+        assert p.returncode == 255 and "PTY allocation request failed" in p.stderr
+    finally:
+        dc.exec("dest-server", "sh", "-c", 'cat > /root/.ssh/authorized_keys', input=ak)
+        dc.exec("source-server", "rm", "-f", key, key + ".pub")
+    # the head node's key: its command lines still meet the remote faults
+    dc.simdc("fault", "add", "dest-server", "--remote", "--exit", "7", "--", "hostname")
+    try:
+        p = dc.exec("headnode", "ssh", dst_ip, "hostname", check=False)
+    finally:
+        dc.simdc("fault", "clear")
+    assert p.returncode == 7 and "simulated failure" in p.stderr
+    assert dc.exec("headnode", "ssh", dst_ip, "hostname").stdout == "dest-server\n"
+
+
 def test_exec_passes_stdin_stdout_and_exit_status(dc):
     p = dc.exec("dest-server", "sh", "-c", "cat; exit 42", input="hello\n", check=False)
     assert (p.returncode, p.stdout) == (42, "hello\n")

@@ -135,7 +135,8 @@ class FakeCN(Runner):
         if argv == zfs.list_command(snapshots=True):       # a resumed run's look
             return 0, self.listing(True), ""
         if script == migrate.GATHER_DEST:
-            return 0, "ssh-ed25519 HOSTKEY\n100000000000\noff\n" + self.listing(False), ""
+            return 0, ("ssh-ed25519 HOSTKEY\nOpenSSH_9.2p1, OpenSSL 3.0\n100000000000\noff\n"
+                       + self.listing(False)), ""
         if script == cnlink.MAKE_KEY:
             return self.change(lambda: facts.add("key"), "ssh-ed25519 PUBKEY " + args[1])
         if script == cnlink.AUTHORIZE:

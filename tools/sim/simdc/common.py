@@ -131,8 +131,8 @@ def _load_faults():
 
 def fault_matches(f, host, words, remote=False):
     """Whether fault f is for this command: an emulated command's argv starts
-    with f's prefix; a remote command line (remote=True, sshd's ForceCommand
-    tools/sim/sshd-command) holds f's words, in a row, anywhere in it."""
+    with f's prefix; a remote command line (remote=True: tools/sim/sshd-command,
+    the head node key's forced command) holds f's words, in a row, anywhere in it."""
     if f["host"] != host or bool(f.get("remote")) != remote:
         return False
     p = f["prefix"]

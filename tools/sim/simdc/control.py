@@ -167,11 +167,9 @@ PrintMotd no
 MaxStartups 200
 MaxSessions 100
 LogLevel VERBOSE
-ForceCommand %(force)s
 SetEnv PATH=%(path)s SIMDC_DIR=%(simdir)s SIMDC_HOST=%(host)s SIMDC_NET=%(net)s PYTHONPATH=%(pp)s
 """ % dict(host=host, ip=common.ADMIN_IPS[host], dir=sshdir, h=h, path=env["PATH"],
-           simdir=common.sim_dir(), net=common.NET, pp=common.SIM_ROOT,
-           force=os.path.join(common.SIM_ROOT, "sshd-command"))
+           simdir=common.sim_dir(), net=common.NET, pp=common.SIM_ROOT)
     with open(os.path.join(sshdir, "sshd_config"), "w") as f:
         f.write(conf)
 
@@ -182,14 +180,25 @@ def start_sshd(host):
             "-E", host_dir(host, "run", "sshd.log")], "sshd.out")
 
 
+# The head node's key runs its sessions' commands through the remote-fault hook:
+# a forced command of its own entry, not sshd_config's ForceCommand, which
+# would replace every key's command= as well (openssh-portable session.c
+# do_exec: options.adm_forced_command first, then the key's force_command;
+# sshd(8): command= "may be superseded by an sshd_config(5) ForceCommand").
+# Any other key, the migration's temporary one too, runs what its own entry
+# says, as on a real CN, whose sshd has no ForceCommand.
+FAULT_HOOK = os.path.join(common.SIM_ROOT, "sshd-command")
+
+
 def _setup_keys():
-    """The head node's sdc.id_rsa, authorized on every CN; its known_hosts."""
+    """The head node's sdc.id_rsa, authorized on every CN (its commands go
+    through FAULT_HOOK); its known_hosts."""
     hn_ssh = host_dir(HEADNODE, "root-ssh")
     key = os.path.join(hn_ssh, "sdc.id_rsa")
     if not os.path.exists(key):
         subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", key,
                         "-C", "root@headnode"], check=True)
-    pub = open(key + ".pub").read()
+    pub = 'command="%s" %s' % (FAULT_HOOK, open(key + ".pub").read())
     known = []
     for host in CNS:
         ak = host_dir(host, "root-ssh", "authorized_keys")
