@@ -193,6 +193,16 @@ def commands(toks):
 
 # ---- the grammar (zonecfg_grammar.y), as far as the commands' shapes --------------------
 
+def _next_piece(toks, i, closer):
+    """After a piece of a ( ) or [ ] value: (past the comma, None) for another
+    piece, (past the closer, True) at its end, else (i, False)."""
+    if i < len(toks) and toks[i].kind == ",":
+        return i + 1, None
+    if i < len(toks) and toks[i].kind == closer:
+        return i + 1, True
+    return i, False
+
+
 def _value_end(toks, i):
     """Past a property_value at toks[i] (a word, (name=value,...) or [a,(..),...]),
     or the index of the token where it goes wrong."""
@@ -208,12 +218,9 @@ def _value_end(toks, i):
                 if i >= len(toks) or toks[i].kind != kind:
                     return i, False
                 i += 1
-            if i < len(toks) and toks[i].kind == ",":
-                i += 1
-                continue
-            if i < len(toks) and toks[i].kind == ")":
-                return i + 1, True
-            return i, False
+            i, done = _next_piece(toks, i, ")")
+            if done is not None:
+                return i, done
     if t.kind == "[":
         i += 1
         if i < len(toks) and toks[i].kind == "]":
@@ -224,12 +231,9 @@ def _value_end(toks, i):
             i, ok = _value_end(toks, i)
             if not ok:
                 return i, False
-            if i < len(toks) and toks[i].kind == ",":
-                i += 1
-                continue
-            if i < len(toks) and toks[i].kind == "]":
-                return i + 1, True
-            return i, False
+            i, done = _next_piece(toks, i, "]")
+            if done is not None:
+                return i, done
     return i, False
 
 
