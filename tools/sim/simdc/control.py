@@ -725,6 +725,8 @@ def main(argv=None):
                    choices=["joyent", "joyent-minimal", "lx", "kvm", "bhyve"])
     s.add_argument("--docker", action="store_true")
     s.add_argument("--alias")
+    s.add_argument("--qemu-extra-opts", metavar="OPTS",
+                   help="kvm only: qemu_extra_opts (base64 in the zone XML, as VM.js keeps it)")
     s.add_argument("--server", default="source-server")
     s.add_argument("--size", type=int, default=1, help="MB of random data")
     s.add_argument("--disks", type=int, default=None)
@@ -736,8 +738,6 @@ def main(argv=None):
     s.add_argument("--ram", type=int, default=None, help="MB of RAM (max_physical_memory)")
     s.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                    help="a tag (e.g. manta_role=storage)")
-    s.add_argument("--qemu-extra-opts", metavar="OPTS",
-                   help="kvm only: qemu_extra_opts (base64 in the zone XML, as VM.js keeps it)")
     s.set_defaults(func=cmd_provision)
     s = sub.add_parser("seq")
     s.add_argument("--dump", action="store_true")
