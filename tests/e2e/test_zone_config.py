@@ -45,6 +45,7 @@ def test_base64_values_exported_bare_reach_the_destination(dc):
     # there first, AGENT-629), the same; hidden and autoboot are the migration's
     src_attrs = attrs(dc.exec(SRC, "cat", "/etc/zones/%s.xml" % uuid).stdout)
     dst_attrs = attrs(dc.exec("dest-server", "cat", "/etc/zones/%s.xml" % uuid).stdout)
+    assert (dst_attrs["alias"], dst_attrs["qemu-extra-opts"]) == (b64(ALIAS), b64(QEMU))
     ours = ("do-not-inventory", "vm-autoboot")
     assert {k: v for k, v in dst_attrs.items() if k not in ours} == \
         {k: v for k, v in src_attrs.items() if k not in ours}
