@@ -1,9 +1,11 @@
 """Steps on the instance's zone: its configuration on both CNs, the stop,
 the cores dataset, the attach, the switch (Triton's order: hide the source,
 move server_uuid, unhide the destination), the boot and the health check."""
+import collections
 import json
 import re
 import time
+from xml.etree import ElementTree
 
 from .. import zfs
 from ..errors import MigrateError, RemoteError
@@ -17,6 +19,8 @@ HIDE = "do_not_inventory=true"
 STOP_AND_EXPORT = ('vmadm stop "$1" && zoneadm -z "$1" list -p && echo "$2" && '
                    'zonecfg -z "$1" export')
 START_AND_REPORT = 'vmadm start "$1" && svcadm restart vm-agent'      # UUID
+# IMPORT_CONFIG UUID, the zonecfg commands on stdin: the configuration, as saved
+IMPORT_CONFIG = 'zonecfg -z "$1" -f - && cat "/etc/zones/$1.xml"'
 DEST_COPY = ('zoneadm -z "$1" list -p 2>/dev/null; echo @@; '
              'cat "/etc/zones/$1.xml" 2>/dev/null; true')              # UUID
 HEALTH = ('zoneadm -z "$1" list -p && { [ "$2" = no ] || '
@@ -39,37 +43,96 @@ def hidden_xml(xml):
     return bool(attr and 'value="true"' in attr.group(0))
 
 
+SET_LINE = re.compile(r'^set ([a-z-]+)=(.*)$')
+# zonecfg's resources and the XML elements libzonecfg saves them as
+RESOURCE_ELEMENTS = {"attr": "attr", "net": "network", "device": "device", "rctl": "rctl",
+                     "dataset": "dataset", "fs": "filesystem"}
+
+
+def setting(line):
+    """(name, value) of a `set NAME=VALUE` line of an export, quotes off; else (None, None)."""
+    match = SET_LINE.match(line)
+    if not match:
+        return None, None
+    name, value = match.groups()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    return name, value
+
+
+def set_line(name, value):
+    # Quoted, whatever the export did: before illumos-joyent c8236ea (December
+    # 2019) `zonecfg export` quotes only a value with a space, and zonecfg's
+    # lexer ends a bare word at '=' (zonecfg_lex.l): a base64 alias or qemu
+    # option `d2luZG93cw==` is a syntax error there (smartos-live#912). Any
+    # platform reads a quoted value as the same word.
+    return 'set %s="%s"' % (name, value)
+
+
+def attr_lines(attr):
+    return ["add attr"] + [set_line(k, v) for k, v in attr.items()] + ["end"]
+
+
 def hidden_config(exported, uuid):
-    """`zonecfg export` output made into the destination's copy: hidden from
-    inventory (attr do-not-inventory), autoboot and vm-autoboot off (it boots
-    when the migration says so), and its uuid set (JPC-1421: an index line
-    without it)."""
-    out, block = [], None
+    """`zonecfg export` output made into the destination's copy: every value
+    quoted (set_line), hidden from inventory (attr do-not-inventory, the first
+    resource, so that what a zonecfg saves of it is hidden too), autoboot and
+    vm-autoboot off (it boots when the migration says so), and its uuid set
+    (JPC-1421: an index line without it)."""
+    hide = attr_lines({"name": "do-not-inventory", "type": "string", "value": "true"})
+    out, attr = [], None
     for line in exported.splitlines():
-        if block is not None:
-            block.append(line)
-            if line.strip() == "end":
-                if "set name=do-not-inventory" in block:
-                    pass                        # replaced below
-                elif "set name=vm-autoboot" in block:
-                    out += [l if not l.startswith("set value=") else "set value=false"
-                            for l in block]
-                else:
-                    out += block
-                block = None
+        line = line.strip()
+        name, value = setting(line)
+        if hide and attr is None and line.startswith("add "):
+            out, hide = out + hide, None
+        if attr is not None:                    # add attr ... end
+            if name is not None:
+                attr[name] = value
+            elif line == "end":
+                if attr.get("name") == "vm-autoboot":
+                    attr["value"] = "false"
+                if attr.get("name") != "do-not-inventory":
+                    out += attr_lines(attr)
+                attr = None
             continue
-        if line.strip() == "add attr":
-            block = [line]
-        elif line.startswith("set autoboot="):
-            out.append("set autoboot=false")
-        elif line.startswith("set uuid="):
+        if line == "add attr":
+            attr = {}
+        elif name == "uuid":
             continue
+        elif name is not None:
+            out.append(set_line(name, "false" if name == "autoboot" else value))
         else:
             out.append(line)
         if line.startswith("create"):
-            out.append("set uuid=%s" % uuid)
-    out += ["add attr", "set name=do-not-inventory", "set type=string", "set value=true", "end"]
-    return "".join(l + "\n" for l in out)
+            out.append(set_line("uuid", uuid))
+    return "".join(l + "\n" for l in out + (hide or []))
+
+
+def lacking(config, xml):
+    """What of config (zonecfg commands) the zone XML a zonecfg saved from them
+    lacks: each attr with its value, as many of each resource; [] if nothing."""
+    want_attrs, want = {}, collections.Counter()
+    attr, rtype = None, None
+    for line in config.splitlines():
+        name, value = setting(line)
+        if rtype is None and line.startswith("add ") and line[4:] in RESOURCE_ELEMENTS:
+            rtype = line[4:]
+            want[RESOURCE_ELEMENTS[rtype]] += 1
+            attr = {} if rtype == "attr" else None
+        elif line == "end":
+            if attr is not None:
+                want_attrs[attr.get("name")] = attr.get("value")
+            rtype = attr = None
+        elif attr is not None and name in ("name", "value"):
+            attr[name] = value
+    root = ElementTree.fromstring(xml)
+    have = collections.Counter(e.tag for e in root)
+    have_attrs = {e.get("name"): e.get("value") for e in root if e.tag == "attr"}
+    missing = ["attr %s" % k for k, v in want_attrs.items() if have_attrs.get(k) != v]
+    missing += ["%d of %d %s" % (have[tag], n, tag) for tag, n in want.items()
+                if tag != "attr" and have[tag] != n]
+    return missing
 
 
 def autoboot_word(vm):
@@ -188,14 +251,23 @@ def destroy_cores(m, dataset):
 def copy_config(m):
     """The source's configuration as it is after the stop, through zonecfg on
     both sides (libzonecfg's index lock, not echo >> index): hidden from
-    inventory and never booting by itself from its first file on."""
-    r, uuid = m.r, m.vm["uuid"]
+    inventory and never booting by itself from its first file on; and all
+    of it, or the migration stops here and is undone."""
+    r, uuid, dst = m.r, m.vm["uuid"], m.dst
     r.step("* Transferring Zone XML to the destination...")
     exported = m.exported or m.src.run(["zonecfg", "-z", uuid, "export"], readonly=True)
-    i = m.proc.will("config", "zone configuration on %s" % m.dst.hostname, uuid=uuid)
-    # zonecfg -f - reads the commands from stdin (illumos zonecfg.c cmd_file)
-    m.dst.run(["zonecfg", "-z", uuid, "-f", "-"], input=hidden_config(exported, uuid))
+    config = hidden_config(exported, uuid)
+    i = m.proc.will("config", "zone configuration on %s" % dst.hostname, uuid=uuid)
+    # zonecfg -f - reads the commands from stdin and, as interactive input,
+    # goes on past an error and saves what it could (illumos zonecfg.c
+    # cmd_file, read_input, cleanup): its exit status says so (run() raises),
+    # and so does what it saved
+    xml = dst.run(["sh", "-c", IMPORT_CONFIG, "sh", uuid], input=config)
     m.proc.confirm(i)
+    missing = [] if m.opts.dry_run else lacking(config, xml)
+    if missing:
+        raise MigrateError("the zone configuration zonecfg saved on %s lacks %s of the "
+                           "source's" % (dst.hostname, ", ".join(missing)))
     r.done()
 
 

@@ -411,7 +411,8 @@ def test_zonecfg_export_import_and_edits(cn):
                          "set ip-type=exclusive", "set uuid=" + uuid, "add net"]
     assert 'add property (name=gateway,value="10.0.0.1")' in lines
     assert "add value (priv=privileged,limit=268435456,action=deny)" in lines
-    assert "set value=YWJjLWRlZmdoMS1zbGF2ZS1pamtMLTA=" in lines
+    # a platform with illumos-joyent c8236ea quotes every export_prop() value
+    assert 'set value="YWJjLWRlZmdoMS1zbGF2ZS1pamtMLTA="' in lines
     # the export recreates the zone elsewhere: same zone, index line 'configured'
     other = "11111111-2222-3333-4444-555555555555"
     exp = cn.root + "/exp.txt"
@@ -461,6 +462,173 @@ def test_zonecfg_export_import_and_edits(cn):
     shutil.copy(cn.root + "/etc/zones/%s.xml" % uuid, cn.root + "/etc/zones/%s.xml" % other)
     assert cn.run("zonecfg", "-z", other, "set autoboot=true")[0] == 0
     assert zones.ZoneConfig.load(other).autoboot and zones.index_entry(other) is None
+
+
+# ---- zonecfg's words, its command files and its export, as illumos has them ----------
+# illumos-joyent usr/src/cmd/zonecfg/zonecfg_lex.l (the TOKEN rules),
+# zonecfg_grammar.y (commands: command terminator | command error terminator),
+# zonecfg.c (yyerror, read_input, cmd_file, cleanup, verify_func, export_prop);
+# smartos-live src/vm/node_modules/VM.js (base64 attrs); smartos-live#912.
+
+# zonecfg.c usage(B_FALSE, HELP_SUBCMDS), after every syntax error
+COMMANDS_USAGE = """Commands:
+
+add <resource-type>
+	(global scope)
+add <property-name> <property-value>
+	(resource scope)
+cancel
+clear <property-name>
+commit
+create [-F] [ -a <path> | -b | -t <template> ]
+delete [-F]
+end
+exit [-F]
+export [-f output-file]
+help [commands] [syntax] [usage] [<command-name>]
+info [<resource-type> [property-name=property-value]*]
+remove [-F] <resource-type> [ <property-name>=<property-value> ]*
+	(global scope)
+remove [-F] <property-name> <property-value>
+	(resource scope)
+revert [-F]
+select <resource-type> { <property-name>=<property-value> }
+set <property-name>=<property-value>
+verify
+"""
+ADD_USAGE = """usage:
+add <resource-type>
+	(global scope)
+add <property-name> <property-value>
+	(resource scope)
+	Add specified resource to configuration.
+"""
+
+
+def test_zonecfg_lexer_ends_an_unquoted_word_at_equals():
+    zc = COMMANDS["zonecfg"]
+    toks = zc.lex("set value=d2luZG93cw==\n")
+    # <TSTATE>[^ \t\n\";=\[\]\(\)]+ is a TOKEN and '=' an EQUAL: the value is cut
+    assert [(t.kind, t.text) for t in toks] == [
+        ("word", "set"), ("word", "value"), ("=", "="), ("word", "d2luZG93cw"), ("=", "="),
+        ("=", "="), ("end", "\n")]
+    assert zc.syntax_error_at(toks[:-1]) == 4           # SET name EQUAL value, then '='
+    toks = zc.lex('set value="d2luZG93cw=="\n')
+    assert [t.text for t in toks[:-1]] == ["set", "value", "=", "d2luZG93cw=="]
+    assert zc.syntax_error_at(toks[:-1]) is None
+    # a comma is a word's in TSTATE, a separator in ( ) and [ ]
+    toks = zc.lex('set limitpriv=default,dtrace_proc; add property (name=ips,value="a,b")\n')
+    assert [t.text for t in toks] == ["set", "limitpriv", "=", "default,dtrace_proc", ";",
+                                      "add", "property", "(", "name", "=", "ips", ",",
+                                      "value", "=", "a,b", ")", "\n"]
+
+
+def kvm_912(cn):
+    """smartos-live#912's instance: a kvm VM with alias 'windows' and
+    qemu_extra_opts '-smp threads=4', made by vmadm create."""
+    image = "7c3e9f4a-5b6d-4c8e-8f1a-4d5e6f708104"
+    cn.zfs.add_image(image, volsize=10240 << 20)
+    uuid = "5a02245a-422c-4e0a-c5f8-fd6fac1ac04e"
+    payload = dict(hvm_payload("kvm", uuid, image), alias="windows",
+                   qemu_extra_opts="-smp threads=4", vnc_password="s3cret")
+    assert cn.run("vmadm", "create", stdin=json.dumps(payload))[0] == 0
+    return uuid
+
+
+def test_vm_js_base64_attrs_and_export_quoting_per_platform(cn):
+    uuid = kvm_912(cn)
+    xml = cn.xml(uuid)
+    # VM.js: alias, vnc_password and the qemu/spice options base64 in the XML
+    for line in ('<attr name="alias" type="string" value="d2luZG93cw=="/>',
+                 '<attr name="qemu-extra-opts" type="string" value="LXNtcCB0aHJlYWRzPTQ="/>',
+                 '<attr name="vnc-password" type="string" value="czNjcmV0"/>'):
+        assert line in xml
+    obj = json.loads(cn.run("vmadm", "get", uuid)[1])
+    assert (obj["alias"], obj["qemu_extra_opts"], obj["vnc_password"]) == \
+        ("windows", "-smp threads=4", "s3cret")
+    # a property VM.js's proptable.js does not allow the brand is dropped
+    bhyve = "aaac8650-4b58-6633-9054-a2c22e7beb36"
+    payload = dict(hvm_payload("bhyve", bhyve, "7c3e9f4a-5b6d-4c8e-8f1a-4d5e6f708104"),
+                   qemu_extra_opts="-smp 2")
+    assert cn.run("vmadm", "create", stdin=json.dumps(payload))[0] == 0
+    assert "qemu-extra-opts" not in cn.xml(bhyve)
+    assert cn.run("vmadm", "update", uuid, "qemu_extra_opts=-boot menu=on")[0] == 0
+    assert '"LWJvb3QgbWVudT1vbg=="' in cn.xml(uuid)
+
+    # export_prop(): every value quoted since illumos-joyent c8236ea...
+    new = cn.run("zonecfg", "-z", uuid, "export")[1].splitlines()
+    assert new[new.index('set name="alias"'):][:3] == \
+        ['set name="alias"', 'set type="string"', 'set value="d2luZG93cw=="']
+    assert 'set physical="net0"' in new and "set zonepath=/zones/" + uuid in new
+    # ...before it (old-server's platform) only one with a space (quoteit)
+    cn.monkeypatch.setenv("SIMDC_HOST", "old-server")
+    old = cn.run("zonecfg", "-z", uuid, "export")[1].splitlines()
+    assert old[old.index("set name=alias"):][:3] == \
+        ["set name=alias", "set type=string", "set value=d2luZG93cw=="]
+    assert "set value=LWJvb3QgbWVudT1vbg==" in old and "set physical=net0" in old
+    # the same lines, but for export_prop()'s quotes
+    assert [re.sub(r'^(set [a-z-]+=)"(.*)"$', r"\1\2", l) for l in new] == old
+
+
+def test_zonecfg_f_file_stops_at_the_first_error(cn):
+    uuid = kvm_912(cn)
+    cn.monkeypatch.setenv("SIMDC_HOST", "old-server")
+    exported = cn.run("zonecfg", "-z", uuid, "export")[1]
+    cn.monkeypatch.setenv("SIMDC_HOST", "testcn")
+    other = "11111111-2222-3333-4444-555555555555"
+    path = cn.root + "/old.zcfg"
+    with open(path, "w") as f:
+        f.write(exported.replace(uuid, other))
+    line = exported.splitlines().index("set value=d2luZG93cw==") + 1
+    rc, out, err = cn.run("zonecfg", "-z", other, "-f", path)
+    # read_input() bails out at the first error of a command file; cleanup()
+    # commits, verify_func() finds the attr resource open: nothing is saved
+    assert (rc, out) == (1, "")
+    assert err == ("syntax error on line %d at '='\n" % line + COMMANDS_USAGE +
+                   "On line %d of %s:\nresource specification incomplete\n"
+                   "Zone %s failed to verify\n%s: Insufficient specification\n"
+                   "Configuration not saved.\n" % (line, path, other, other))
+    assert not os.path.exists(cn.root + "/etc/zones/%s.xml" % other)
+    assert other not in cn.index()
+    # quoted, as c8236ea exports it, it imports whole
+    with open(path, "w") as f:
+        f.write(cn.run("zonecfg", "-z", uuid, "export")[1].replace(uuid, other))
+    assert cn.run("zonecfg", "-z", other, "-f", path) == (0, "", "")
+    assert zones.ZoneConfig.load(other).attr("alias") == "d2luZG93cw=="
+
+
+def test_zonecfg_f_saves_what_it_has_and_exits_1(cn):
+    zone = "11111111-2222-3333-4444-555555555555"
+    head = "create -b\nset zonepath=/zones/%s\nset brand=joyent\n" % zone
+    attrs = ("add attr\nset name=alias\nset type=string\nset value=d2luZG93cw==\nend\n"
+             "add attr\nset name=owner-uuid\nset type=string\nset value=930896af\nend\n")
+    # an error in the global scope: -f FILE stops there and saves what came before
+    path = cn.root + "/global.zcfg"
+    with open(path, "w") as f:
+        f.write(head + "set bootargs=-m=verbose\n" + attrs)
+    rc, _, err = cn.run("zonecfg", "-z", zone, "-f", path)
+    assert (rc, err) == (1, "syntax error on line 4 at '='\n" + COMMANDS_USAGE)
+    cfg = zones.ZoneConfig.load(zone)
+    assert cfg.zonepath == "/zones/" + zone and cfg.brand == "joyent"
+    assert cfg.root.get("bootargs") is None and cfg.attr_elems() == []
+    assert "%s:configured:/zones/%s:" % (zone, zone) in cn.index()
+    assert cn.run("zonecfg", "-z", zone, "delete", "-F")[0] == 0
+    # -f - (and stdin) go on past it: `end` finds no value and leaves the attr
+    # open, the next `add attr` is an add in its scope, the next `set`s fill
+    # it: what is saved lacks the alias, and the exit status says so
+    rc, _, err = cn.run("zonecfg", "-z", zone, "-f", "-", stdin=head + attrs)
+    assert rc == 1
+    assert err == ("syntax error on line 7 at '='\n" + COMMANDS_USAGE +
+                   "On line 8:\nvalue not specified\n" + ADD_USAGE)
+    cfg = zones.ZoneConfig.load(zone)
+    assert [(e.get("name"), e.get("value")) for e in cfg.attr_elems()] == \
+        [("owner-uuid", "930896af")]
+    # at the end of the input in an open resource: nothing saved
+    assert cn.run("zonecfg", "-z", zone, "delete", "-F")[0] == 0
+    rc, _, err = cn.run("zonecfg", "-z", zone, stdin=head + attrs.split("add attr\nset name=o")[0])
+    assert (rc, err) == (1, "syntax error at '='\n" + COMMANDS_USAGE + "value not specified\n"
+                         "Resource incomplete.\n")
+    assert not os.path.exists(cn.root + "/etc/zones/%s.xml" % zone)
 
 
 def test_zoneadm_detach_attach_boot_halt(cn):

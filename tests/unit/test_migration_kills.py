@@ -203,9 +203,10 @@ class FakeCN(Runner):
             return self.change(lambda: facts.add("cores"))
         if argv[:3] == ["zfs", "destroy", "-r"]:
             return self.change(lambda: facts.discard("cores"))
-        if argv[:1] == ["zonecfg"] and argv[3:] == ["-f", "-"]:
-            assert "do-not-inventory" in input and "set autoboot=false" in input
-            return self.change(lambda: facts.update({"config"}))
+        if script == zone.IMPORT_CONFIG:
+            assert "do-not-inventory" in input and 'set autoboot="false"' in input
+            return self.change(lambda: facts.update({"config"}),
+                               '<zone><attr name="do-not-inventory" value="true"/></zone>')
         if argv[:1] == ["zonecfg"] and argv[3:] == ["delete", "-F"]:
             return self.change(lambda: facts.discard("config"))
         if script == zone.DEST_COPY:

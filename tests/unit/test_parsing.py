@@ -1,10 +1,12 @@
 """Parsing what Triton's tools print, against the samples."""
 import os
+import re
 import shlex
 
 import pytest
 
 from sdc_migrate import triton, zfs
+from sdc_migrate.steps import zone
 from sdc_migrate.errors import MigrateError
 
 SAMPLES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "triton-samples")
@@ -136,3 +138,71 @@ def test_legs_send_every_snapshot_one_stream_each():
 def test_resume_tokens_are_the_datasets_with_one():
     out = "zones/U\t1-abc-10-789c\nzones/U-disk0\t-\n"
     assert zfs.resume_tokens(out) == {"zones/U": "1-abc-10-789c"}
+
+
+# `zonecfg export` of one kvm zone: before illumos-joyent c8236ea (zonecfg.c
+# export_prop: quoteit, a value quoted only with a space) and since (every
+# value quoted). smartos-live#912.
+OLD_EXPORT = """create -b
+set zonepath=/zones/U
+set brand=kvm
+set autoboot=true
+set limitpriv=default,-file_link_any
+set ip-type=exclusive
+set uuid=U
+add net
+set physical=net0
+set global-nic=external
+add property (name=ips,value="127.16.100.10/24")
+end
+add rctl
+set name=zone.cpu-shares
+add value (priv=privileged,limit=100,action=none)
+end
+add attr
+set name=alias
+set type=string
+set value=d2luZG93cw==
+end
+add attr
+set name=vm-autoboot
+set type=string
+set value=true
+end
+add attr
+set name=note
+set type=string
+set value="two words"
+end
+"""
+
+
+def test_the_destination_config_quotes_every_value_hidden_first_and_never_boots():
+    new_export = re.sub(r'^((?:\s*)set (?!zonepath|brand|autoboot|limitpriv|ip-type|uuid)'
+                        r'[a-z-]+=)([^"].*)$', r'\1"\2"', OLD_EXPORT, flags=re.M)
+    assert 'set value="d2luZG93cw=="' in new_export and "set uuid=U\n" in new_export
+    config = zone.hidden_config(OLD_EXPORT, "U")
+    assert zone.hidden_config(new_export, "U") == config
+    lines = config.splitlines()
+    assert lines[:9] == ["create -b", 'set uuid="U"', 'set zonepath="/zones/U"',
+                         'set brand="kvm"', 'set autoboot="false"',
+                         'set limitpriv="default,-file_link_any"', 'set ip-type="exclusive"',
+                         "add attr", 'set name="do-not-inventory"']
+    assert 'set value="d2luZG93cw=="' in lines and 'set value="two words"' in lines
+    assert lines[lines.index('set name="vm-autoboot"') + 2] == 'set value="false"'
+    assert [l for l in lines if l.startswith("set ") and not l.endswith('"')] == []
+    # what a zonecfg saved of it: all, or what it lacks
+    xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE zone PUBLIC "-//Sun Microsystems'
+           ' Inc//DTD Zones//EN" "file:///usr/share/lib/xml/dtd/zonecfg.dtd.1">\n'
+           '<zone name="U" zonepath="/zones/U" autoboot="false" brand="kvm">\n'
+           '  <attr name="do-not-inventory" type="string" value="true"/>\n'
+           '  <network physical="net0"/>\n  <rctl name="zone.cpu-shares"/>\n'
+           '  <attr name="alias" type="string" value="d2luZG93cw=="/>\n'
+           '  <attr name="vm-autoboot" type="string" value="false"/>\n'
+           '  <attr name="note" type="string" value="two words"/>\n</zone>\n')
+    assert zone.lacking(config, xml) == []
+    partial = xml.replace('  <attr name="alias" type="string" value="d2luZG93cw=="/>\n', "")
+    partial = partial.replace('  <network physical="net0"/>\n', "")
+    assert zone.lacking(config, partial) == ["attr alias", "0 of 1 network"]
+    cut = xml.replace('value="d2luZG93cw=="', 'value="d2luZG93cw"')
+    assert zone.lacking(config, cut) == ["attr alias"]

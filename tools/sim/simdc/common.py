@@ -42,7 +42,10 @@ API_IPS = {
 }
 API_PORT = int(os.environ.get("SIMDC_API_PORT", "80"))
 PLATFORM = "20250326T000000Z"
-OLD_PLATFORM = "20230105T000000Z"
+# old-server: a platform of late 2015 (a real buildstamp), older than what
+# changed since that the tool meets: its `zonecfg export` leaves base64 values
+# bare (before illumos-joyent c8236ea, December 2019)
+OLD_PLATFORM = "20151126T011339Z"
 SDC_VERSION = "7.0"
 POOL_SIZE = os.environ.get("SIMDC_POOL_SIZE", "4G")
 

@@ -794,6 +794,8 @@ def main(argv=None):
                    choices=["joyent", "joyent-minimal", "lx", "kvm", "bhyve"])
     s.add_argument("--docker", action="store_true")
     s.add_argument("--alias")
+    s.add_argument("--qemu-extra-opts", metavar="OPTS",
+                   help="kvm only: qemu_extra_opts (base64 in the zone XML, as VM.js keeps it)")
     s.add_argument("--server", default="source-server")
     s.add_argument("--size", type=int, default=1, help="MB of random data")
     s.add_argument("--disks", type=int, default=None)

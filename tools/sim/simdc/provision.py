@@ -115,6 +115,12 @@ def main(args):
         payload["docker"] = True
     if args.delegate:
         payload["delegate_dataset"] = True
+    if args.qemu_extra_opts is not None:
+        if brand != "kvm":
+            # proptable.js allows qemu_extra_opts on kvm only; VM.js would drop it
+            sys.exit("simdc provision: --qemu-extra-opts is a kvm property (VM.js drops it "
+                     "from a %s payload)" % brand)
+        payload["qemu_extra_opts"] = args.qemu_extra_opts
     try:
         workflow.create_on_cn(host, payload, image)
     except workflow.WorkflowError as e:

@@ -273,6 +273,15 @@ SET_ATTRS = (("billing-id", "billing_id"), ("owner-uuid", "owner_uuid"),
              ("init-name", "init_name"), ("disk-driver", "disk_driver"),
              ("nic-driver", "nic_driver"), ("maintain-resolvers", "maintain_resolvers"),
              ("kernel-version", "kernel_version"), ("zlog-max-size", "zlog_max_size"))
+# VM.js keeps these base64 in the zone XML, "since these can contain characters
+# zonecfg doesn't like" (smartos-live src/vm/node_modules/VM.js, the zonecfg it
+# builds); proptable.js allows each on these brands only, and VM.js drops a
+# property a brand does not allow, with a warning.
+B64_PROPS = (("vnc-password", "vnc_password", ("kvm", "bhyve")),
+             ("spice-password", "spice_password", ("kvm",)),
+             ("spice-opts", "spice_opts", ("kvm",)),
+             ("qemu-opts", "qemu_opts", ("kvm",)),
+             ("qemu-extra-opts", "qemu_extra_opts", ("kvm",)))
 RCTL_PROPS = (("cpu_shares", "zone.cpu-shares", 1, "none"),
               ("max_lwps", "zone.max-lwps", 1, "deny"),
               ("max_msg_ids", "zone.max-msg-ids", 1, "deny"),
@@ -692,7 +701,7 @@ def build_config(payload, brand, uuid, zonepath, image_uuid, hvm, props, max_phy
     if values.get("internal_metadata_namespaces"):
         cfg.set_attr("internal-metadata-namespaces", ",".join(values["internal_metadata_namespaces"]))
     if payload.get("alias"):
-        cfg.set_attr("alias", base64.b64encode(payload["alias"].encode()).decode())
+        cfg.set_attr("alias", b64(payload["alias"]))
     if hvm:
         cfg.set_attr("vm-autoboot", "true" if autoboot else "false")
         cfg.set_attr("ram", str(ram))
@@ -703,6 +712,7 @@ def build_config(payload, brand, uuid, zonepath, image_uuid, hvm, props, max_phy
         cfg.set_attr("zlog-name", "platform.log")
     if hvm:
         cfg.set_attr("vcpus", str(payload.get("vcpus") or 1))
+    set_b64_attrs(cfg, brand, payload)
     for d in disks:
         e = zones.el("device", match=d["path"])
         zones.net_attr(e, "boot", "true" if d.get("boot") else "false")
@@ -724,6 +734,21 @@ def build_config(payload, brand, uuid, zonepath, image_uuid, hvm, props, max_phy
     for n in nics:
         cfg.root.append(nic_element(n))
     return cfg
+
+
+def b64(value):
+    return base64.b64encode(str(value).encode()).decode()
+
+
+def set_b64_attrs(cfg, brand, payload):
+    """The B64_PROPS in payload, base64 (an empty one removed, as VM.js's setAttr does)."""
+    for attr, key, brands in B64_PROPS:
+        if key not in payload or brand not in brands:
+            continue
+        if payload[key]:
+            cfg.set_attr(attr, b64(payload[key]))
+        else:
+            cfg.remove_attr(attr)
 
 
 # ---- update ---------------------------------------------------------------------------------
@@ -796,11 +821,12 @@ def update(uuid, payload):
                     cfg.remove_attr(attr)
         if "alias" in payload:
             if payload["alias"]:
-                cfg.set_attr("alias", base64.b64encode(str(payload["alias"]).encode()).decode())
+                cfg.set_attr("alias", b64(payload["alias"]))
             else:
                 cfg.remove_attr("alias")
         if hvm and payload.get("vcpus"):
             cfg.set_attr("vcpus", str(payload["vcpus"]))
+        set_b64_attrs(cfg, cfg.brand, payload)
         cfg.save(entry["name"])
         if "quota" in payload and obj.get("zfs_filesystem"):
             set_quota(cfg, payload["quota"] or 0)

@@ -10,14 +10,18 @@ limitpriv, ip-type, uuid, fs-allowed, the rctl aliases cpu-shares, max-lwps...),
 add/select/remove of attr, net, device, rctl, dataset, fs, capped-memory and
 capped-cpu resources with their properties, end, cancel, info, export [-f],
 delete [-F], commit, verify, revert, exit. Errors print as illumos zonecfg
-does (`remove attr: No such resource with that id`) and make the exit status 1;
-what did succeed is committed when the commands end.
+does (`remove attr: No such resource with that id`) and make the exit status 1.
+The words are read as illumos zonecfg_lex.l reads them (an unquoted word ends
+at '='), a command that is no sentence of zonecfg_grammar.y is yacc's syntax
+error, and the run goes on or stops, then commits or not, as zonecfg.c's
+read_input() and cleanup() decide (Session). `export` quotes as the CN's
+platform does (QUOTES_EVERY_VALUE_SINCE).
 """
 import os
 import sys
 import uuid as uuidlib
 
-from .. import zones
+from .. import common, zones
 
 
 USAGE = """usage:	zonecfg help
@@ -34,6 +38,7 @@ Z_NO_PROPERTY_TYPE = "No such property type"
 Z_NO_PROPERTY_ID = "No such property with that id"
 Z_INSUFFICIENT_SPEC = "Insufficient specification"
 Z_NO_ENTRY = "No such entry"
+Z_REQD_RESOURCE_MISSING = "Required resource missing"
 
 GLOBAL_PROPS = {"zonepath": "zonepath", "brand": "brand", "autoboot": "autoboot",
                 "bootargs": "bootargs", "pool": "pool", "limitpriv": "limitpriv",
@@ -67,108 +72,278 @@ RES_PROPS = {
 FS_XML = (("special", "special"), ("raw", "raw"), ("dir", "directory"), ("type", "type"))
 
 
-# ---- the lexer --------------------------------------------------------------------
+# ---- the lexer (illumos usr/src/cmd/zonecfg/zonecfg_lex.l) ------------------------------
 
-class Word(str):
-    quoted = False
+# A command word starts it (INITIAL state); the words after it are TOKENs of
+# TSTATE, of LSTATE inside [ ] and of CSTATE inside ( ). A TOKEN is a run of
+# characters but those below, so an unquoted word ends at '=': `set
+# value=d2luZG93cw==` is SET VALUE EQUAL TOKEN EQUAL EQUAL, a syntax error.
+# A double-quoted string is one TOKEN (an unterminated one runs to the end of
+# its line and takes the newline with it); ';' and a newline end a command.
+INITIAL, TSTATE, LSTATE, CSTATE = "INITIAL", "TSTATE", "LSTATE", "CSTATE"
+NOT_IN_TOKEN = {TSTATE: ' \t\n";=[]()', LSTATE: ' \t\n",;=[]()', CSTATE: ' \t\n",;=()'}
+COMMAND_WORDS = ("add", "cancel", "commit", "create", "delete", "end", "exit", "export",
+                 "?", "help", "info", "remove", "revert", "select", "set", "clear", "verify")
 
 
-def _word(s, quoted=False):
-    w = Word(s)
-    w.quoted = quoted
-    return w
+class Tok:
+    """One token: kind 'word' (a TOKEN or keyword), '=', '(', ')', '[', ']',
+    ',', 'end' (the terminator ';' or a newline) or 'char' (any other
+    character, lex's '.' rule); line: lex_lineno once it was read."""
+    __slots__ = ("kind", "text", "line", "quoted")
+
+    def __init__(self, kind, text, line, quoted=False):
+        self.kind, self.text, self.line, self.quoted = kind, text, line, quoted
+
+    def __repr__(self):
+        return "Tok(%s %r)" % (self.kind, self.text)
 
 
-def tokenize(text):
-    """Commands (lists of tokens) with their line numbers.
-
-    Commands end at ';' or a newline; a ',' separates only inside ( ) and [ ],
-    as in zonecfg_lex.l (so `set limitpriv=default,dtrace_proc` is one word).
-    """
-    cmds, cur, depth, line = [], [], 0, 1
-    start_line = 1
+def lex(text):
+    """The tokens of text as zonecfg_lex.l reads them."""
+    toks, state, outer, line = [], INITIAL, TSTATE, 1
     i, n = 0, len(text)
     while i < n:
         c = text[i]
-        if c == "\n" or (c == ";" and depth == 0):
-            if cur:
-                cmds.append((start_line, cur))
-            cur = []
-            if c == "\n":
-                line += 1
+        if c == "\n":
+            line += 1
+            toks.append(Tok("end", c, line))
+            state = INITIAL
             i += 1
-            start_line = line
-            continue
-        if c in " \t\r":
+        elif c == ";":
+            toks.append(Tok("end", c, line))
+            state = INITIAL
             i += 1
-            continue
-        if c == "#" and not cur:
-            while i < n and text[i] != "\n":
+        elif c in " \t":
+            i += 1
+        elif state == INITIAL:
+            if c == "#":
+                while i < n and text[i] != "\n":
+                    i += 1
+                continue
+            # lex takes the longest match: a command word, else one character
+            kw = max((w for w in COMMAND_WORDS if text.startswith(w, i)), key=len, default=None)
+            if kw is None:
+                toks.append(Tok("char", c, line))
                 i += 1
-            continue
-        if not cur:
-            start_line = line
-        if c == '"':
-            j = text.find('"', i + 1)
-            if j < 0:
-                j = n
-            cur.append(_word(text[i + 1:j], quoted=True))
+            else:
+                toks.append(Tok("word", kw, line))
+                state = outer = TSTATE
+                i += len(kw)
+        elif c == '"':
+            j = i + 1
+            while j < n and text[j] not in '"\n':
+                j += 1
+            if j == n:                  # no closing quote nor newline: lex's '.' rule
+                toks.append(Tok("char", c, line))
+                i += 1
+                continue
+            # the closing quote is dropped, a newline that ends it is kept
+            toks.append(Tok("word", text[i + 1:j] if text[j] == '"' else text[i + 1:j + 1],
+                            line, quoted=True))
             i = j + 1
-            continue
-        if c in "=()[]" or (c == "," and depth > 0):
-            if c in "([":
-                depth += 1
-            elif c in ")]":
-                depth = max(0, depth - 1)
-            cur.append(c)
+        elif c == "=":
+            toks.append(Tok("=", c, line))
             i += 1
-            continue
-        j = i
-        stop = " \t\r\n\";=()[]" + ("," if depth > 0 else "")
-        if depth == 0 and cur and cur[-1] == "=" and not isinstance(cur[-1], Word):
-            # a simple value runs to the next blank: base64 aliases end in '='
-            stop = " \t\r\n;"
-        while j < n and text[j] not in stop:
-            j += 1
-        cur.append(_word(text[i:j]))
-        i = j
+        elif c == "[" and state == TSTATE:
+            toks.append(Tok("[", c, line))
+            state = outer = LSTATE
+            i += 1
+        elif c == "]" and state == LSTATE:
+            toks.append(Tok("]", c, line))
+            state = outer = TSTATE
+            i += 1
+        elif c == "(" and state in (TSTATE, LSTATE):
+            toks.append(Tok("(", c, line))
+            state = CSTATE
+            i += 1
+        elif c == ")" and state == CSTATE:
+            toks.append(Tok(")", c, line))
+            state = outer
+            i += 1
+        elif c == "," and state in (LSTATE, CSTATE):
+            toks.append(Tok(",", c, line))
+            i += 1
+        elif c in NOT_IN_TOKEN[state]:
+            toks.append(Tok("char", c, line))
+            i += 1
+        else:
+            j = i
+            while j < n and text[j] not in NOT_IN_TOKEN[state]:
+                j += 1
+            toks.append(Tok("word", text[i:j], line))
+            i = j
+    return toks
+
+
+def commands(toks):
+    """[(tokens, terminator or None at the end of the input)], empty commands left out."""
+    out, cur = [], []
+    for t in toks:
+        if t.kind == "end":
+            if cur:
+                out.append((cur, t))
+            cur = []
+        else:
+            cur.append(t)
     if cur:
-        cmds.append((start_line, cur))
-    return cmds
+        out.append((cur, None))
+    return out
 
 
-class SyntaxErr(Exception):
-    pass
+# ---- the grammar (zonecfg_grammar.y), as far as the commands' shapes --------------------
+
+def _next_piece(toks, i, closer):
+    """After a piece of a ( ) or [ ] value: (past the comma, None) for another
+    piece, (past the closer, True) at its end, else (i, False)."""
+    if i < len(toks) and toks[i].kind == ",":
+        return i + 1, None
+    if i < len(toks) and toks[i].kind == closer:
+        return i + 1, True
+    return i, False
+
+
+def _value_end(toks, i):
+    """Past a property_value at toks[i] (a word, (name=value,...) or [a,(..),...]),
+    or the index of the token where it goes wrong."""
+    if i >= len(toks):
+        return i, False
+    t = toks[i]
+    if t.kind == "word":
+        return i + 1, True
+    if t.kind == "(":
+        i += 1
+        while True:     # complex_piece: name EQUAL value [COMMA complex_piece]
+            for kind in ("word", "=", "word"):
+                if i >= len(toks) or toks[i].kind != kind:
+                    return i, False
+                i += 1
+            i, done = _next_piece(toks, i, ")")
+            if done is not None:
+                return i, done
+    if t.kind == "[":
+        i += 1
+        if i < len(toks) and toks[i].kind == "]":
+            return i + 1, True
+        while True:     # list_piece: simple or complex [COMMA list_piece]
+            if i >= len(toks) or toks[i].kind not in ("word", "("):
+                return i, False
+            i, ok = _value_end(toks, i)
+            if not ok:
+                return i, False
+            i, done = _next_piece(toks, i, "]")
+            if done is not None:
+                return i, done
+    return i, False
+
+
+def _pairs_end(toks, i, most=3):
+    """Past up to MOST `name=value` pairs from toks[i]."""
+    for _ in range(most):
+        if i >= len(toks):
+            return i, True
+        if toks[i].kind != "word" or i + 1 >= len(toks) or toks[i + 1].kind != "=":
+            return i, i >= len(toks)
+        i, ok = _value_end(toks, i + 2)
+        if not ok:
+            return i, False
+    return i, True
+
+
+def syntax_error_at(toks):
+    """The index of the token where yacc's parse of one command fails (len(toks):
+    at its terminator), or None if the command has a shape of the grammar."""
+    if toks[0].kind != "word":
+        return 0
+    verb, n = toks[0].text, len(toks)
+
+    def words(i, most):
+        j = i
+        while j < n and j - i < most and toks[j].kind == "word":
+            j += 1
+        return j
+
+    i, ok = 1, True
+    if verb == "set":
+        if n == 1:
+            return None                     # SET alone: its usage
+        j = 2 if n > 2 and toks[1].kind == "word" and toks[2].kind == "word" else 1
+        if toks[j].kind != "word":
+            return j
+        if j + 1 >= n or toks[j + 1].kind != "=":
+            return j + 1
+        i, ok = _value_end(toks, j + 2)
+    elif verb == "add":
+        i = words(1, 1)
+        if i < n:
+            i, ok = _value_end(toks, i)
+    elif verb in ("select", "remove", "info"):
+        if verb == "remove" and n > 2 and toks[1].kind == toks[2].kind == "word" and \
+                toks[1].text.startswith("-"):
+            i = 2
+        if i < n and toks[i].kind == "word":
+            i += 1
+            if verb == "remove" and i < n and not (i + 1 < n and toks[i + 1].kind == "="):
+                i, ok = _value_end(toks, i)         # remove <property> <value>
+            else:
+                i, ok = _pairs_end(toks, i)
+    else:
+        i = words(1, {"create": 3, "export": 2}.get(verb, 1))
+    if not ok or i < n:
+        return i
+    return None
+
+
+def yyerror_text(tok, cmd_file_mode):
+    """yyerror()'s line for a syntax error at tok (None: at the end of the
+    input, which is no error: nothing is printed), then usage(HELP_SUBCMDS)."""
+    if tok is None:
+        return ""
+    where = "\\n" if tok.text == "\n" else tok.text
+    if cmd_file_mode:
+        head = "syntax error on line %d at '%s'\n" % (tok.line, where)
+    else:
+        head = "syntax error at '%s'\n" % where
+    return head + "Commands:\n\n" + "".join(u + "\n" for u in SHORT_USAGE)
+
+
+# zonecfg.c helptab[]: each command's short usage, in order
+SHORT_USAGE = (
+    "add <resource-type>\n\t(global scope)\nadd <property-name> <property-value>\n"
+    "\t(resource scope)",
+    "cancel", "clear <property-name>", "commit",
+    "create [-F] [ -a <path> | -b | -t <template> ]", "delete [-F]", "end", "exit [-F]",
+    "export [-f output-file]", "help [commands] [syntax] [usage] [<command-name>]",
+    "info [<resource-type> [property-name=property-value]*]",
+    "remove [-F] <resource-type> [ <property-name>=<property-value> ]*\n\t(global scope)\n"
+    "remove [-F] <property-name> <property-value>\n\t(resource scope)",
+    "revert [-F]", "select <resource-type> { <property-name>=<property-value> }",
+    "set <property-name>=<property-value>", "verify")
 
 
 def parse_value(toks, i):
-    """A property value at toks[i]: a word, (k=v,...) as a list of pairs, or [a,b]."""
-    if i >= len(toks):
-        raise SyntaxErr()
+    """A property value at toks[i] (checked by syntax_error_at): a word, (k=v,...)
+    as a list of pairs, or [a,b] as a list."""
     t = toks[i]
-    if t == "(" and not isinstance(t, Word):
+    if t.kind == "(":
         pairs, i = [], i + 1
-        while i < len(toks) and toks[i] != ")":
-            if toks[i] == ",":
+        while toks[i].kind != ")":
+            if toks[i].kind == ",":
                 i += 1
                 continue
-            if i + 2 >= len(toks) or toks[i + 1] != "=":
-                raise SyntaxErr()
-            pairs.append((str(toks[i]), str(toks[i + 2])))
+            pairs.append((toks[i].text, toks[i + 2].text))
             i += 3
         return pairs, i + 1
-    if t == "[" and not isinstance(t, Word):
+    if t.kind == "[":
         items, i = [], i + 1
-        while i < len(toks) and toks[i] != "]":
-            if toks[i] == ",":
+        while toks[i].kind != "]":
+            if toks[i].kind == ",":
                 i += 1
                 continue
             v, i = parse_value(toks, i)
             items.append(v)
         return items, i + 1
-    if isinstance(t, Word):
-        return str(t), i + 1
-    raise SyntaxErr()
+    return t.text, i + 1
 
 
 def parse_args(toks):
@@ -177,16 +352,15 @@ def parse_args(toks):
     i = 0
     while i < len(toks):
         t = toks[i]
-        if isinstance(t, Word) and not t.quoted and t.startswith("-") and not words \
+        if t.kind == "word" and not t.quoted and t.text.startswith("-") and not words \
                 and not assigns:
-            flags.append(str(t))
+            flags.append(t.text)
             i += 1
-        elif isinstance(t, Word) and i + 1 < len(toks) and toks[i + 1] == "=" \
-                and not isinstance(toks[i + 1], Word):
+        elif t.kind == "word" and i + 1 < len(toks) and toks[i + 1].kind == "=":
             v, i = parse_value(toks, i + 2)
-            assigns.append((str(t), v))
-        elif isinstance(t, Word):
-            words.append(str(t))
+            assigns.append((t.text, v))
+        elif t.kind == "word":
+            words.append(t.text)
             i += 1
         else:
             v, i = parse_value(toks, i)
@@ -214,6 +388,20 @@ def normalize_mac(v):
     return ":".join("%02x" % p for p in parts)
 
 
+# illumos-joyent c8236ea ("11894 zonecfg export should quote strings", merged
+# into illumos-joyent's master on 2019-12-18, dfbd50d8db): export_prop() quotes
+# every value it prints. Before it, quoteit() quoted only a value with a space:
+# a base64 alias `d2luZG93cw==` came out bare and did not import again
+# (smartos-live#912). The lines export_func() prints itself (zonepath, brand,
+# autoboot, ip-type, uuid, rctl and property values...) stay as they were.
+QUOTES_EVERY_VALUE_SINCE = "20191219T000000Z"
+
+
+def quotes_every_value(host):
+    """Whether HOST's platform has c8236ea (a platform stamp is its build's UTC time)."""
+    return common.platform_of(host) >= QUOTES_EVERY_VALUE_SINCE
+
+
 def quoteit(v):
     return '"%s"' % v if " " in v else v
 
@@ -221,9 +409,22 @@ def quoteit(v):
 # ---- the session ----------------------------------------------------------------------
 
 class Session:
-    def __init__(self, zone, cmd_file=None):
+    """One run of zonecfg, as zonecfg.c's read_input() and cleanup() drive it.
+
+    mode: "file" (-f FILE), "-" (-f -), "stdin" (commands on a stdin that is
+    no terminal, as VM.js feeds them) or "args" (one command line). With -f
+    FILE (cmd_file_mode, not interactive) the first error ends the reading;
+    the others go on to the end, past errors. At the end what was changed is
+    committed if the scope is global and it verifies; the exit status is 1
+    after any error, saved or not. No prompt: input is never a terminal here.
+    """
+
+    def __init__(self, zone, mode="args", cmd_file=None):
         self.zone = zone
+        self.mode = mode
         self.cmd_file = cmd_file
+        self.cmd_file_mode = mode in ("file", "-")
+        self.interactive = mode in ("-", "stdin")
         self.cfg = None
         self.entry = zones.index_entry(zone)
         self.new_uuid = None
@@ -231,14 +432,21 @@ class Session:
         self.need_commit = False
         self.saw_error = False
         self.scope = None
-        self.lineno = 0
+        self.lex_lineno = 1
+        self.last_lineno = 0
+        self.time_to_exit = False
         self.exit_now = False
         self.rc_override = None
 
     # -- messages
     def zerr(self, msg):
-        if self.cmd_file is not None:
-            sys.stderr.write("On line %d of %s:\n" % (self.lineno, self.cmd_file))
+        """zonecfg.c zerr(): in command file mode, the line (once a line) first."""
+        if self.cmd_file_mode and self.lex_lineno > self.last_lineno:
+            if self.cmd_file == "-":
+                sys.stderr.write("On line %d:\n" % (self.lex_lineno - 1))
+            else:
+                sys.stderr.write("On line %d of %s:\n" % (self.lex_lineno - 1, self.cmd_file))
+            self.last_lineno = self.lex_lineno
         sys.stderr.write(msg + "\n")
         self.saw_error = True
 
@@ -253,39 +461,71 @@ class Session:
             return False
 
     # -- dispatch
-    def run(self, cmds):
-        for lineno, toks in cmds:
-            self.lineno = lineno
-            verb = str(toks[0])
-            try:
-                flags, words, assigns, values = parse_args(toks[1:])
-            except SyntaxErr:
-                self.zerr("syntax error on line %d" % lineno if self.cmd_file else
-                          "%s: syntax error" % verb)
-                continue
-            fn = getattr(self, "do_" + verb.replace("-", "_"), None)
-            if fn is None:
-                self.zerr("%s: unknown command" % verb if verb else "syntax error")
-                continue
-            fn(flags, words, assigns, values)
-            if self.exit_now:
+    def run(self, text):
+        tokens = lex(text)
+        for toks, term in commands(tokens):
+            # lex_lineno as the lexer leaves it once the command's terminator is read
+            self.lex_lineno = term.line if term else toks[-1].line
+            bad = syntax_error_at(toks)
+            if bad is not None:
+                # yacc's error recovery drops the command up to its terminator;
+                # at the end of the input (no terminator) yyerror says nothing
+                at = toks[bad] if bad < len(toks) else term
+                if at is not None:
+                    sys.stderr.write(yyerror_text(at, self.cmd_file_mode))
+                    self.saw_error = True
+            else:
+                verb = "help" if toks[0].text == "?" else toks[0].text
+                fn = getattr(self, "do_" + verb)
+                fn(*parse_args(toks[1:]))
+                if self.exit_now:
+                    return self.rc_override
+            # read_input(): "Bail out on an error in command file mode."
+            if self.saw_error and self.cmd_file_mode and not self.interactive:
+                self.time_to_exit = True
+            if self.time_to_exit and self.mode != "args":
                 break
-        return self.finish()
+        else:
+            self.lex_lineno = tokens[-1].line if tokens else 1      # read to the end
+        return self.cleanup()
 
-    def finish(self):
-        if self.rc_override is not None:
-            return self.rc_override
+    def cleanup(self):
+        """zonecfg.c cleanup(): nobody to ask, so an incomplete resource or an
+        unsaved configuration is an error."""
         if self.scope is not None:
-            self.zerr("Resource incomplete.")
-            self.scope = None
+            if not self.time_to_exit:
+                self.zerr("Resource incomplete.")
+                return 1
+            self.saw_error = True
         if self.need_commit and self.cfg is not None:
             self.commit()
+            if self.need_commit:
+                self.zerr("Configuration not saved.")
+                return 1
         return 1 if self.saw_error else 0
 
-    def commit(self):
+    def verify(self, save):
+        """verify_func() (commit_func() is verify save): the checks, then the save."""
+        error = None
         if not self.cfg.zonepath:
             self.zerr("zonepath cannot be empty.")
-            return False
+            error = Z_REQD_RESOURCE_MISSING
+        if self.scope is not None:
+            self.zerr("resource specification incomplete")
+            error = error or Z_INSUFFICIENT_SPEC
+        if save:
+            if error is None:
+                self.save()
+            else:
+                self.zerr("Zone %s failed to verify" % self.zone)
+        if error is not None:
+            self.zerr("%s: %s" % (self.zone, error))
+        return error is None
+
+    def commit(self):
+        return self.verify(save=True)
+
+    def save(self):
         with zones.lock():
             if self.cfg.root.get("debugid") is None:
                 self.cfg.root.set("debugid", str(zones.next_debugid()))
@@ -466,8 +706,6 @@ class Session:
             return
         self.scope = {"type": rtype, "op": "add", "props": {}, "nprops": [], "values": [],
                       "options": [], "orig": None}
-        for k, v in assigns:     # `add attr name=x` is not zonecfg, but harmless
-            self.scope["props"][k] = str(v)
 
     def do_select(self, flags, words, assigns, values):
         if self.scope is not None:
@@ -588,7 +826,11 @@ class Session:
     def add_in_resource(self, words, values):
         sc = self.scope
         if not words or not values and len(words) < 2:
-            self.zerr("usage:\nadd <property-name> <property-value>")
+            # `add RESOURCE` in a resource's scope (an `end` that failed):
+            # add_property() has no property, long_usage(CMD_ADD)
+            sys.stderr.write("usage:\n%s\n\t%s\n" % (SHORT_USAGE[0],
+                                                    "Add specified resource to configuration."))
+            self.saw_error = True
             return
         prop = words[0]
         value = values[0] if values else words[1]
@@ -749,7 +991,8 @@ class Session:
             out_file = [a for a in args if a.startswith("-f")][0][2:]
         if not self.initialize():
             return
-        text = export_text(self.cfg, zones.index_entry(self.zone), self.new_uuid)
+        text = export_text(self.cfg, zones.index_entry(self.zone), self.new_uuid,
+                           quote_all=quotes_every_value(zones.host()))
         if out_file:
             try:
                 with open(out_file, "w") as f:
@@ -765,10 +1008,7 @@ class Session:
         sys.stdout.write(info_text(self.cfg, zones.index_entry(self.zone), words, assigns))
 
     def do_commit(self, flags, words, assigns, values):
-        if self.scope is not None:
-            self.zerr("The commit command only makes sense in the global scope.")
-            return
-        if self.cfg is not None:
+        if self.initialize():
             self.commit()
 
     def do_verify(self, flags, words, assigns, values):
@@ -785,24 +1025,29 @@ class Session:
         self.scope = None
 
     def do_exit(self, flags, words, assigns, values):
-        if self.scope is not None and "-F" not in flags:
-            self.zerr("Resource incomplete, input not from terminal and -F not specified:\n"
-                      "exit command ignored, but exiting anyway.")
-            self.scope = None
+        # exit_func(): in a resource, -F or nothing saved (no one to ask)
+        if self.scope is None or "-F" in flags:
+            self.time_to_exit = True
+            return
+        self.zerr("Resource incomplete, input not from terminal and -F not specified:\n"
+                  "exit command ignored, but exiting anyway.")
+        self.rc_override = 1
         self.exit_now = True
 
     def do_help(self, flags, words, assigns, values):
         sys.stdout.write(USAGE)
 
 
-def export_text(cfg, entry, new_uuid=None):
-    """zonecfg export (illumos export_func): the commands that recreate the zone."""
+def export_text(cfg, entry, new_uuid=None, quote_all=True):
+    """zonecfg export (illumos export_func): the commands that recreate the
+    zone; export_prop()'s values all quoted, or (before c8236ea) those with a space."""
     r = cfg.root
     out = ["create -b"]
 
     def setp(name, value):
         if value:
-            out.append("set %s=%s" % (name, quoteit(value)))
+            out.append('set %s="%s"' % (name, value) if quote_all else
+                       "set %s=%s" % (name, quoteit(value)))
 
     if r.get("zonepath"):
         out.append("set zonepath=%s" % r.get("zonepath"))
@@ -961,26 +1206,35 @@ def main(argv):
     if zone is None:
         sys.stderr.write(USAGE)
         return 253
-    if cmd_file is not None:
-        try:
-            text = sys.stdin.read() if cmd_file == "-" else open(cmd_file).read()
-        except OSError as e:
-            sys.stderr.write("zonecfg: could not open file %s: %s\n" % (cmd_file, e.strerror))
-            return 1
-        session = Session(zone, cmd_file=cmd_file)
-    elif rest:
-        text = " ".join(rest)
+    if rest:
+        # one_command_at_a_time(): the words joined by spaces, and a newline
+        text = " ".join(rest) + "\n"
         session = Session(zone)
+    elif cmd_file == "-":
+        # cmd_file(): "-f -" is essentially the same as interactive mode
+        text = sys.stdin.read()
+        session = Session(zone, "-", cmd_file)
+    elif cmd_file is not None:
+        try:
+            if not os.path.isfile(cmd_file):
+                if os.path.exists(cmd_file):
+                    sys.stderr.write("%s is not a regular file.\n" % cmd_file)
+                    return 1
+            with open(cmd_file) as f:
+                text = f.read()
+        except OSError as e:
+            sys.stderr.write("could not open file %s: %s\n" % (cmd_file, e.strerror))
+            return 1
+        session = Session(zone, "file", cmd_file)
     else:
         if sys.stdin.isatty():
             sys.stderr.write("zonecfg: interactive mode is not simulated; give commands "
                              "as arguments or with -f\n")
             return 1
         text = sys.stdin.read()
-        session = Session(zone, cmd_file="-")
+        session = Session(zone, "stdin")
     try:
-        return session.run(tokenize(text))
+        return session.run(text)
     except zones.ZoneError as e:
         sys.stderr.write("%s\n" % e)
         return 1
-
