@@ -9,9 +9,11 @@ Empties SOURCE_CN_NAME for a repair or a hardware refresh. First the plan:
 every instance VMAPI shows on it, biggest first, gets the destination with
 the most unreserved RAM among those it fits on: CNAPI's unreserved RAM and
 disk (what DAPI places by) and pool space after the placements before it, a
-platform not older than the source's (unless -D), and the NIC tags its NICs
-need (a fabric NIC needs the sdc_underlay tag): the check a single
-migration makes.
+platform not older than the source's (unless -D), the NIC tags its NICs
+need (a fabric NIC needs the sdc_underlay tag), and DAPI's hard filters
+(encrypted instances only on encrypted pools and others never there, bhyve
+where Bhyve Capable with its vcpus, kvm and bhyve apart without HVM API,
+its package's and image's traits): the check a single migration makes.
 Fabric NAT zones are recreated there with `sdc-migrate nat-recreate`; core
 zones are listed as not movable by this tool (sdcadm moves them). The plan
 is shown as a table with each instance's size and estimated time, and the
@@ -75,7 +77,7 @@ SUMMARY_HEADERS = ["INSTANCE", "ALIAS", "DESTINATION", "RESULT", "DOWNTIME"]
 # a migration's exit status (0, or its error's) as the summary's RESULT; others: failed
 RESULTS = {0: "moved", Refused.exit_status: "refused", RolledBack.exit_status: "rolled back",
            NeedsOperator.exit_status: "needs operator"}
-POLL = 0.5      # how often the main thread looks up from waiting: an interrupt is taken then
+POLL = 0.5      # how often the main thread looks up from waiting: signals get through
 SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
 
 
@@ -100,8 +102,10 @@ def place(items, candidates, source_platform, allow_older=False):
     return sorted(items, key=lambda i: (i["dest"] is None, -i["bytes"], i["uuid"]))
 
 
-def item_for(vm, listing):
-    """What the plan needs of an instance: kind, size, RAM, NIC tags."""
+def item_for(vm, listing, packages=None, images=None):
+    """What the plan needs of an instance: kind, size, and what it needs of a
+    destination (placement.need_of: RAM, NIC tags, what DAPI's hard filters
+    read; packages and images by UUID, for its traits)."""
     datasets = zfs.instance_datasets(listing, vm["uuid"])
     kind, reason = "migrate", None
     what, role = placement.kind_of(vm)
@@ -113,10 +117,13 @@ def item_for(vm, listing):
         kind, reason = "core", "core zone %s: not moved by sdc-migrate (sdcadm moves it)" % role
     elif vm.get("state") not in ("running", "stopped"):
         kind, reason = "skip", "state %s: neither running nor stopped" % vm.get("state")
-    return {"uuid": vm["uuid"], "alias": vm.get("alias"), "brand": vm.get("brand"),
-            "state": vm.get("state"), "kind": kind, "reason": reason, "dest": None,
-            "bytes": zfs.sent_size(datasets), "pool": sum(d.used for d in datasets),
-            "ram": int(vm.get("ram") or 0), "tags": placement.needed_tags(vm)}
+    image_uuid = vm.get("image_uuid") or next(
+        (d["image_uuid"] for d in vm.get("disks") or [] if d.get("image_uuid")), None)
+    need = placement.need_of(vm, sum(d.used for d in datasets),
+                             None if packages is None else packages.get(vm.get("billing_id"), {}),
+                             None if images is None else images.get(image_uuid, {}))
+    return dict(need, uuid=vm["uuid"], alias=vm.get("alias"), state=vm.get("state"),
+                kind=kind, reason=reason, dest=None, bytes=zfs.sent_size(datasets))
 
 
 class NatMove:
@@ -258,7 +265,10 @@ class Evacuation:
             listing = node.run(zfs.list_command(), readonly=True) if vms else ""
         finally:
             node.close()
-        items = [item_for(vm, listing) for vm in vms]
+        # their packages and images (traits) in one call each, not one per instance
+        packages = {p["uuid"]: p for p in self.api.packages()} if vms else {}
+        images = {i["uuid"]: i for i in self.api.images()} if vms else {}
+        items = [item_for(vm, listing, packages, images) for vm in vms]
         self.resume_items(items, src)
         candidates = [placement.Destination(s, free)
                       for s, free in zip(dests, self.pool_free(dests))]
@@ -379,26 +389,18 @@ class Evacuation:
     def execute(self, todo):
         """The migrations, at most --concurrency at a time, each in a thread.
 
-        The main thread only sleeps, POLL seconds at a time, and takes an
-        interrupt (^C, SIGHUP, SIGTERM, which reach it alone) only when it
-        looks up: a signal is held until then (hold_signals), never raised
-        in the middle of starting a migration's thread or of reporting one's
-        end. Then nothing new starts, every running migration is told to
-        stop (before its switch point it rolls back, past it it finishes),
-        waited for and reported, and the interrupt goes on up (cli)."""
+        The main thread only sleeps, POLL seconds at a time, so that ^C,
+        SIGHUP and SIGTERM (which reach it alone) get through: then every
+        running migration is told to stop (before its switch point it rolls
+        back, past it it finishes), waited for and reported, and the
+        interrupt goes on up (cli)."""
         queue = list(todo)
         running = {}
         n = len(todo)
         order = {i["uuid"]: k + 1 for k, i in enumerate(todo)}
         pool = concurrent.futures.ThreadPoolExecutor(self.concurrency)
-        held = []
-        before = hold_signals(held)
         try:
-            while True:
-                if held:
-                    raise held[0]
-                if not (queue or running):
-                    break
+            while queue or running:
                 while queue and len(running) < self.concurrency:
                     self.start(queue.pop(0), running, order, n, pool)
                 time.sleep(POLL)
@@ -410,14 +412,11 @@ class Evacuation:
                             " back before its switch point, finishes after it) ..." % why)
             for item, m, heard, f, ended in running.values():
                 m.interrupt(why)
-            pool.shutdown()         # every one that started
+            pool.shutdown()         # every one that started, wherever the interrupt fell
             self.reap(running, order, n, stopped=True)
             raise
         finally:
             pool.shutdown()
-            if not held:
-                for sig, handler in before.items():
-                    signal.signal(sig, handler)
 
     def start(self, item, running, order, n, pool):
         if lock_held(item["uuid"], self.state_dir):
@@ -539,41 +538,19 @@ class Evacuation:
         return status
 
 
-def interruption(signum):
-    """What the first of ^C, SIGHUP and SIGTERM stops evacuate with; the later
-    ones are ignored from then on, while the running migrations roll back or
-    finish, as a single migration rides out a second SIGHUP (migrate.on_hangup)."""
-    for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    if signum == signal.SIGINT:
-        return KeyboardInterrupt()
-    return HungUp(signal.Signals(signum).name)
-
-
 def on_signals():
     """^C, SIGHUP and SIGTERM, which reach the main thread alone: the first
-    stops the evacuation, at once while it plans, at the main thread's next
-    look up while migrations run (execute)."""
+    stops the evacuation (execute), the later ones are ignored while the
+    running migrations roll back or finish, as a single migration rides out
+    a second SIGHUP (migrate.on_hangup)."""
     def handler(signum, frame):
-        raise interruption(signum)
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise HungUp(signal.Signals(signum).name)
     for sig in SIGNALS:
         signal.signal(sig, handler)
-
-
-def hold_signals(held):
-    """Until the handlers it returns are put back: the first of ^C, SIGHUP and
-    SIGTERM is appended to held, for the main thread to raise where it looks
-    (the later ones ignored). A handler that raised wherever the main thread
-    was could land inside ThreadPoolExecutor.submit, after it started a
-    migration's thread and before it counted it: pool.shutdown() then did
-    not wait for that migration, and it was never reported."""
-    before = {sig: signal.getsignal(sig) for sig in SIGNALS}
-
-    def handler(signum, frame):
-        held.append(interruption(signum))
-    for sig in SIGNALS:
-        signal.signal(sig, handler)
-    return before
 
 
 def main(args):

@@ -96,7 +96,7 @@ def test_the_evacuation_plan_keeps_instances_off_cns_dapi_would_refuse(dc):
     assert p.returncode == 1, p.stdout + p.stderr      # some are not moved
     plan = {e["uuid"]: e for e in map(json.loads, p.stdout.splitlines())
             if e.get("event") == "plan"}
-    assert plan[fits]["destination"] == SPARE
+    assert plan[fits]["destination"] == SPARE, plan[fits]["reason"]
     why = {u: plan[u]["reason"] for u in (bhyve, no_traits, plain)}
     assert all(plan[u]["destination"] is None for u in why), why
     assert why[bhyve] == "fits on no destination: %s is not Bhyve Capable (sysinfo)" % SPARE
