@@ -191,8 +191,13 @@ class FakeCN(Runner):
             return 0, "".join("%s\t-\n" % d for d in argv[6:]), ""
         if script == zfs.MOUNT_DATASETS or script == zfs.RECEIVE_WAITER:
             return 0, "", ""
-        if script == transfer.DESTROY_ALL:
-            return self.change(lambda: [self.snaps.pop(d, None) for d in args])
+        if script == zfs.DESTROY_TREES:
+            def destroy():
+                for d in args:
+                    self.snaps.pop(d, None)
+                    if d.startswith("zones/cores/"):
+                        facts.discard("cores")
+            return self.change(destroy)
         if script == zfs.DESTROY_MIGRATION_SNAPSHOTS:
             def destroy():
                 for d in args[1:]:
@@ -200,8 +205,6 @@ class FakeCN(Runner):
             return self.change(destroy)
         if argv[:2] == ["zfs", "create"]:
             return self.change(lambda: facts.add("cores"))
-        if argv[:3] == ["zfs", "destroy", "-r"]:
-            return self.change(lambda: facts.discard("cores"))
         if argv[:1] == ["zonecfg"] and argv[3:] == ["-f", "-"]:
             assert "do-not-inventory" in input and "set autoboot=false" in input
             return self.change(lambda: facts.update({"config"}))
