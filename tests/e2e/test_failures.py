@@ -8,6 +8,7 @@ sshd going away mid-transfer and a destination pool filling up during the
 transfer have their own. Every outcome is checked from outside the tool:
 VMAPI, NAPI, both CNs' pools, zone configuration and keys, the workload's
 own numbered writes."""
+import json
 import os
 import re
 import signal
@@ -522,6 +523,9 @@ def test_an_undo_that_cannot_destroy_the_received_data_needs_an_operator(dc):
     assert "It needs an operator" in out and "run `sdc-migrate -y %s %s` again" % (uuid, DST) \
         in out
     assert pending(journals(dc, uuid)[-1]) == ["received"]
+    listed = [json.loads(l) for l in dc.migrate("list", "-j").stdout.splitlines()]
+    assert [(m["phase"], m["outcome"]) for m in listed if m["uuid"] == uuid][-1] == \
+        ("undoing", "needs-operator")
     # the rest was undone: on the source, running, writing on
     vm = dc.vm(uuid)
     assert (vm["server_uuid"], vm["state"]) == (dc.hosts()[SRC]["uuid"], "running")
