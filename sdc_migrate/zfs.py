@@ -111,7 +111,8 @@ def destroy_trees(host, datasets):
     given; a dataset that is not there is gone already. Anything else that
     fails raises, naming what is still there and what zfs said: the undo that
     called it stays pending in the journal for an operator and a rerun."""
-    status, _, err = host.call(["sh", "-c", DESTROY_TREES, "sh"] + list(datasets))
+    datasets = list(datasets)
+    status, _, err = host.call(["sh", "-c", DESTROY_TREES, "sh"] + datasets)
     if status == 0:
         return
     lines = [l.strip() for l in err.splitlines() if l.strip()]
