@@ -90,9 +90,8 @@ class Journal:
 
     @property
     def undoing(self):
-        """A run failed before the switch and set out to undo every change: a
-        rerun finishes that undo (the data it sent included), it does not
-        reuse what is left of it."""
+        """A run failed before the switch and set out to undo every change
+        (if it ended without an end record, an undo failed or it was cut off)."""
         return any(r["t"] == "undoing" for r in self.records)
 
     @property

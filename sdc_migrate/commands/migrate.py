@@ -471,7 +471,7 @@ class Migration:
         if self.sending:
             transfer.wait_for_receive(self)
         r.line("* Rolling back:")
-        # a rerun finishes this undo rather than reuse what it leaves
+        # (sdc-migrate list: a run that stops here needs an operator)
         self.journal.write({"t": "undoing"})
         if not self.rollback():
             r.event("summary", **self.summary("needs-operator", NeedsOperator.exit_status))
@@ -533,19 +533,21 @@ class Migration:
             self.proc.run(self, self.proc.after_switch())
             self.finish()
             return True
-        # killed or cut off, it kept the data it sent for this run to reuse;
-        # failed, it set out to undo everything: that undo is finished
-        undoing = journal.undoing
+        # What it sent is of use while the source keeps the snapshots it was
+        # sent from: a run killed or cut off did; one that failed and was
+        # undoing may have destroyed them, and then its undo is finished.
+        keep = bool(self.proc.pending("snapshots"))
         r.line("  - the instance is still on %s: undoing what that run changed%s"
-               % (self.src.hostname, "" if undoing else ", keeping the data it sent"))
+               % (self.src.hostname, ", keeping the data it sent" if keep else ""))
         if any(rec.get("undo") == "received" for rec in journal.records):
             transfer.wait_for_receive(self)
-        if not self.rollback(keep_data=not undoing):
+        if not self.rollback(keep_data=keep):
             raise NeedsOperator("could not undo the interrupted %s of %s%s: fix that and run"
                                 " `%s` again (journal %s)" % (
                                     self.KIND, o.uuid, self.left_to_undo(), journal.command(),
                                     journal.path))
-        journal.write({"t": "end", "outcome": "rolled-back" if undoing else "superseded"})
+        journal.write({"t": "end", "outcome": "rolled-back" if journal.undoing and not keep
+                       else "superseded"})
         self.resuming = True
         # a new epoch, even within the killed run's second: it names the new
         # journal and snapshots, which must not be the superseded run's
