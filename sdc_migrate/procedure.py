@@ -17,6 +17,7 @@ command to finish it or undo it. One JSON object a line, fsynced:
   {"t": "undone", "i": N}        change N was undone (or no longer needs undoing)
   {"t": "final", "snapshot": S}  the last snapshot sent, kept on both CNs after
   {"t": "switched"}              VMAPI showed the instance on the destination
+  {"t": "undoing"}               a failure before the switch: every change is being undone
   {"t": "end", "outcome": ...}   done, rolled-back, needs-operator or superseded
 """
 import concurrent.futures
@@ -86,6 +87,12 @@ class Journal:
     @property
     def switched(self):
         return any(r["t"] == "switched" for r in self.records)
+
+    @property
+    def undoing(self):
+        """A run failed before the switch and set out to undo every change
+        (if it ended without an end record, an undo failed or it was cut off)."""
+        return any(r["t"] == "undoing" for r in self.records)
 
     @property
     def final_snapshot(self):
@@ -176,6 +183,7 @@ class Procedure:
         self.by_name = {s.name: s for s in self.steps}
         assert len(self.by_name) == len(self.steps), "two steps of one name"
         self.journal = journal
+        self.undo_failures = []     # (what, error) of the undos the last undo_all left pending
 
     def step(self, name):
         try:
@@ -252,9 +260,11 @@ class Procedure:
                 self.mark_switched()
 
     def undo_all(self, ctx, keep_data=False):
-        """Undo every pending change, newest first, going on past a failed undo;
-        True if all were undone. keep_data keeps what a rerun reuses."""
+        """Undo every pending change, newest first, going on past a failed undo
+        (it stays pending: undo_failures says which and why); True if all were
+        undone. keep_data keeps what a rerun reuses."""
         clean = True
+        self.undo_failures = []
         for i, rec in reversed(self.journal.pending()):
             if keep_data and rec["data"]:
                 continue
@@ -268,6 +278,7 @@ class Procedure:
                     self.journal.mark_undone(i)
                     continue
                 clean = False
+                self.undo_failures.append((rec["what"], str(e)))
                 ctx.r.event("undo_failed", "    ! could not undo %s: %s" % (rec["what"], e),
                             what=rec["what"], error=str(e))
         return clean

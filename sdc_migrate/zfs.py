@@ -1,5 +1,6 @@
 """The datasets of an instance, their snapshots, and the CN-to-CN stream."""
 from . import node
+from .errors import MigrateError
 
 LIST_COLUMNS = ("name", "type", "origin", "used", "refer", "quota", "usedbydataset",
                 "usedbysnapshots", "userrefs")
@@ -80,11 +81,49 @@ def instance_datasets(listing, uuid):
 
 # sh -c SCRIPT sh KEEP DATASET...: destroy the datasets' migration snapshots
 # (@SNAP_PREFIX*, and an older sdc-migrate's @vmsnap-*_ops_migration_*), all
-# but those named KEEP.
+# but those named KEEP. A dataset that does not exist has none (libzfs
+# zfs_open: "cannot open 'NAME': dataset does not exist"); any other failure,
+# of the listing or of a destroy (a held or cloned snapshot), fails it.
 DESTROY_MIGRATION_SNAPSHOTS = (
-    'keep=$1; shift; for s in $(zfs list -H -o name -t snapshot -d 1 "$@" 2>/dev/null | '
-    "grep -e '@%s' -e '@vmsnap-.*_ops_migration_'); do " % SNAP_PREFIX +
-    '[ "${s#*@}" = "$keep" ] && continue; zfs destroy "$s" || exit 1; done')
+    'keep=$1; shift; for d in "$@"; do '
+    'snaps=$(zfs list -H -o name -t snapshot -d 1 "$d" 2>&1) || { '
+    "case $snaps in *\"cannot open '$d': dataset does not exist\"*) continue;; esac; "
+    'printf "%s\\n" "$snaps" >&2; exit 1; }; '
+    "for s in $(printf '%s\\n' \"$snaps\" | grep -e '@" + SNAP_PREFIX +
+    "' -e '@vmsnap-.*_ops_migration_'); do "
+    '[ "${s#*@}" = "$keep" ] && continue; zfs destroy "$s" || exit 1; done; done')
+
+# sh -c DESTROY_TREES sh DATASET...: `zfs destroy -r` each dataset, going on
+# past one that fails. One that does not exist is gone already (libzfs
+# zfs_open: "cannot open 'NAME': dataset does not exist"); any other failure
+# (a held snapshot, a dependent clone, a busy mount: illumos zfs_main.c
+# zfs_do_destroy) is said on stderr, then a line "left: NAME..." of what is
+# still there, and it exits 1.
+DESTROY_TREES = (
+    'rc=0; for d in "$@"; do err=$(zfs destroy -r "$d" 2>&1) && continue; '
+    "case $err in *\"cannot open '$d': dataset does not exist\"*) continue;; esac; "
+    'printf "%s\\n" "$err" >&2; rc=1; done; [ $rc = 0 ] && exit 0; '
+    'echo "left:" $(zfs list -H -o name -t filesystem,volume -r "$@" 2>/dev/null) >&2; exit 1')
+
+
+def destroy_trees(host, datasets):
+    """zfs destroy -r of datasets on host (a Node), children before parents as
+    given; a dataset that is not there is gone already. Anything else that
+    fails raises, naming what is still there and what zfs said: the undo that
+    called it stays pending in the journal for an operator and a rerun."""
+    datasets = list(datasets)
+    status, _, err = host.call(["sh", "-c", DESTROY_TREES, "sh"] + datasets)
+    if status == 0:
+        return
+    lines = [l.strip() for l in err.splitlines() if l.strip()]
+    left = [l.split()[1:] for l in lines if l.startswith("left:")]
+    said = " / ".join(l for l in lines if not l.startswith("left:")) or \
+        "exit status %d" % status
+    if left and left[-1]:
+        raise MigrateError("%s %s still on %s: %s" % (
+            ", ".join(left[-1]), "is" if len(left[-1]) == 1 else "are", host.hostname, said))
+    raise MigrateError("could not destroy %s on %s: %s" % (", ".join(datasets), host.hostname,
+                                                           said))
 
 
 def image_origin(ds):
@@ -278,9 +317,15 @@ def recv_command(ds_name, exclude=(), set_props=None):
 
 
 # sh -c MOUNT_DATASETS sh DATASET...: mount the filesystems named that are
-# not (a receive with -u leaves a new one unmounted), parents first.
-MOUNT_DATASETS = ('for d in "$@"; do [ "$(zfs get -H -o value mounted "$d")" = yes ] || '
-                  'zfs mount "$d" || exit 1; done')
+# not mounted (a receive with -u leaves a new one so), parents first: the
+# zone's root dataset and a docker instance's volumes, what Triton's cn-agent
+# mounts (sdc-cn-agent lib/backends/smartos/tasks/machine_migrate.js
+# setupFilesystem). One with zoned=on is the zone's own, a delegated dataset:
+# zoneadmd set it at the zone's boot (illumos vplat.c validate_datasets), the
+# zone mounts it inside, and from the global zone `zfs mount` refuses it
+# ("dataset is exported to a local zone", zfs_main.c share_mount_one).
+MOUNT_DATASETS = ('for d in "$@"; do s=$(zfs get -H -o value zoned,mounted "$d") || exit 1; '
+                  'case $s in on*|*yes) continue;; esac; zfs mount "$d" || exit 1; done')
 
 
 def receive_waiter(pidfile, timeout):

@@ -8,12 +8,14 @@ One line per migration or rollback (`sdc-migrate rollback`, KIND rollback),
 from its journal in /var/tmp on the head node
 (migrator-INST_UUID-DEST_CN_NAME-EPOCH.journal): instance, alias, source and
 destination compute nodes, phase (preparing, round N, stopped, switched,
-finished, rolled back), the rounds sent and the size of the last one, when it
-started, and its outcome: running (its sdc-migrate holds the instance's
-lock), interrupted (run the same sdc-migrate command again to finish or undo
-it), done, rolled-back, superseded (undone by a later run that started over)
-or needs-operator; a finished migration that a later rollback undid shows
-rolled-back, and its phase says by which rollback.
+undoing, finished, rolled back), the rounds sent and the size of the last
+one, when it started, and its outcome: running (its sdc-migrate holds the
+instance's lock), interrupted (run the same sdc-migrate command again to
+finish or undo it), done, rolled-back, superseded (undone by a later run
+that started over) or needs-operator (it failed and could not undo all it
+did: its message named what is left; run it again once that is fixed); a
+finished migration that a later rollback undid shows rolled-back, and its
+phase says by which rollback.
 
 Options:
   -j          One JSON object per migration instead of the table.
@@ -61,6 +63,11 @@ def summary(journal, running):
     if end:
         outcome = end[-1]["outcome"]
         phase = {"done": "finished", "rolled-back": "rolled back"}.get(outcome, "ended")
+    elif journal.undoing:
+        # it failed and could not undo everything (or was cut off undoing):
+        # an operator fixes what the message named, then reruns it
+        outcome = "running" if running else "needs-operator"
+        phase = "undoing"
     else:
         outcome = "running" if running else "interrupted"
         phase = "switched" if journal.switched else "stopped" if stopped else \

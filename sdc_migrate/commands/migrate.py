@@ -500,12 +500,15 @@ class Migration:
         if self.sending:
             transfer.wait_for_receive(self)
         r.line("* Rolling back:")
+        # (sdc-migrate list: a run that stops here needs an operator)
+        self.journal.write({"t": "undoing"})
         if not self.rollback():
             r.event("summary", **self.summary("needs-operator", NeedsOperator.exit_status))
             raise NeedsOperator(
-                "migration of %s failed (%s) and could not be undone completely: fix what the"
-                " lines above name, then run `%s` again to finish or undo it (journal %s)."
-                % (o.uuid, what, rerun, self.journal.path)) from None
+                "%s of %s failed (%s) and could not be undone completely%s.\n  It needs an"
+                " operator: fix that, then run `%s` again to finish the undo and start over"
+                " (journal %s)." % (self.KIND, o.uuid, what, self.left_to_undo(),
+                                    self.journal.command(), self.journal.path)) from None
         self.journal.write({"t": "end", "outcome": "rolled-back"})
         r.event("summary", **self.summary("rolled-back", RolledBack.exit_status))
         raise RolledBack("migration of %s failed and was rolled back: %s\n"
@@ -559,14 +562,21 @@ class Migration:
             self.proc.run(self, self.proc.after_switch())
             self.finish()
             return True
-        r.line("  - the instance is still on %s: undoing what that run changed, keeping"
-               " the data it sent" % self.src.hostname)
+        # What it sent is of use while the source keeps the snapshots it was
+        # sent from: a run killed or cut off did; one that failed and was
+        # undoing may have destroyed them, and then its undo is finished.
+        keep = bool(self.proc.pending("snapshots"))
+        r.line("  - the instance is still on %s: undoing what that run changed%s"
+               % (self.src.hostname, ", keeping the data it sent" if keep else ""))
         if any(rec.get("undo") == "received" for rec in journal.records):
             transfer.wait_for_receive(self)
-        if not self.rollback(keep_data=True):
-            raise NeedsOperator("could not undo the interrupted migration of %s: fix what the"
-                                " lines above name and run the same command again" % o.uuid)
-        journal.write({"t": "end", "outcome": "superseded"})
+        if not self.rollback(keep_data=keep):
+            raise NeedsOperator("could not undo the interrupted %s of %s%s: fix that and run"
+                                " `%s` again (journal %s)" % (
+                                    self.KIND, o.uuid, self.left_to_undo(), journal.command(),
+                                    journal.path))
+        journal.write({"t": "end", "outcome": "rolled-back" if journal.undoing and not keep
+                       else "superseded"})
         self.resuming = True
         # a new epoch, even within the killed run's second: it names the new
         # journal and snapshots, which must not be the superseded run's
@@ -574,6 +584,11 @@ class Migration:
         r.close()
         r.line()
         return False
+
+    def left_to_undo(self):
+        """What the last undo left pending, and why, for the operator's message."""
+        failed = self.proc.undo_failures
+        return ": left to undo: %s" % "; ".join("%s (%s)" % f for f in failed) if failed else ""
 
     def interrupt(self, why="interrupted"):
         """Stop this migration from another thread (evacuate's ^C): before the

@@ -15,7 +15,6 @@ RESUMES = 2             # a cut stream is resumed this many times, then the run 
 # after MAX_ROUNDS rounds.
 MAX_ROUNDS = 10
 STALL_ROUNDS = 3
-DESTROY_ALL = 'for d in "$@"; do zfs destroy -r "$d"; done; true'   # DATASET...
 
 
 def converged(deltas, max_delta):
@@ -255,12 +254,17 @@ def verify_received(m, snap):
 
 
 def destroy_received(m, datasets):
-    m.dst.run(["sh", "-c", DESTROY_ALL, "sh"] + list(reversed(datasets)))
+    """The undo of the receive: destroyed, or it raises saying what is left
+    (a hold or a clone someone made there keeps it): never reported undone
+    while it is there, or the rerun finds "destination already has ..."."""
+    zfs.destroy_trees(m.dst, reversed(datasets))
 
 
 def mount(m):
     """zfs recv -u mounts no new filesystem: mount them, parents first,
-    before the cores dataset mounts below zones/UUID and the zone uses them."""
+    before the cores dataset mounts below zones/UUID and the zone uses them;
+    but not a delegated dataset (zoned=on): the zone's boot mounts it inside,
+    and the global zone cannot (zfs.MOUNT_DATASETS)."""
     names = [d.name for d in m.datasets if d.type == "filesystem"]
     m.dst.run(["sh", "-c", zfs.MOUNT_DATASETS, "sh"] + names)
 

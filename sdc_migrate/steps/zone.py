@@ -245,7 +245,7 @@ def create_cores(m):
 
 
 def destroy_cores(m, dataset):
-    m.dst.run(["zfs", "destroy", "-r", dataset])
+    zfs.destroy_trees(m.dst, [dataset])
 
 
 def copy_config(m):

@@ -11,12 +11,36 @@ def datadir(dc, host, uuid):
     return dc.exec(host, "simdc-datadir", uuid).stdout.strip()
 
 
+# sh -c IN_DELEGATED sh UUID SCRIPT ARG...: run SCRIPT (sh -c SCRIPT sh ARG...)
+# with the instance's delegated datasets mounted where they belong. The zone's
+# boot set zoned=on on them (illumos-joyent usr/src/cmd/zoneadmd/vplat.c
+# validate_datasets): they are the zone's, and the global zone cannot mount
+# them (zfs_main.c share_mount_one); an operator who must look turns zoned
+# off for the moment, and back on, as this does.
+IN_DELEGATED = (
+    'u=$1; s=$2; shift 2; z=$(zfs get -H -r -t filesystem -s local,received -o name,value '
+    "zoned \"zones/$u\" | awk '$2 == \"on\" {print $1}'); "
+    'for d in $z; do zfs set zoned=off "$d" && zfs mount "$d" || exit 1; done; '
+    'sh -c "$s" sh "$@"; rc=$?; for d in $z; do zfs set zoned=on "$d"; done; exit $rc')
+
+
+def in_delegated(dc, host, uuid, script, *args):
+    """sh -c SCRIPT sh ARGS... on host, the instance's delegated datasets readable."""
+    return dc.exec(host, "sh", "-c", IN_DELEGATED, "sh", uuid, script, *args)
+
+
+def zoned(dc, host, dataset):
+    """(value, source) of a dataset's zoned property."""
+    out = dc.exec(host, "zfs", "get", "-H", "-o", "value,source", "zoned", dataset).stdout
+    return tuple(out.split())
+
+
 def data_digest(dc, host, uuid):
     """sha1 of every file of the instance's data but the live sequence file: the
     zone root or disk0, every other disk and the delegated dataset."""
     dirs = dc.exec(host, "simdc-datadir", "--all", uuid).stdout.split()
-    out = dc.exec(host, "sh", "-c", 'for d in "$@"; do echo "$d"; (cd "$d" && find . -type f '
-                  '! -name simdc-seq | sort | xargs -r sha1sum); done', "sh", *dirs).stdout
+    out = in_delegated(dc, host, uuid, 'for d in "$@"; do echo "$d"; (cd "$d" && find . -type f '
+                       '! -name simdc-seq | sort | xargs -r sha1sum); done', *dirs).stdout
     if "--size" in dc.provisioned.get(uuid, []):
         # provision wrote a simdc-data file in each
         assert out.count("/simdc-data\n") == len(dirs), \

@@ -8,6 +8,7 @@ sshd going away mid-transfer and a destination pool filling up during the
 transfer have their own. Every outcome is checked from outside the tool:
 VMAPI, NAPI, both CNs' pools, zone configuration and keys, the workload's
 own numbered writes."""
+import json
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from checks import (assert_migrated, assert_sequence_continues, dc_state, leftovers,
+from checks import (assert_migrated, assert_sequence_continues, dc_state, journals, leftovers,
                     no_fault_left, start_tool, wait_for_the_fault)
 from conftest import SDC_MIGRATE, SIMDC
 
@@ -460,6 +461,65 @@ def test_hangup_or_sigterm(dc, sig, host, prefix, delay, status):
     assert_sequence_continues(dc, uuid)
     down = [l for l in out.splitlines() if "Instance downtime:" in l]
     assert len(down) == 1 and "(it was not running)" not in down[0], down
+
+
+def pending(records):
+    """The undo names of a journal's changes that are not undone."""
+    undone = {r["i"] for r in records if r["t"] == "undone"}
+    return [r["undo"] for i, r in enumerate(records) if r["t"] == "change" and i not in undone]
+
+
+def test_an_undo_that_cannot_destroy_the_received_data_needs_an_operator(dc):
+    """A failure late before the switch while a snapshot received on the
+    destination is held there (`zfs hold`): the undo's `zfs destroy -r` fails
+    (illumos-joyent usr/src/cmd/zfs/zfs_main.c zfs_do_destroy,
+    lib/libzfs/common/libzfs_dataset.c zfs_destroy_snaps_nvl: "cannot destroy
+    snapshot NAME: dataset is busy"). Only "does not exist" is success: the
+    tool says an operator is needed, and what is left (exit 5); the journal
+    keeps that undo pending and has undone the rest; once the hold is gone the
+    same command ends it (the undo, then the migration)."""
+    uuid = running_instance(dc)
+    before = dc.vm(uuid)
+    remember_record(dc, uuid)
+    tool = start_tool(dc, "-y", "-i", "--interval", "600", uuid, DST)
+    try:
+        # round 0 is on the destination: the tool sleeps until `finish`
+        deadline = time.time() + 60
+        while "Sleeping for 600 seconds" not in dc.exec("headnode", "sh", "-c", (
+                "cat /var/tmp/migrator-%s-*.log 2>/dev/null || true") % uuid).stdout:
+            assert time.time() < deadline and tool.poll() is None, "no round was sent"
+            time.sleep(0.3)
+        held = [n for n in dc.zfs_names(DST) if n.startswith("zones/%s@" % uuid)][0]
+        dc.exec(DST, "zfs", "hold", "operator", held)
+        fault(dc, DST, ["zoneadm", "-z", "UUID", "attach"], [], uuid)
+        assert dc.migrate("finish", uuid).returncode == 0
+        out = tool.communicate(timeout=180)[0].decode()
+    finally:
+        if tool.poll() is None:
+            os.killpg(tool.pid, signal.SIGKILL)
+        dc.simdc("fault", "clear")
+    assert tool.returncode == 5, out
+    assert ("left to undo: received datasets on %s (zones/%s is still on %s: cannot destroy"
+            " snapshot %s: dataset is busy)" % (DST, uuid, DST, held)) in out, out
+    assert "It needs an operator" in out and "run `sdc-migrate -y %s %s` again" % (uuid, DST) \
+        in out
+    assert pending(journals(dc, uuid)[-1]) == ["received"]
+    listed = [json.loads(l) for l in dc.migrate("list", "-j").stdout.splitlines()]
+    assert [(m["phase"], m["outcome"]) for m in listed if m["uuid"] == uuid][-1] == \
+        ("undoing", "needs-operator")
+    # the rest was undone: on the source, running, writing on
+    vm = dc.vm(uuid)
+    assert (vm["server_uuid"], vm["state"]) == (dc.hosts()[SRC]["uuid"], "running")
+    assert "zones/" + uuid in dc.zfs_names(DST)
+    dc.exec(DST, "zfs", "release", "operator", held)
+    p = dc.migrate("-y", uuid, DST)
+    assert p.returncode == 0, out + p.stdout + p.stderr
+    assert "Found the journal of an interrupted migration" in p.stdout
+    assert "undoing what that run changed\n" in p.stdout
+    first = journals(dc, uuid)[-2]
+    assert pending(first) == [] and first[-1] == {"t": "end", "outcome": "rolled-back"}
+    assert_migrated(dc, uuid, before, p.stdout)
+    assert_sequence_continues(dc, uuid)
 
 
 @pytest.mark.parametrize("down", [SRC, DST])

@@ -3,7 +3,7 @@ pools and zone configuration, and the workload's own records."""
 import subprocess
 import time
 
-from checks import assert_migrated, assert_sequence_continues, dc_state
+from checks import assert_migrated, assert_sequence_continues, dc_state, in_delegated
 from conftest import SDC_MIGRATE, SIMDC
 
 
@@ -140,11 +140,12 @@ def test_older_platform_needs_D(dc):
 def test_delegated_dataset_travels_and_the_log_has_the_same_lines(dc):
     uuid = dc.provision("--delegate", "--size", "1", "--alias", "it's a \"test\"; $(touch /tmp/x) `id`")
     before = dc.vm(uuid)
-    dc.exec("source-server", "sh", "-c", "echo precious > /zones/%s/data/file" % uuid)
+    in_delegated(dc, "source-server", uuid, 'echo precious > "$1"', "/zones/%s/data/file" % uuid)
     p = dc.migrate("-y", uuid, "dest-server")
     assert p.returncode == 0, p.stdout + p.stderr
     assert_migrated(dc, uuid, before, p.stdout)
-    assert dc.exec("dest-server", "cat", "/zones/%s/data/file" % uuid).stdout == "precious\n"
+    assert in_delegated(dc, "dest-server", uuid, 'cat "$1"',
+                        "/zones/%s/data/file" % uuid).stdout == "precious\n"
     assert dc.vm(uuid)["alias"] == before["alias"]
     logs = dc.exec("headnode", "sh", "-c", "ls /var/tmp/migrator-%s-*.log" % uuid).stdout.split()
     assert len(logs) == 1

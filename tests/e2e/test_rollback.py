@@ -8,7 +8,8 @@ import signal
 import subprocess
 import time
 
-from checks import dc_state, kept_snapshot, leftovers
+from checks import (assert_migrated, assert_sequence_continues, data_digest, dc_state,
+                    kept_snapshot, leftovers, zoned)
 from conftest import SDC_MIGRATE, SIMDC
 
 SRC, DST = "source-server", "dest-server"
@@ -77,6 +78,32 @@ def test_rollback_brings_back_what_was_written_on_the_destination(dc):
     assert not [n for n in dc.zfs_names(DST) if uuid in n]
     assert not [n for n in dc.zfs_names(SRC) if "@" in n and n.split("@")[1] == kept_snapshot(
         dc, uuid)]
+
+
+def test_a_delegated_dataset_zoned_by_the_boot_migrates_and_comes_back(dc):
+    """A running joyent instance with a delegated dataset (zones/UUID/data): its
+    boot set zoned=on there (illumos-joyent usr/src/cmd/zoneadmd/vplat.c
+    validate_datasets), `zfs send -p` carries it, and from the global zone
+    `zfs mount` of a zoned dataset fails (usr/src/cmd/zfs/zfs_main.c
+    share_mount_one: "dataset is exported to a local zone"). The migration
+    mounts what Triton's cn-agent mounts (sdc-cn-agent
+    lib/backends/smartos/tasks/machine_migrate.js setupFilesystem: the zone's
+    dataset) and leaves the zoned one to the zone, there and on the way back."""
+    uuid = dc.provision("--delegate", "--size", "1")
+    data = "zones/%s/data" % uuid
+    assert zoned(dc, SRC, data) == ("on", "local")
+    before = dc.vm(uuid)
+    p = dc.migrate("-y", uuid, DST)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert zoned(dc, DST, data) == ("on", "received")
+    assert_migrated(dc, uuid, before, p.stdout)        # the delegated dataset's data too
+    assert_sequence_continues(dc, uuid)
+    time.sleep(0.5)
+    p = dc.migrate("rollback", "-y", uuid)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert_back_on_source(dc, uuid, dc.seq_lines(DST, uuid))
+    assert zoned(dc, SRC, data)[0] == "on"
+    assert data_digest(dc, SRC, uuid) == data_digest(dc, DST, uuid)
 
 
 def test_rollback_refuses_without_a_common_snapshot_or_an_old_copy(dc):

@@ -548,6 +548,65 @@ def test_holds_keep_a_snapshot_until_released(cn):
     assert not [n for n in names(cn) if n.startswith("zones/kept")]
 
 
+def snapshots_of(cn, top):
+    return [n for n in names(cn) if n == top or n.startswith((top + "/", top + "@"))]
+
+
+def test_a_failing_destroy_says_what_illumos_says_and_destroys_what_illumos_does(cn):
+    """zfs destroy that fails, as illumos-joyent's usr/src/cmd/zfs/zfs_main.c
+    zfs_do_destroy runs it. A held snapshot: the snapshots of a batch go in one
+    lzc_destroy_snaps (lib/libzfs_core/common/libzfs_core.c: with a hold "none
+    of the snapshots will be destroyed"), one "cannot destroy snapshot NAME:
+    dataset is busy" each (lib/libzfs/common/libzfs_dataset.c
+    zfs_destroy_snaps_nvl), exit 1; with -r the dependents go first, child
+    before parent (destroy_callback), so what comes before the held one is
+    gone and the rest stays. zfs-fuse destroyed the unheld ones of a batch."""
+    cn.run("zfs", "create", "zones/hh")
+    for snap in ("a", "held", "z"):
+        cn.run("zfs", "snapshot", "zones/hh@" + snap)
+    cn.run("zfs", "hold", "keep", "zones/hh@held")
+    every = snapshots_of(cn, "zones/hh")
+    for argv in (["-r", "zones/hh"], ["zones/hh@a,held,z"], ["zones/hh@a%z"]):
+        p = cn.run("zfs", "destroy", *argv, check=False)
+        assert (p.returncode, p.stderr) == (
+            1, "cannot destroy snapshot zones/hh@held: dataset is busy\n"), argv
+        assert snapshots_of(cn, "zones/hh") == every, argv
+    # a tree: the children before the parent, the first failing batch ends it
+    for fs in ("zones/tree", "zones/tree/a", "zones/tree/b", "zones/tree/c"):
+        cn.run("zfs", "create", fs)
+    cn.run("zfs", "snapshot", "-r", "zones/tree@s")
+    cn.run("zfs", "hold", "keep", "zones/tree/b@s")
+    p = cn.run("zfs", "destroy", "-r", "zones/tree", check=False)
+    assert (p.returncode, p.stderr) == (
+        1, "cannot destroy snapshot zones/tree/b@s: dataset is busy\n")
+    assert snapshots_of(cn, "zones/tree") == [
+        "zones/tree", "zones/tree@s", "zones/tree/b", "zones/tree/b@s", "zones/tree/c",
+        "zones/tree/c@s"]
+    for snap in ("zones/hh@held", "zones/tree/b@s"):
+        cn.run("zfs", "release", "keep", snap)
+    cn.run("zfs", "destroy", "-r", "zones/hh")
+    cn.run("zfs", "destroy", "-r", "zones/tree")
+    assert snapshots_of(cn, "zones/hh") == snapshots_of(cn, "zones/tree") == []
+
+
+def test_destroy_refuses_a_dataset_with_dependent_clones_and_destroys_nothing(cn):
+    """zfs_main.c destroy_check_dependent, before anything is destroyed:
+    "cannot destroy 'NAME': filesystem|snapshot has dependent clones", "use '-R'
+    to destroy the following datasets:", each clone, exit 1 (zfs-fuse's own
+    refusal, passed through)."""
+    cn.run("zfs", "create", "zones/orig")
+    cn.run("zfs", "snapshot", "zones/orig@s")
+    cn.run("zfs", "clone", "zones/orig@s", "zones/theclone")
+    for target, kind in (("zones/orig", "filesystem"), ("zones/orig@s", "snapshot")):
+        p = cn.run("zfs", "destroy", "-r", target, check=False)
+        assert (p.returncode, p.stderr) == (1, (
+            "cannot destroy '%s': %s has dependent clones\n"
+            "use '-R' to destroy the following datasets:\nzones/theclone\n" % (target, kind)))
+        assert {"zones/orig", "zones/orig@s", "zones/theclone"} <= set(names(cn))
+    cn.run("zfs", "destroy", "-R", "zones/orig")
+    assert not {"zones/orig", "zones/theclone"} & set(names(cn))
+
+
 # ---- zpool, sysinfo, ndd/ipadm ---------------------------------------------------------
 
 def test_zpool_list_parsable(cn):

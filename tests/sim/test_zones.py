@@ -1243,3 +1243,51 @@ def test_real_cn_snapshots_and_indestructible(ns_cn):
     run("vmadm", "stop", vm)
     run("vmadm", "delete", vm)
     assert vm not in run("zfs", "list", "-H", "-o", "name", "-t", "all", "-r", "zones").stdout
+
+
+@pytest.mark.skipif(not _have_ns(), reason="needs root, unshare, zfs-fuse, the zfs shim "
+                    "and workload.py")
+def test_real_cn_boot_zones_the_delegated_dataset(ns_cn):
+    """A zone's boot sets zoned=on on its delegated dataset (VM.js
+    delegate_dataset: zones/UUID/data, `add dataset` in its configuration),
+    checking first (illumos-joyent usr/src/cmd/zoneadmd/vplat.c
+    validate_datasets); from then on the global zone cannot mount it
+    (usr/src/cmd/zfs/zfs_main.c share_mount_one: "cannot mount 'NAME': dataset
+    is exported to a local zone", exit 1) and `zfs send -p` carries it
+    (lib/libzfs/common/libzfs_sendrecv.c: the properties set on it)."""
+    run = ns_cn.run
+    image = "4e3b8c1a-0b9f-4f5e-9c41-1d2f0a7b6e03"
+    run(str(ns_cn.simdir / "realbin" / "zfs"), "create", "zones/" + image)
+    run(str(ns_cn.simdir / "realbin" / "zfs"), "snapshot", "zones/%s@final" % image)
+    vm = "2b7c4e1a-9d3f-4c8b-a6e5-0f1d2c3b4a59"
+    data = "zones/%s/data" % vm
+    run("vmadm", "create", input=json.dumps({
+        "uuid": vm, "brand": "joyent", "image_uuid": image, "max_physical_memory": 128,
+        "quota": 1, "autoboot": False, "delegate_dataset": True, "nics": []}))
+    assert '<dataset name="%s"/>' % data in (ns_cn.etc_zones / (vm + ".xml")).read_text()
+
+    def props():
+        return run("zfs", "get", "-H", "-o", "property,value,source", "zoned,mounted",
+                   data).stdout.splitlines()
+    # never booted: the global zone's, mounted there
+    assert props() == ["zoned\toff\tdefault", "mounted\tyes\t-"]
+    run("sh", "-c", "echo customer > /%s/file" % data)
+    run("vmadm", "start", vm)
+    assert props() == ["zoned\ton\tlocal", "mounted\tno\t-"]
+    p = run("zfs", "mount", data, check=False)
+    assert (p.returncode, p.stderr) == (
+        1, "cannot mount '%s': dataset is exported to a local zone\n" % data)
+    # a second boot finds it set and boots
+    run("vmadm", "stop", vm)
+    run("vmadm", "start", vm)
+    assert props() == ["zoned\ton\tlocal", "mounted\tno\t-"]
+    run("zfs", "snapshot", data + "@s")
+    run("sh", "-c", "zfs send -p %s@s | zfs recv -u zones/copy" % data)
+    assert run("zfs", "get", "-H", "-o", "value,source", "zoned", "zones/copy").stdout == \
+        "on\treceived\n"
+    assert run("zfs", "mount", "zones/copy", check=False).returncode == 1
+    # what it holds is there, for whoever turns zoned off
+    run("zfs", "set", "zoned=off", "zones/copy")
+    run("zfs", "mount", "zones/copy")
+    assert run("cat", "/zones/copy/file").stdout == "customer\n"
+    run("vmadm", "stop", vm)

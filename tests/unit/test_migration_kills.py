@@ -20,7 +20,7 @@ import pytest
 
 from sdc_migrate import cnlink, paths, zfs
 from sdc_migrate.commands import migrate
-from sdc_migrate.errors import RemoteError, RolledBack
+from sdc_migrate.errors import NeedsOperator, RemoteError, RolledBack
 from sdc_migrate.node import Runner
 from sdc_migrate.steps import preparation, transfer, zone
 
@@ -49,6 +49,7 @@ class World:
         self.changes = 0            # commands that changed something, so far
         self.kill = None            # (n, "before" | "after"): die at the nth change
         self.fail = None            # n: the nth change fails (exit 1)
+        self.fail_also = None       # and this one too
 
     def changing(self, effect):
         """Count a command that changes something; kill or fail it as told."""
@@ -56,7 +57,7 @@ class World:
         n = self.changes
         if self.kill == (n, "before"):
             raise Killed()
-        if self.fail == n:
+        if n in (self.fail, self.fail_also):
             return False
         effect()
         if self.kill == (n, "after"):
@@ -192,8 +193,13 @@ class FakeCN(Runner):
             return 0, "".join("%s\t-\n" % d for d in argv[6:]), ""
         if script == zfs.MOUNT_DATASETS or script == zfs.RECEIVE_WAITER:
             return 0, "", ""
-        if script == transfer.DESTROY_ALL:
-            return self.change(lambda: [self.snaps.pop(d, None) for d in args])
+        if script == zfs.DESTROY_TREES:
+            def destroy():
+                for d in args:
+                    self.snaps.pop(d, None)
+                    if d.startswith("zones/cores/"):
+                        facts.discard("cores")
+            return self.change(destroy)
         if script == zfs.DESTROY_MIGRATION_SNAPSHOTS:
             def destroy():
                 for d in args[1:]:
@@ -201,8 +207,6 @@ class FakeCN(Runner):
             return self.change(destroy)
         if argv[:2] == ["zfs", "create"]:
             return self.change(lambda: facts.add("cores"))
-        if argv[:3] == ["zfs", "destroy", "-r"]:
-            return self.change(lambda: facts.discard("cores"))
         if script == zone.IMPORT_CONFIG:
             assert "do-not-inventory" in input and 'set autoboot="false"' in input
             return self.change(lambda: facts.update({"config"}),
@@ -418,6 +422,28 @@ def test_a_failure_at_any_change_before_the_switch_rolls_back_to_the_world_befor
     with pytest.raises(RolledBack):
         run(world)
     assert world.state() == before
+
+
+@pytest.mark.parametrize("n", range(1, SWITCH + 1))
+def test_an_undo_that_fails_needs_an_operator_and_the_same_command_ends_it(world, n):
+    """The change fails, then the first undo's command too (a destroy that a
+    hold refuses): nothing failed is taken as undone; exit 5 names it; the
+    rerun finishes that undo (it does not reuse what the failed run left) and
+    migrates. (A change announced and never made needs no undo: rolled back.)"""
+    before = world.state()
+    world.fail, world.fail_also = n, n + 1
+    try:
+        run(world)
+        pytest.fail("the failure was not reported")
+    except RolledBack:
+        assert world.state() == before
+        return
+    except NeedsOperator as e:
+        assert "could not be undone completely: left to undo: " in str(e)
+        assert "It needs an operator" in str(e)
+    world.fail = world.fail_also = None
+    assert run(world) == 0
+    assert final_snapshot_only(world.state()) == final_snapshot_only(MIGRATED.state())
 
 
 def test_the_fake_reaches_every_step_that_changes_something():

@@ -180,6 +180,8 @@ def test_an_undo_that_fails_leaves_its_change_pending_and_the_rest_undone(tmp_pa
     assert [r["undo"] for _, r in m.proc.journal.pending()] == [failing]
     assert ("undo_failed", {"what": "make " + fact, "error": "remove %s failed" % fact}) \
         in m.r.events
+    # what the operator's message names as left to undo
+    assert m.proc.undo_failures == [("make " + fact, "remove %s failed" % fact)]
     # the operator fixes it and runs the same command again
     how, clean = rerun(tmp_path, node)
     assert (how, clean, node.facts) == ("undone", True, BEFORE)

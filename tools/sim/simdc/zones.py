@@ -526,6 +526,7 @@ def boot(name):
             if ds and not zl.ensure_mounted(ds):
                 raise ZoneError("zone '%s': unable to boot zone: %s is not mounted"
                                 % (entry["name"], ds))
+        zone_datasets(entry["name"], ZoneConfig.load(entry["name"]).datasets())
         data_dir = zl.data_dir(uuid)
         try:
             pid = _workload().start(uuid, data_dir, h)
@@ -540,6 +541,24 @@ def boot(name):
             st["pid"] = pid
         write_run_state(entry["name"], st)
         return st
+
+
+def zone_datasets(name, datasets):
+    """zoneadmd's boot of a zone with delegated datasets (`add dataset`: VM.js
+    delegate_dataset's zones/UUID/data): it sets zoned=on on each, checking
+    first, as setting it again is EPERM (illumos-joyent
+    usr/src/cmd/zoneadmd/vplat.c validate_datasets). Setting it unmounts the
+    dataset in the global zone, and no zfs mount there takes it again
+    (zfs_main.c share_mount_one: "dataset is exported to a local zone"); from
+    now on `zfs send -p` carries it. The zone's own mount of it, inside, is
+    not emulated: no process of a simulated zone uses it."""
+    for ds in datasets:
+        r = zfs("get", "-H", "-o", "value", "zoned", ds, check=False)
+        if r.returncode != 0:
+            raise ZoneError("zone '%s': cannot open ZFS dataset '%s'" % (name, ds))
+        if r.stdout.strip() != "on" and zfs("set", "zoned=on", ds, check=False).returncode:
+            raise ZoneError("zone '%s': cannot set 'zoned' property for ZFS dataset '%s'"
+                            % (name, ds))
 
 
 def halt(name):

@@ -697,6 +697,27 @@ def do_destroy(args):
                   % zfslib.nicenum(reclaim))
         if dry:
             return 0
+    snaps = expand_recursive(targets, recursive) if "@" in name else []
+    if (len(snaps) > 1 or recursive) and snaps and not {"-R", "-d"} & set(flags):
+        # illumos zfs_do_destroy: a snapshot with clones refuses the lot
+        # before anything is destroyed (destroy_check_dependent, for each);
+        # then the snapshots named (with -r, those of every descendant too)
+        # go in one lzc_destroy_snaps: a hold on any fails them all.
+        # zfs-fuse says "snapshot is cloned" and destroys them one by one up
+        # to a held one. (One alone: its own refusals, reworded in destroy_one.)
+        cloned = dependent_clones(snaps)
+        for snap in snaps:
+            if cloned.get(snap):
+                err("cannot destroy '%s': snapshot has dependent clones" % snap)
+                err("use '-R' to destroy the following datasets:")
+                for c in cloned[snap]:
+                    err(c)
+        if cloned:
+            return 1
+        recs, _, _ = zfslib.fetch(snaps, ["userrefs"])
+        held = [n for n in snaps if zfslib.num(recs.get(n, {}), "userrefs") > 0]
+        if held:
+            return refuse_held(held)
     for t in targets:
         rc = destroy_one(t, real_flags)
         if rc:
@@ -730,6 +751,62 @@ def unmount_order(name, recursive):
     return sorted(tree + nested, key=lambda d: mounts[d], reverse=True)
 
 
+def dependent_clones(snaps):
+    """{snapshot: [its clones]} for those of snaps that have clones."""
+    recs, _, _ = zfslib.fetch([], ["origin"], recursive=True)
+    out = {}
+    for n, r in recs.items():
+        origin = zfslib.value(r, "origin", "-")
+        if origin in snaps:
+            out.setdefault(origin, []).append(n)
+    return out
+
+
+def refuse_held(held):
+    """libzfs_dataset.c zfs_destroy_snaps_nvl on lzc_destroy_snaps' EBUSY: a
+    line for each held snapshot; none of the batch is destroyed
+    (libzfs_core.c lzc_destroy_snaps)."""
+    for h in sorted(held):
+        err("cannot destroy snapshot %s: dataset is busy" % h)
+    return 1
+
+
+def post_order(top, names):
+    """names (top and what is below it) as zfs_iter_dependents visits them:
+    each child's subtree, then the dataset itself (libzfs_iter.c
+    iter_dependents_cb; sorted names stand for the order of the ZAP)."""
+    kids = sorted(n for n in names if n.rpartition("/")[0] == top)
+    out = []
+    for k in kids:
+        out += post_order(k, names)
+    return out + [top]
+
+
+def destroy_held_tree(name, flags):
+    """`zfs destroy -r` of a tree with held snapshots, as illumos runs it
+    (zfs_main.c zfs_do_destroy, destroy_callback): dependents first, each
+    filesystem's snapshots in one batch and then the filesystem; the first
+    batch a hold fails ends it, with what came before it destroyed and the
+    rest left. None if it has no hold (or has outside clones, which
+    zfs-fuse refuses first as illumos does, destroying nothing)."""
+    recs, rc, _ = zfslib.fetch([name], ["userrefs"], recursive=True)
+    if rc or not any("@" in n and zfslib.num(r, "userrefs") > 0 for n, r in recs.items()):
+        return None
+    snaps = [n for n in recs if "@" in n]
+    tree = [n for n in recs if "@" not in n]
+    if [c for cs in dependent_clones(snaps).values() for c in cs if c not in tree]:
+        return None
+    for fs in post_order(name, tree):
+        held = [n for n in snaps if n.split("@", 1)[0] == fs and
+                zfslib.num(recs[n], "userrefs") > 0]
+        if held:
+            return refuse_held(held)
+        rc = destroy_one(fs, flags)
+        if rc:
+            return rc
+    return 0
+
+
 def destroy_one(name, flags):
     """Destroy, unmounting first when zfs-fuse says the dataset is busy.
 
@@ -739,6 +816,10 @@ def destroy_one(name, flags):
     (a running workload) fails with "Device busy".
     """
     flags = [f for f in flags if f != "-f"]
+    if "@" not in name and "-r" in flags and "-R" not in flags:
+        rc = destroy_held_tree(name, flags)
+        if rc is not None:
+            return rc
     r = zfslib.zfs("destroy", *(flags + [name]))
     if r.returncode and "busy" in r.stderr:
         held = held_snapshots(name, "-r" in flags or "-R" in flags)
