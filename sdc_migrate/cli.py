@@ -12,7 +12,9 @@ Subcommands, each with its own --help:
   sdc-migrate cleanup-source [-y] [--comment-out] INST_UUID
   sdc-migrate nat-recreate [-y] (--list [CN_NAME] | NAT_UUID [DEST_CN_NAME])
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
-                       [--max-delta=SIZE] [--bwlimit=RATE] SOURCE_CN_NAME
+                       [--per-cn=N] [--max-delta=SIZE] [--bwlimit=RATE] [--keep-reserved]
+                       SOURCE_CN_NAME...
+  sdc-migrate restore [-j] CN_NAME
   sdc-migrate list [-j]
   sdc-migrate finish INST_UUID
   sdc-migrate rollback [-y] [-j] [--dry-run] [--bwlimit=RATE] INST_UUID
@@ -90,6 +92,7 @@ SUBCOMMANDS = {
     "list": "inflight",
     "finish": "finish",
     "rollback": "rollback",
+    "restore": "restore",
 }
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
