@@ -14,10 +14,10 @@ Subcommands, each with its own --help:
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
                        [--per-cn=N] [--max-delta=SIZE] [--bwlimit=RATE] [--keep-reserved]
                        SOURCE_CN_NAME...
-  sdc-migrate restore [-j] CN_NAME
   sdc-migrate list [-j]
   sdc-migrate finish INST_UUID
   sdc-migrate rollback [-y] [-j] [--dry-run] [--bwlimit=RATE] INST_UUID
+  sdc-migrate restore [-j] CN_NAME
 
 Runs on the head node, installed as /opt/custom/bin/sdc-migrate: call it by
 that path. Triton's own sdc-migrate (the RFD 34 client of VMAPI migrations)
