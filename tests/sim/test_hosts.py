@@ -1,6 +1,6 @@
 """The simulated hosts themselves (tools/sim/simdc/control.py start_hosts):
-what each host has of its own, and what every host sees whatever the
-checkout's path.
+what each host has of its own, what every host sees whatever the checkout's
+path, and the `json` every host has.
 
 A checkout is copied under /tmp or /var/tmp (where a newcomer clones), with
 the datacenter's files ($SIMDC_DIR) under the other or the same, and the
@@ -9,7 +9,15 @@ hosts' namespaces are started from that copy, without zfs, sshd or the APIs.
 Real sources:
 - a SmartOS global zone's /tmp is a tmpfs of its own, emptied at each boot:
   smartos-live src/vm/man/vmadmd.8.md ("Since the /tmp filesystem is tmpfs").
+- every host's /usr/bin/json is the platform's, smartos-live src/json.js
+  (trentm's json 5.1.1, `#!/usr/node/bin/node`): -e and -c CODE run with
+  vm.createScript(...).runInNewContext(datum), so the input's fields are
+  globals as well as `this`.
+- the head node's /opt/smartdc/bin/json is sdc-headnode tools/bin/json
+  (json 9.0.2, `#!/usr/node/bin/node`): CODE is the body of a function called
+  on the datum (json CHANGES.md 7.0.0), `this` required, node's globals there.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -48,9 +56,11 @@ class Hosts:
 
 
 def _copy_checkout(dest):
-    """What the hosts run from a checkout: tools/ and bin/."""
+    """What the hosts run from a checkout: tools/, bin/ and the json tools/setup
+    installed (.node)."""
     skip = shutil.ignore_patterns("__pycache__")
     shutil.copytree(ROOT / "tools", dest / "tools", symlinks=True, ignore=skip)
+    shutil.copytree(ROOT / ".node", dest / ".node", symlinks=True)
     shutil.copytree(ROOT / "bin", dest / "bin", symlinks=True)
 
 
@@ -128,3 +138,42 @@ def test_each_cn_has_a_tmp_and_every_host_a_var_tmp_of_its_own(hosts):
         want = [str(f) if host == "headnode" and str(f).startswith("/tmp/") else "none"
                 for f in hosts.machine_only]
         assert seen == [host, host if host != "headnode" else "no-tmp-own"] + want, host
+
+
+VM = {"uuid": "b3a5b6a8-4a2e-4f36-9c52-70c0a7a0a001", "alias": "web-1", "state": "running",
+      "ram": 1024, "nics": [{"ip": "10.0.0.7", "primary": True}, {"ip": "10.1.0.7"}],
+      "tags": {"role": "web"}}
+
+
+def test_json_runs_javascript_on_the_cns_as_the_platform_does(hosts):
+    two = json.dumps(VM) + "\n" + json.dumps(dict(VM, alias="small", ram=256))
+    for host in CNS + ("headnode",):
+        # the input's fields are globals as well as `this` (5.1.1's
+        # runInNewContext); real JS: a function expression, Array methods
+        r = hosts.sh(host, 'command -v json; printf %s "$1" | json -e "$2" -c "$3"; '
+                     'printf %s "$4" | json -ga -c "ram > 512" alias', json.dumps(VM),
+                     "ram *= 2; this.ips = nics.map(function (n) { return n.ip; }).join()",
+                     "state === 'running' && /^web/.test(tags.role) && nics.some("
+                     "function (n) { return n.primary; })", two)
+        assert r.returncode == 0, "%s: %s" % (host, r.stderr)
+        where, out = r.stdout.split("\n", 1)
+        assert where == "/usr/bin/json", host
+        assert out.endswith("}\nweb-1\n"), (host, out)
+        assert json.loads(out[:-len("web-1\n")]) == dict(VM, ram=2048,
+                                                         ips="10.0.0.7,10.1.0.7"), host
+
+
+def test_the_head_nodes_json_is_json_9_on_usr_node(hosts):
+    vm = json.dumps(VM)
+    j = "/opt/smartdc/bin/json"
+    r = hosts.sh("headnode", '"$1" -e "$2" -c "$3" -j', j,
+                 "this.node = process.argv0; this.ips = this.nics.map(function (n) "
+                 "{ return n.ip; })", "this.nics.length === 2", input=vm)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == dict(VM, node="/usr/node/bin/node",
+                                        ips=["10.0.0.7", "10.1.0.7"])
+    r = hosts.sh("headnode", '"$1" --version', j)
+    assert r.stdout.splitlines()[0] == "json 9.0.2"
+    # without `this`, a field is not a variable there (json 7.0.0's -e)
+    r = hosts.sh("headnode", '"$1" -e "ram++"', j, input=vm)
+    assert r.returncode != 0 and "ram is not defined" in r.stderr
