@@ -4,10 +4,12 @@ the lines and events that report each one.
 Each move runs in a thread of its own, as `sdc-migrate` run alone would run
 it (its own journal, lock, log and rollback), its lines in a file of its
 own; admission (admission.admit) says which start when. The main thread only
-sleeps, POLL seconds at a time, so that ^C, SIGHUP and SIGTERM (which reach
-it alone) get through: then every running migration is told to stop (before
-its switch point it rolls back, past it it finishes), waited for and
-reported, and the interrupt goes on up (cli).
+sleeps, POLL seconds at a time, and takes an interrupt (^C, SIGHUP, SIGTERM,
+which reach it alone) only when it looks up: a signal is held until then
+(hold_signals), never raised in the middle of starting a migration's thread
+or of reporting one's end. Then nothing new starts, every running migration
+is told to stop (before its switch point it rolls back, past it it
+finishes), waited for and reported, and the interrupt goes on up (cli).
 """
 import concurrent.futures
 import os
@@ -23,7 +25,7 @@ from .report import Report, human_duration
 # a migration's exit status (0, or its error's) as the summary's RESULT; others: failed
 RESULTS = {0: "moved", Refused.exit_status: "refused", RolledBack.exit_status: "rolled back",
            NeedsOperator.exit_status: "needs operator"}
-POLL = 0.5      # how often the main thread looks up from waiting: signals get through
+POLL = 0.5      # how often the main thread looks up from waiting: an interrupt is taken then
 SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
 
 
@@ -86,8 +88,14 @@ class Batch:
         self.order = {i["uuid"]: k + 1 for k, i in enumerate(queue)}
         self.n = len(todo)
         pool = concurrent.futures.ThreadPoolExecutor(self.concurrency)
+        held = []
+        before = hold_signals(held)
         try:
-            while queue or running:
+            while True:
+                if held:
+                    raise held[0]
+                if not (queue or running):
+                    break
                 now = [r[0] for r in running.values()]
                 for item in admission.admit(queue, now, self.concurrency, self.per_cn):
                     queue.remove(item)
@@ -106,11 +114,14 @@ class Batch:
                           % why, signal=why, running=sorted(running))
             for item, m, heard, f, ended in running.values():
                 m.interrupt(why)
-            pool.shutdown()         # every one that started, wherever the interrupt fell
-            self.reap(running, stopped=True)
+            pool.shutdown()         # waits for every one: each was started whole
+            self.reap(running)
             raise
         finally:
             pool.shutdown()
+            if not held:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
 
     def start(self, item, running, pool):
         if self.lock_held(item["uuid"]):
@@ -137,16 +148,13 @@ class Batch:
             uuid=item["uuid"], alias=item["alias"], source=item.get("source"),
             destination=item["dest"], kind=item["kind"], output=out)
 
-    def reap(self, running, stopped=False):
-        """Report the migrations that ended; once stopped, forget those the
-        interrupt came before they started."""
+    def reap(self, running):
+        """Report the migrations that ended."""
         for uuid, (item, m, heard, f, ended) in list(running.items()):
             if "result" in ended:
                 self.ended(item, *ended["result"], heard, f)
-            elif not stopped:
-                continue
-            f.close()
-            del running[uuid]
+                f.close()
+                del running[uuid]
 
     def ended(self, item, status, error, heard, f):
         """What a migration's exit status and events say: its result, detail
@@ -184,18 +192,39 @@ class Batch:
                   detail=item.get("detail"))
 
 
+def interruption(signum):
+    """What the first of ^C, SIGHUP and SIGTERM stops a batch with; the later
+    ones are ignored from then on, while the running migrations roll back or
+    finish, as a single migration rides out a second SIGHUP (migrate.on_hangup)."""
+    from .commands.migrate import HungUp
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt()
+    return HungUp(signal.Signals(signum).name)
+
+
 def on_signals():
     """^C, SIGHUP and SIGTERM, which reach the main thread alone: the first
-    stops the batch (Batch.execute), the later ones are ignored while the
-    running migrations roll back or finish, as a single migration rides out
-    a second SIGHUP (migrate.on_hangup)."""
-    from .commands.migrate import HungUp
-
+    stops the evacuation, at once while it plans, at the main thread's next
+    look up while migrations run (Batch.execute)."""
     def handler(signum, frame):
-        for sig in SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise HungUp(signal.Signals(signum).name)
+        raise interruption(signum)
     for sig in SIGNALS:
         signal.signal(sig, handler)
+
+
+def hold_signals(held):
+    """Until the handlers it returns are put back: the first of ^C, SIGHUP and
+    SIGTERM is appended to held, for the main thread to raise where it looks
+    (the later ones ignored). A handler that raised wherever the main thread
+    was could land inside ThreadPoolExecutor.submit, after it started a
+    migration's thread and before it counted it: pool.shutdown() then did
+    not wait for that migration, and it was never reported."""
+    before = {sig: signal.getsignal(sig) for sig in SIGNALS}
+
+    def handler(signum, frame):
+        held.append(interruption(signum))
+    for sig in SIGNALS:
+        signal.signal(sig, handler)
+    return before

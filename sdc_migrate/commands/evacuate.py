@@ -62,8 +62,9 @@ Options:
                      equally by the migrations that can run at once (each
                      gets RATE / --concurrency, or / the number to move if
                      fewer); the plan's times count with it.
-  --keep-reserved    Leave the sources reserved at the end (maintenance);
-                     `sdc-migrate restore CN_NAME` puts the flag back.
+  --keep-reserved    Leave the sources reserved at the end (maintenance),
+                     also when nothing is left to move; `sdc-migrate restore
+                     CN_NAME` puts the flag back.
   -D                 Allow destinations whose platform is older than the source's.
   -y                 Do not ask "Are you ready to proceed?".
   -j                 One JSON object per event (plan, plan-total, drained,
@@ -415,6 +416,8 @@ class Evacuation:
         if self.dry_run:
             return 0 if len(todo) == len(self.items) else 1
         if not todo:
+            if self.keep_reserved:
+                self.drain()        # maintenance: reserved even when nothing is left
             self.undrain()          # what an earlier, interrupted run drained
             self.emit("summary", "Nothing to move off %s." % ", ".join(self.sources), moved=0,
                       failed=0, not_moved=len(self.items),
@@ -427,11 +430,7 @@ class Evacuation:
                                    % ("+".join(self.sources), self.epoch))
         os.makedirs(self.outdir, mode=0o700, exist_ok=True)
         self.save()
-        for src in self.srcs:
-            rec = drain.drain(self.api, src, self.state_dir)
-            self.emit("drained", "* %s is reserved in CNAPI while it is evacuated (it was%s"
-                      " reserved before)" % (src["hostname"], "" if rec["was"] else " not"),
-                      cn=src["hostname"], was_reserved=rec["was"])
+        self.drain()
         try:
             self.execute(todo)
         except KeyboardInterrupt:
@@ -442,6 +441,14 @@ class Evacuation:
             raise
         self.undrain()
         return self.summary()
+
+    def drain(self):
+        """Each source reserved in CNAPI, its flag as it was journaled first."""
+        for src in self.srcs:
+            rec = drain.drain(self.api, src, self.state_dir)
+            self.emit("drained", "* %s is reserved in CNAPI while it is evacuated (it was%s"
+                      " reserved before)" % (src["hostname"], "" if rec["was"] else " not"),
+                      cn=src["hostname"], was_reserved=rec["was"])
 
     def undrain(self):
         """The end of the evacuation: each source's reserved flag as it was,
