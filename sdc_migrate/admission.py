@@ -61,6 +61,15 @@ def waiting_for(item, running, per_cn=PER_CN):
     return sorted(cn for cn in cns(item) if busy[cn] >= per_cn)
 
 
+def most_at_once(items, concurrency=CONCURRENCY, per_cn=PER_CN):
+    """The most moves of items that can run at once: --bwlimit's share each
+    is the total over it. Each move has one source and one destination, so
+    per_cn a source and per_cn a destination bound it too."""
+    sources = {i.get("source") for i in items}
+    dests = {i.get("dest") for i in items}
+    return max(1, min(concurrency, len(items), per_cn * len(sources), per_cn * len(dests)))
+
+
 def makespan(items, seconds, concurrency=CONCURRENCY, per_cn=PER_CN):
     """How long the moves take when admitted as admit() admits them, each
     taking seconds(item): the plan's estimate (and what the tests check the

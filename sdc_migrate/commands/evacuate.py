@@ -60,8 +60,8 @@ Options:
                      than SIZE (see sdc-migrate --max-delta).
   --bwlimit=RATE     The evacuation's total rate a second (e.g. 50M), shared
                      equally by the migrations that can run at once (each
-                     gets RATE / --concurrency, or / the number to move if
-                     fewer); the plan's times count with it.
+                     gets RATE / the most that --concurrency and --per-cn
+                     let run at once); the plan's times count with it.
   --keep-reserved    Leave the sources reserved at the end (maintenance),
                      also when nothing is left to move; `sdc-migrate restore
                      CN_NAME` puts the flag back.
@@ -250,10 +250,11 @@ class Evacuation:
         for i in self.items:
             if not i["dest"] and i["blockers"]:
                 i["reason"] = "; ".join(i["blockers"])
-        moving = sum(1 for i in self.items if i["dest"])
+        moving = [i for i in self.items if i["dest"]]
         if self.bwlimit and moving:
             # shared by the migrations that can run at once
-            self.opts["bwlimit"] = self.bwlimit // min(self.concurrency, moving)
+            self.opts["bwlimit"] = self.bwlimit // admission.most_at_once(
+                moving, self.concurrency, self.per_cn)
         return self.items
 
     def preflight(self, items):

@@ -135,3 +135,11 @@ def test_every_choice_has_its_reason_and_a_copy_there_already_is_one():
     assert plan[0]["dest"] is None and len(plan[0]["blockers"]) == 1
     assert "x already has datasets" in plan[0]["blockers"][0]
     assert "old runs an older platform" in plan[0]["blockers"][0]
+
+
+def test_bwlimit_is_shared_by_the_most_that_can_run_at_once():
+    one_source = [dict(item("i%d" % k, 10, "a"), dest="xyz"[k % 3]) for k in range(6)]
+    assert admission.most_at_once(one_source, concurrency=4, per_cn=2) == 2
+    two = one_source + [dict(item("j%d" % k, 10, "b"), dest="xyz"[k % 3]) for k in range(6)]
+    assert admission.most_at_once(two, concurrency=4, per_cn=2) == 4
+    assert admission.most_at_once(two[:1], concurrency=4, per_cn=2) == 1
