@@ -8,12 +8,14 @@ Usage:
   sdc-migrate -v | --version
 
 Subcommands, each with its own --help:
-  sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME] [CN_NAME...]
+  sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME]
+                       [-H] [-o COL,...] [-s COL,...] [CN_NAME...]
   sdc-migrate cleanup-source [-y] [--comment-out] INST_UUID
   sdc-migrate nat-recreate [-y] (--list [CN_NAME] | NAT_UUID [DEST_CN_NAME])
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
-                       [--max-delta=SIZE] [--bwlimit=RATE] SOURCE_CN_NAME
-  sdc-migrate list [-j]
+                       [--max-delta=SIZE] [--bwlimit=RATE] [-H] [-o COL,...]
+                       [-s COL,...] SOURCE_CN_NAME
+  sdc-migrate list [-j] [-H] [-o COL,...] [-s COL,...]
   sdc-migrate finish INST_UUID
   sdc-migrate rollback [-y] [-j] [--dry-run] [--bwlimit=RATE] INST_UUID
 

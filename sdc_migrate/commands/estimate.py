@@ -1,7 +1,8 @@
 """sdc-migrate estimate: how long moving instances off compute nodes would take.
 
 Usage:
-  sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME] [CN_NAME...]
+  sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME]
+                       [-H] [-o COL,...] [-s COL,...] [CN_NAME...]
   sdc-migrate estimate -h | --help
 
 The successor of mig-estimator.sh. On the head node it covers the compute
@@ -26,7 +27,14 @@ Options:
                             from each compute node to DEST_CN_NAME, as a
                             migration sends (zfs send | ssh | zfs recv, with a
                             temporary key), remove it, and use that rate.
-  -j                        One JSON object per instance and one per compute node.
+  -j                        One JSON object per instance and one per compute
+                            node (the whole record: -o does not apply).
+  -H                        Omit the tables' header rows.
+  -o COL,...                The columns to show, in this order: uuid, alias,
+                            brand, state, datasets, size, estimate.
+  -s COL,...                Sort each compute node's table on these columns
+                            (sizes by bytes, estimates by seconds; -COL
+                            descending); default: by alias.
   -h --help                 Show this help.
 
 Exit status: 0 done; 1 a compute node could not be read (the others are
@@ -41,7 +49,7 @@ from .. import placement, zfs
 from ..cnlink import TempKey
 from ..errors import MigrateError, NotFound, Refused, Usage
 from ..node import Node, Runner
-from ..report import Report, estimate_seconds, human_duration, human_size
+from ..report import Report, TableOptions, estimate_seconds, human_duration, human_size
 from ..triton import Triton, admin_ip
 
 USAGE = __doc__
@@ -50,6 +58,7 @@ OVERHEAD = 120
 MEASURE_MB = 64
 SEPARATOR = "--- sdc-migrate estimate ---"
 # alias last: it is the one field a user chose.
+HEADERS = ["UUID", "ALIAS", "BRAND", "STATE", "DATASETS", "SIZE", "ESTIMATE"]
 VMADM_FIELDS = ("uuid,brand,state,do_not_inventory,tags.smartdc_role,tags.smartdc_type,"
                 "tags.manta_role,alias")
 
@@ -120,9 +129,10 @@ def summarize(cn, instances, rate, measured):
 
 
 def instance_rows(instances):
-    return [[i["uuid"], i["alias"] or "-", i["brand"], i["state"], str(len(i["datasets"])),
-             human_size(i["bytes"]),
-             human_duration(i["estimate_seconds"]) if i["note"] is None else i["note"]]
+    return [[i["uuid"], i["alias"] or "-", i["brand"], i["state"],
+             (str(len(i["datasets"])), len(i["datasets"])), (human_size(i["bytes"]), i["bytes"]),
+             (human_duration(i["estimate_seconds"]), i["estimate_seconds"])
+             if i["note"] is None else i["note"]]
             for i in instances]
 
 
@@ -221,8 +231,7 @@ class Estimate:
         self.r.line("%s (%s%s): %s" % (cn["hostname"], cn["uuid"], ", " + ip if ip else "",
                                        count(len(instances), "instance")))
         if instances:
-            self.r.table(["UUID", "ALIAS", "BRAND", "STATE", "DATASETS", "SIZE", "ESTIMATE"],
-                         instance_rows(instances))
+            self.r.table(HEADERS, instance_rows(instances))
         self.r.line(purge_line(summary))
         self.r.line()
 
@@ -285,4 +294,6 @@ def measure(src, dst):
 
 def main(args):
     rate = parse_rate(args["--rate"])
-    return Estimate(rate, args["-j"], args["--measure"], args["CN_NAME"]).run()
+    e = Estimate(rate, args["-j"], args["--measure"], args["CN_NAME"])
+    e.r.table_options = TableOptions.from_args(args, HEADERS)
+    return e.run()

@@ -2,7 +2,8 @@
 
 Usage:
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
-                       [--max-delta=SIZE] [--bwlimit=RATE] SOURCE_CN_NAME
+                       [--max-delta=SIZE] [--bwlimit=RATE] [-H] [-o COL,...]
+                       [-s COL,...] SOURCE_CN_NAME
   sdc-migrate evacuate -h | --help
 
 Empties SOURCE_CN_NAME for a repair or a hardware refresh. First the plan:
@@ -45,6 +46,14 @@ Options:
   -j                 One JSON object per event (plan, started, finished,
                      summary) instead of the tables; needs -y or --dry-run.
   --dry-run          Show the plan and stop: nothing is changed.
+  -H                 Omit the tables' header rows.
+  -o COL,...         The columns to show, in this order, each in the table
+                     that has it: the plan's instance, alias, brand, size,
+                     state, destination, est_time; the summary's instance,
+                     alias, destination, result, downtime.
+  -s COL,...         Sort the tables on these columns (sizes by bytes, times
+                     by seconds; -COL descending); default: the plan's
+                     order, biggest first.
   -h --help          Show this help.
 
 Exit status: 0 every instance moved; 1 some were not moved and none failed
@@ -65,7 +74,7 @@ from .. import placement, zfs
 from ..errors import MigrateError, NeedsOperator, Refused, RolledBack, Usage
 from ..node import Node, Runner
 from ..procedure import STATE_DIR, Journal
-from ..report import Report, capped_rate, estimate_seconds, human_duration, human_size
+from ..report import Report, TableOptions, capped_rate, estimate_seconds, human_duration, human_size
 from ..triton import Triton, admin_ip
 from .inflight import lock_held
 from .migrate import HungUp, Migration, Options
@@ -317,7 +326,8 @@ class Evacuation:
             if i.get("resume"):
                 dest += " (resume)"
             rows.append([i["uuid"], i["alias"] or "-", i["brand"] or "-",
-                         human_size(i["bytes"]), i["state"], dest, est])
+                         (human_size(i["bytes"]), i["bytes"]), i["state"], dest,
+                         (est, self.seconds(i) if i["dest"] else None)])
             if not i["dest"]:
                 notes.append("  %s (%s): %s" % (i["uuid"], i["alias"] or "-", i["reason"]))
         moving = [i for i in items if i["dest"]]
@@ -522,7 +532,7 @@ class Evacuation:
                 down = i.get("downtime")
                 rows.append([i["uuid"], i["alias"] or "-", i["dest"] or "-",
                              i.get("result") or "not moved: " + (i["reason"] or "-"),
-                             human_duration(down) if down is not None else "-"])
+                             (human_duration(down) if down is not None else "-", down)])
             r.table(SUMMARY_HEADERS, rows)
             r.line()
             r.line("%d of %d moved." % (moved, len(items)))
@@ -565,10 +575,12 @@ def main(args):
     max_delta = None
     if args["--max-delta"] is not None:
         max_delta = parse_size(args["--max-delta"])
+    tables = TableOptions.from_args(args, PLAN_HEADERS, SUMMARY_HEADERS)
     e = Evacuation(args["SOURCE_CN_NAME"], to=args["--to"], concurrency=concurrency,
                    max_delta=max_delta, allow_older=args["-D"], yes=args["-y"],
                    as_json=args["-j"], dry_run=args["--dry-run"],
                    bwlimit=parse_rate(args["--bwlimit"]))
+    e.r.table_options = tables
     on_signals()
     try:
         return e.run()

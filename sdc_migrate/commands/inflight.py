@@ -1,7 +1,7 @@
 """sdc-migrate list: the migrations this head node ran or is running.
 
 Usage:
-  sdc-migrate list [-j]
+  sdc-migrate list [-j] [-H] [-o COL,...] [-s COL,...]
   sdc-migrate list -h | --help
 
 One line per migration or rollback (`sdc-migrate rollback`, KIND rollback),
@@ -18,7 +18,14 @@ finished migration that a later rollback undid shows rolled-back, and its
 phase says by which rollback.
 
 Options:
-  -j          One JSON object per migration instead of the table.
+  -j          One JSON object per migration instead of the table (the
+              whole record: -o does not apply).
+  -H          Omit the table's header row.
+  -o COL,...  The columns to show, in this order: instance, alias, kind,
+              source, destination, phase, rounds, last_delta, started,
+              outcome.
+  -s COL,...  Sort on these columns (sizes by bytes; -COL descending);
+              default: oldest first.
   -h --help   Show this help.
 
 Exit status: 0 done; 2 bad usage.
@@ -30,7 +37,7 @@ from dateutil.parser import isoparse
 
 from .. import paths
 from ..procedure import STATE_DIR, Journal
-from ..report import Report, human_size, human_time
+from ..report import Report, TableOptions, human_size, human_time
 
 USAGE = __doc__
 HEADERS = ["INSTANCE", "ALIAS", "KIND", "SOURCE", "DESTINATION", "PHASE", "ROUNDS",
@@ -110,11 +117,13 @@ def row(m):
     started = human_time(isoparse(m["started"])) if m["started"] else "-"
     delta = human_size(m["last_delta_bytes"]) if m["last_delta_bytes"] is not None else "-"
     return [m["uuid"], m["alias"] or "-", m["kind"], m["source"] or "-", m["destination"] or "-",
-            m["phase"], str(m["rounds"]), delta, started, m["outcome"]]
+            m["phase"], (str(m["rounds"]), m["rounds"]), (delta, m["last_delta_bytes"]),
+            (started, m["started"]), m["outcome"]]
 
 
 def main(args, report=None, state_dir=STATE_DIR):
     r = report or Report()
+    r.table_options = TableOptions.from_args(args, HEADERS)
     found = migrations(state_dir)
     if args["-j"]:
         for m in found:
