@@ -18,6 +18,7 @@ Subcommands, each with its own --help:
   sdc-migrate list [-j] [-H] [-o COL,...] [-s COL,...]
   sdc-migrate finish INST_UUID
   sdc-migrate rollback [-y] [-j] [--dry-run] [--bwlimit=RATE] INST_UUID
+  sdc-migrate completion
 
 Runs on the head node, installed as /opt/custom/bin/sdc-migrate: call it by
 that path. Triton's own sdc-migrate (the RFD 34 client of VMAPI migrations)
@@ -92,6 +93,7 @@ SUBCOMMANDS = {
     "list": "inflight",
     "finish": "finish",
     "rollback": "rollback",
+    "completion": "completion",
 }
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 

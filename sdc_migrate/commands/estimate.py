@@ -59,6 +59,7 @@ MEASURE_MB = 64
 SEPARATOR = "--- sdc-migrate estimate ---"
 # alias last: it is the one field a user chose.
 HEADERS = ["UUID", "ALIAS", "BRAND", "STATE", "DATASETS", "SIZE", "ESTIMATE"]
+TABLES = [HEADERS]      # -o and -s name their columns
 VMADM_FIELDS = ("uuid,brand,state,do_not_inventory,tags.smartdc_role,tags.smartdc_type,"
                 "tags.manta_role,alias")
 
@@ -295,5 +296,5 @@ def measure(src, dst):
 def main(args):
     rate = parse_rate(args["--rate"])
     e = Estimate(rate, args["-j"], args["--measure"], args["CN_NAME"])
-    e.r.table_options = TableOptions.from_args(args, HEADERS)
+    e.r.table_options = TableOptions.from_args(args, *TABLES)
     return e.run()

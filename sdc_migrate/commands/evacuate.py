@@ -83,6 +83,7 @@ from .nat_recreate import NatRecreate
 USAGE = __doc__
 PLAN_HEADERS = ["INSTANCE", "ALIAS", "BRAND", "SIZE", "STATE", "DESTINATION", "EST. TIME"]
 SUMMARY_HEADERS = ["INSTANCE", "ALIAS", "DESTINATION", "RESULT", "DOWNTIME"]
+TABLES = [PLAN_HEADERS, SUMMARY_HEADERS]     # -o and -s name their columns
 # a migration's exit status (0, or its error's) as the summary's RESULT; others: failed
 RESULTS = {0: "moved", Refused.exit_status: "refused", RolledBack.exit_status: "rolled back",
            NeedsOperator.exit_status: "needs operator"}
@@ -575,7 +576,7 @@ def main(args):
     max_delta = None
     if args["--max-delta"] is not None:
         max_delta = parse_size(args["--max-delta"])
-    tables = TableOptions.from_args(args, PLAN_HEADERS, SUMMARY_HEADERS)
+    tables = TableOptions.from_args(args, *TABLES)
     e = Evacuation(args["SOURCE_CN_NAME"], to=args["--to"], concurrency=concurrency,
                    max_delta=max_delta, allow_older=args["-D"], yes=args["-y"],
                    as_json=args["-j"], dry_run=args["--dry-run"],

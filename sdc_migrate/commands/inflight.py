@@ -42,6 +42,7 @@ from ..report import Report, TableOptions, human_size, human_time
 USAGE = __doc__
 HEADERS = ["INSTANCE", "ALIAS", "KIND", "SOURCE", "DESTINATION", "PHASE", "ROUNDS",
            "LAST DELTA", "STARTED", "OUTCOME"]
+TABLES = [HEADERS]      # -o and -s name their columns
 
 
 def lock_held(uuid, state_dir=STATE_DIR):
@@ -123,7 +124,7 @@ def row(m):
 
 def main(args, report=None, state_dir=STATE_DIR):
     r = report or Report()
-    r.table_options = TableOptions.from_args(args, HEADERS)
+    r.table_options = TableOptions.from_args(args, *TABLES)
     found = migrations(state_dir)
     if args["-j"]:
         for m in found:

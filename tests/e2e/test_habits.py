@@ -40,3 +40,30 @@ def test_tables_take_H_o_and_s_as_triton_s_do(dc, moved):
     assert got == sorted(got, reverse=True)
     assert [r[1:] for r in table if r[0] == moved] == [[
         "%.2f" % (sizes[moved] / MB), "MBytes"]]
+
+
+def test_completion_on_the_head_node_completes_cns_and_instances(dc, moved):
+    # installed as sdcadm's is (sdcadm lib/cli/do_completion.js:
+    # `sdcadm completion > /etc/bash/bash_completion.d/sdcadm`), here under
+    # /var/tmp; then bash drives it as on a TAB (COMP_WORDS/COMP_CWORD)
+    dc.exec("headnode", "sh", "-c", "/opt/custom/bin/sdc-migrate completion"
+            " > /var/tmp/sdc-migrate.bash")
+    drive = ('source /var/tmp/sdc-migrate.bash; COMP_WORDS=("$@");'
+             ' COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _sdc_migrate;'
+             ' printf "%s\\n" "${COMPREPLY[@]}"')
+
+    def complete(*words):
+        out = dc.exec("headnode", "bash", "-c", drive, "bash", "sdc-migrate", *words).stdout
+        return [w for w in out.splitlines() if w]
+    cns = sorted(s["hostname"] for s in dc.api("cnapi", "/servers")[2] if not s["headnode"])
+    assert "dest-server" in cns and "headnode" not in cns
+    assert complete("evacuate", "--to", "=", "") == cns
+    assert complete("-y", moved, "de") == ["dest-server"]
+    active = {v["uuid"] for v in dc.api("vmapi", "/vms?state=active")[2]}
+    offered = complete("-y", "")
+    assert moved in offered and set(offered) == active
+    assert moved in complete("rollback", "-y", moved[:8])
+    assert complete("list", "-o", "instance,out") == ["instance,outcome"]
+    # what CNAPI said is kept a minute under /var/tmp
+    kept = dc.exec("headnode", "cat", "/var/tmp/sdc-migrate-complete-cns.json").stdout
+    assert json.loads(kept) == cns
