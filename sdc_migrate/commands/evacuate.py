@@ -87,7 +87,7 @@ TABLES = [PLAN_HEADERS, SUMMARY_HEADERS]     # -o and -s name their columns
 # a migration's exit status (0, or its error's) as the summary's RESULT; others: failed
 RESULTS = {0: "moved", Refused.exit_status: "refused", RolledBack.exit_status: "rolled back",
            NeedsOperator.exit_status: "needs operator"}
-POLL = 0.5      # how often the main thread looks up from waiting: signals get through
+POLL = 0.5      # how often the main thread looks up from waiting: an interrupt is taken then
 SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
 
 
@@ -400,18 +400,26 @@ class Evacuation:
     def execute(self, todo):
         """The migrations, at most --concurrency at a time, each in a thread.
 
-        The main thread only sleeps, POLL seconds at a time, so that ^C,
-        SIGHUP and SIGTERM (which reach it alone) get through: then every
-        running migration is told to stop (before its switch point it rolls
-        back, past it it finishes), waited for and reported, and the
-        interrupt goes on up (cli)."""
+        The main thread only sleeps, POLL seconds at a time, and takes an
+        interrupt (^C, SIGHUP, SIGTERM, which reach it alone) only when it
+        looks up: a signal is held until then (hold_signals), never raised
+        in the middle of starting a migration's thread or of reporting one's
+        end. Then nothing new starts, every running migration is told to
+        stop (before its switch point it rolls back, past it it finishes),
+        waited for and reported, and the interrupt goes on up (cli)."""
         queue = list(todo)
         running = {}
         n = len(todo)
         order = {i["uuid"]: k + 1 for k, i in enumerate(todo)}
         pool = concurrent.futures.ThreadPoolExecutor(self.concurrency)
+        held = []
+        before = hold_signals(held)
         try:
-            while queue or running:
+            while True:
+                if held:
+                    raise held[0]
+                if not (queue or running):
+                    break
                 while queue and len(running) < self.concurrency:
                     self.start(queue.pop(0), running, order, n, pool)
                 time.sleep(POLL)
@@ -423,11 +431,14 @@ class Evacuation:
                             " back before its switch point, finishes after it) ..." % why)
             for item, m, heard, f, ended in running.values():
                 m.interrupt(why)
-            pool.shutdown()         # every one that started, wherever the interrupt fell
-            self.reap(running, order, n, stopped=True)
+            pool.shutdown()         # waits for every one: each was started whole
+            self.reap(running, order, n)
             raise
         finally:
             pool.shutdown()
+            if not held:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
 
     def start(self, item, running, order, n, pool):
         if lock_held(item["uuid"], self.state_dir):
@@ -453,16 +464,13 @@ class Evacuation:
             uuid=item["uuid"], alias=item["alias"], destination=item["dest"], kind=item["kind"],
             output=out)
 
-    def reap(self, running, order, n, stopped=False):
-        """Report the migrations that ended; once stopped, forget those the
-        interrupt came before they started."""
+    def reap(self, running, order, n):
+        """Report the migrations that ended."""
         for uuid, (item, m, heard, f, ended) in list(running.items()):
             if "result" in ended:
                 self.ended(item, *ended["result"], heard, f, order, n)
-            elif not stopped:
-                continue
-            f.close()
-            del running[uuid]
+                f.close()
+                del running[uuid]
 
     def ended(self, item, status, error, heard, f, order, n):
         """What a migration's exit status and events say: its result, detail
@@ -549,19 +557,41 @@ class Evacuation:
         return status
 
 
+def interruption(signum):
+    """What the first of ^C, SIGHUP and SIGTERM stops evacuate with; the later
+    ones are ignored from then on, while the running migrations roll back or
+    finish, as a single migration rides out a second SIGHUP (migrate.on_hangup)."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt()
+    return HungUp(signal.Signals(signum).name)
+
+
 def on_signals():
     """^C, SIGHUP and SIGTERM, which reach the main thread alone: the first
-    stops the evacuation (execute), the later ones are ignored while the
-    running migrations roll back or finish, as a single migration rides out
-    a second SIGHUP (migrate.on_hangup)."""
+    stops the evacuation, at once while it plans, at the main thread's next
+    look up while migrations run (execute)."""
     def handler(signum, frame):
-        for sig in SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise HungUp(signal.Signals(signum).name)
+        raise interruption(signum)
     for sig in SIGNALS:
         signal.signal(sig, handler)
+
+
+def hold_signals(held):
+    """Until the handlers it returns are put back: the first of ^C, SIGHUP and
+    SIGTERM is appended to held, for the main thread to raise where it looks
+    (the later ones ignored). A handler that raised wherever the main thread
+    was could land inside ThreadPoolExecutor.submit, after it started a
+    migration's thread and before it counted it: pool.shutdown() then did
+    not wait for that migration, and it was never reported."""
+    before = {sig: signal.getsignal(sig) for sig in SIGNALS}
+
+    def handler(signum, frame):
+        held.append(interruption(signum))
+    for sig in SIGNALS:
+        signal.signal(sig, handler)
+    return before
 
 
 def main(args):

@@ -44,10 +44,6 @@ NODES = {  # hostname: (uuid, admin ip, answers discovery)
 }
 
 
-sys.path.insert(0, str(SIM))
-from simdc import jsontool  # noqa: E402
-
-
 def sample(name):
     with open(SAMPLES / name) as f:
         return json.load(f)
@@ -315,10 +311,11 @@ def test_wrapper_image_upload_download(dc, tmp_path):
 # ---- json ------------------------------------------------------------------------
 
 def js(argv, text):
-    import io
-    out, err = io.StringIO(), io.StringIO()
-    rc = jsontool.main(argv, stdin_text=text, stdout=out, stderr=err)
-    return rc, out.getvalue(), err.getvalue()
+    """The head node's /opt/smartdc/bin/json (trentm's json 9.0.2, as
+    sdc-headnode tools/bin/json ships it) on text."""
+    p = subprocess.run([str(HN / "json")] + argv, input=text.encode(), capture_output=True,
+                       timeout=30)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
 def test_json_hga_like_sample(dc):
@@ -551,9 +548,10 @@ def test_sdc_server(dc):
     assert r.returncode == 1
 
 
-def test_cn_global_zone_json_is_the_head_nodes(dc):
-    # a SmartOS global zone has /usr/bin/json (tools/sim/cnbin, overlaid on a CN's
-    # /usr/bin): the operator's `vmadm get UUID | json alias` works there too
+def test_cn_global_zone_json_looks_up_as_the_head_nodes(dc):
+    # a SmartOS global zone has /usr/bin/json (smartos-live src/json.js;
+    # tools/sim/cnbin, overlaid on a host's /usr/bin): the operator's
+    # `vmadm get UUID | json alias` works there as with the head node's
     vm = json.dumps({"alias": "web-1", "nics": [{"ip": "10.0.0.7"}]})
     cn_json = dc.run(str(SIM / "cnbin" / "json"), "alias", "nics.0.ip", stdin=vm.encode())
     assert (cn_json.returncode, cn_json.stdout) == (0, b"web-1\n10.0.0.7\n")

@@ -226,9 +226,10 @@ def test_at_most_concurrency_migrations_run_at_once(tmp_path):
 
 
 @pytest.fixture
-def evacuate_signals():
+def evacuate_signals(monkeypatch):
     """evacuate's handlers of ^C, SIGHUP and SIGTERM, as its main() sets them; this
-    process's own after."""
+    process's own after. The main thread looks up often (it takes a signal then)."""
+    monkeypatch.setattr(evacuate, "POLL", 0.02)
     before = {sig: signal.getsignal(sig) for sig in evacuate.SIGNALS}
     evacuate.on_signals()
     yield
@@ -263,6 +264,32 @@ def test_a_signal_reaches_every_running_migration_and_they_are_reported(
     assert sorted(u for what, u, *_ in log if what == "release") == ["a", "b"]
     # a second signal, while they roll back, is ignored
     assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_a_signal_while_a_migration_starts_is_taken_once_it_runs(tmp_path, evacuate_signals):
+    # ^C while the main thread starts b (creates its migration, its thread):
+    # b runs and is stopped and reported like a; nothing is half-started,
+    # nothing after it starts
+    def rolls_back_when_told(m):
+        assert m.interrupted.wait(10), "no interrupt reached %s" % m.item["uuid"]
+        raise RolledBack("migration of %s failed and was rolled back: interrupted by %s"
+                         % (m.item["uuid"], m.why))
+    e, out, log = evacuation(tmp_path, {"a": rolls_back_when_told, "b": rolls_back_when_told,
+                                        "c": moved})
+    make = e.mover
+
+    def mover(item, opts, report):
+        m = make(item, opts, report)
+        if item["uuid"] == "b":
+            os.kill(os.getpid(), signal.SIGINT)
+        return m
+    e.mover = mover
+    with pytest.raises(KeyboardInterrupt):
+        e.execute(e.items)
+    assert sorted(u for what, u, *_ in log if what == "interrupt") == ["a", "b"]
+    assert [ev["uuid"] for ev in events(out, "started")] == ["a", "b"]
+    assert sorted(ev["uuid"] for ev in events(out, "finished")) == ["a", "b"]
+    assert ("start", "c") not in log
 
 
 def test_two_nodes_of_one_host_do_not_share_a_master():

@@ -46,25 +46,55 @@ def run_on(host, argv, check=True, input=None, capture=True):
     return p
 
 
+# Directories a host has of its own, over the machine's: (path, the host's
+# folder bound there, or None for a fresh tmpfs), in the order they are
+# mounted. A CN's /tmp is its own, as a SmartOS global zone's is (a tmpfs:
+# smartos-live src/vm/man/vmadmd.8.md); the head node keeps the machine's.
+def _own_dirs(host):
+    own = [("/var/tmp", "var-tmp"), ("/opt", "opt")]
+    if host != HEADNODE:
+        own.append(("/tmp", None))
+    return own
+
+
+def _keep():
+    """What every host sees at its own path whatever it has of its own above
+    it: the datacenter's files and the checkout (its commands, the package,
+    .venv, .node). A checkout or $SIMDC_DIR under /var/tmp, /tmp or /opt is
+    bound into the host's own directory before that is mounted."""
+    paths = []
+    for p in sorted({os.path.abspath(common.sim_dir()), os.path.realpath(common.sim_dir()),
+                     common.PROJECT_ROOT}):
+        if not any(p.startswith(q + "/") for q in paths):
+            paths.append(p)
+    return paths
+
+
 def _ns_setup_script(host):
     """Shell run by a host's namespace holder: its private mounts, then sleep."""
-    d = common.sim_dir()
     h = host_dir(host)
     lines = ["set -e", "mount --make-rprivate /", "hostname %s" % host]
-    # $SIMDC_DIR must stay visible at its own path once /var/tmp is private.
-    if d.startswith("/var/tmp/"):
-        inner = os.path.join(h, "var-tmp", d[len("/var/tmp/"):])
-        lines += ["mkdir -p %s" % inner, "mount --bind %s %s" % (d, inner)]
+    for target, sub in _own_dirs(host):
+        src = os.path.join(h, sub or "tmp")
+        if sub is None:
+            lines.append("mount -t tmpfs -o mode=1777 tmpfs %s" % src)
+        for k in _keep():
+            if k.startswith(target + "/"):
+                inner = os.path.join(src, k[len(target) + 1:])
+                lines += ["mkdir -p %s" % inner, "mount --bind %s %s" % (k, inner)]
+        lines.append("mount --rbind %s %s" % (src, target))
     lines += [
-        "mount --rbind %s/var-tmp /var/tmp" % h,
         "mount --bind %s/etc-zones /etc/zones" % h,
         "mount --bind %s/root-ssh /root/.ssh" % h,
-        "mount --bind %s/opt /opt" % h,
         # host keys where SmartOS keeps them
         "mount --bind %s/ssh /var/ssh" % h,
         # root's own shell start-up files (pyenv and the like) are not the
         # host's: every ssh command would pay for them.
         "for f in .bashrc .profile; do [ -e /root/$f ] && mount --bind %s/dotfile /root/$f; done; true" % h,
+        # the node every SmartOS platform ships for vmadm, the agents and json
+        "mount --bind %s /usr/node" % path("usr-node"),
+        # what SmartOS's global zone has in /usr/bin and Debian lacks (json)
+        "mount -t overlay overlay -o lowerdir=%s:/usr/bin /usr/bin" % path("commands", "cnbin"),
     ]
     if host != HEADNODE:
         lines += [
@@ -72,18 +102,8 @@ def _ns_setup_script(host):
             "mount -t tmpfs tmpfs /zones",
             "mount -t tmpfs tmpfs /var/run/zfs",
             "mount -t tmpfs tmpfs /var/lock/zfs",
-        ]
-        if not any(p.startswith("/tmp/") for p in (d + "/", common.SIM_ROOT + "/")):
-            # a CN's /tmp is its own (swap-backed tmpfs on SmartOS), unless the
-            # datacenter or the checkout live under the machine's /tmp
-            lines.append("mount -t tmpfs -o mode=1777 tmpfs /tmp")
-        lines += [
             "mount --bind %s/var-lib-zfs /var/lib/zfs" % h,
             "mount -t overlay overlay -o lowerdir=%s:/usr/sbin /usr/sbin" % path("commands", "cn"),
-            # the node every SmartOS platform ships for vmadm and the agents
-            "mount --bind %s /usr/node" % os.path.join(d, "usr-node"),
-            # what SmartOS's global zone has in /usr/bin and Debian lacks (json)
-            "mount -t overlay overlay -o lowerdir=%s:/usr/bin /usr/bin" % path("commands", "cnbin"),
         ]
     lines += ["touch %s/run/ns-ready" % h, "exec sleep infinity"]
     return "\n".join(lines)
@@ -91,7 +111,7 @@ def _ns_setup_script(host):
 
 def _start_holder(host):
     h = host_dir(host)
-    for sub in ("var-tmp", "etc-zones", "root-ssh", "opt", "var-lib-zfs", "run", "ssh"):
+    for sub in ("var-tmp", "tmp", "etc-zones", "root-ssh", "opt", "var-lib-zfs", "run", "ssh"):
         os.makedirs(os.path.join(h, sub), exist_ok=True)
     os.chmod(os.path.join(h, "root-ssh"), 0o700)
     with open(os.path.join(h, "dotfile"), "w") as f:
@@ -273,13 +293,7 @@ def cmd_up(args):
     with open(path("hosts.json"), "w") as f:
         json.dump(hosts, f, indent=2)
     open(path("log.jsonl"), "a").close()
-    shutil.rmtree(path("commands"), ignore_errors=True)
-    for folder in ("cn", "cnbin"):
-        _link_commands(os.path.join(common.SIM_ROOT, folder), path("commands", folder))
-    for name in HOSTS:
-        _start_holder(name)
-    for name in HOSTS:
-        _wait("namespace of " + name, lambda n=name: os.path.exists(host_dir(n, "run", "ns-ready")))
+    start_hosts()
     for name in CNS:
         _start_zfs(name)
     for name in HOSTS:
@@ -287,7 +301,6 @@ def cmd_up(args):
     _setup_keys()
     for name in HOSTS:
         start_sshd(name)
-    _install_headnode_tools()
     _spawn("api", HEADNODE, ["/usr/bin/python3", "-m", "simdc.api"], "api.log")
     for name in CNS:
         _create_pool(name)
@@ -306,6 +319,21 @@ def cmd_up(args):
     print("datacenter %s up in %.1f s (SIMDC_DIR=%s)" % (common.DATACENTER, time.time() - t0,
                                                          common.sim_dir()))
     return 0
+
+
+def start_hosts():
+    """Every host's namespaces, with the commands it has: links into the
+    checkout, overlaid on a host's /usr/bin (and a CN's /usr/sbin), and the
+    head node's /opt/smartdc/bin and /opt/custom/bin."""
+    os.makedirs(path("pids"), exist_ok=True)
+    shutil.rmtree(path("commands"), ignore_errors=True)
+    for folder in ("cn", "cnbin"):
+        _link_commands(os.path.join(common.SIM_ROOT, folder), path("commands", folder))
+    _install_headnode_tools()
+    for name in HOSTS:
+        _start_holder(name)
+    for name in HOSTS:
+        _wait("namespace of " + name, lambda n=name: os.path.exists(host_dir(n, "run", "ns-ready")))
 
 
 def _port_open(ip, port):

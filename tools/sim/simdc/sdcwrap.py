@@ -12,12 +12,18 @@ by two spaces. The exit status is curl's (pipefail): 0 for any HTTP status,
 import http.client
 import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
 
 from . import common
-from . import jsontool
+
+# The `json` the wrapper pipes into: the head node's /opt/smartdc/bin/sdc-vmapi
+# (sdc-headnode tools/lib/wrap.sh) execs the sdc zone's script in the global
+# zone, whose bare `json` is the first on root's PATH, the platform's
+# /usr/bin/json (tools/sim/cnbin/json).
+JSON = os.path.join(common.SIM_ROOT, "cnbin", "json")
 
 USAGE = """error: no PATH argument given
 
@@ -246,9 +252,9 @@ def run(api, argv, prog):
         conn.close()
         if upload is not None and upload is not sys.stdin.buffer:
             upload.close()
-    # `| json -q`: headers through, body pretty-printed.
-    text = (block + raw + b"\n").decode("utf-8", "replace")
-    jsontool.main(["-q"], stdin_text=text, stdout=sys.stdout, stderr=sys.stderr)
+    # `| (json -q || true)`: headers through, body pretty-printed.
+    sys.stdout.flush()
+    subprocess.run([JSON, "-q"], input=block + raw + b"\n")
     return 0
 
 
