@@ -15,7 +15,9 @@ Subcommands, each with its own --help:
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
                        [--max-delta=SIZE] [--bwlimit=RATE] [-H] [-o COL,...]
                        [-s COL,...] SOURCE_CN_NAME
-  sdc-migrate list [-j] [-H] [-o COL,...] [-s COL,...]
+  sdc-migrate list [-j] [-H] [-o COL,...] [-s COL,...] [--instance=INST_UUID]
+                   [--cn=CN_NAME] [--outcome=OUTCOME]
+  sdc-migrate show [-j] INST_UUID
   sdc-migrate finish INST_UUID
   sdc-migrate rollback [-y] [-j] [--dry-run] [--bwlimit=RATE] INST_UUID
   sdc-migrate completion
@@ -91,6 +93,7 @@ SUBCOMMANDS = {
     "nat-recreate": "nat_recreate",
     "evacuate": "evacuate",
     "list": "inflight",
+    "show": "show",
     "finish": "finish",
     "rollback": "rollback",
     "completion": "completion",
