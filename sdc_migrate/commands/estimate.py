@@ -21,8 +21,14 @@ instance off it, one after another. NAT zones (moved by
 that migrations leave behind (removed by `sdc-migrate cleanup-source`) are
 listed but not counted.
 
+The rate is what past migrations out of each compute node measured, from
+their journals on the head node (the bytes their streams sent over the time
+they took), and the output says so ("rate: 84 MB/s, measured by 3
+migrations source-server -> dest-server"); --rate where none did.
+
 Options:
-  --rate=MBPS               Transfer rate in MB/s [default: 20].
+  --rate=MBPS               Transfer rate in MB/s where no past migration out
+                            of the compute node measured one [default: 20].
   --measure=DEST_CN_NAME    Measure the rate first: send a 64 MB test stream
                             from each compute node to DEST_CN_NAME, as a
                             migration sends (zfs send | ssh | zfs recv, with a
@@ -50,7 +56,9 @@ from ..cnlink import TempKey
 from ..errors import MigrateError, NotFound, Refused, Usage
 from ..node import Node, Runner
 from ..report import Report, TableOptions, estimate_seconds, human_duration, human_size
+from ..procedure import STATE_DIR
 from ..triton import Triton, admin_ip
+from .inflight import rate_for
 
 USAGE = __doc__
 HEADNODE_TOOL = "/opt/smartdc/bin/sdc-cnapi"
@@ -115,7 +123,7 @@ def parse_listing(out):
     return instances
 
 
-def summarize(cn, instances, rate, measured):
+def summarize(cn, instances, rate, measured, rate_text=None):
     """Each instance's estimate and the compute node's purge figure."""
     movable = [i for i in instances if i["note"] is None]
     for i in instances:
@@ -125,7 +133,7 @@ def summarize(cn, instances, rate, measured):
     return {"cn": cn["hostname"], "server_uuid": cn["uuid"], "instances": len(movable),
             "bytes": total,
             "purge_seconds": round(sum(i["estimate_seconds"] for i in movable), 1),
-            "rate_mb": round(rate, 1), "rate_measured": measured,
+            "rate_mb": round(rate, 1), "rate_measured": measured, "rate": rate_text,
             "not_counted": len(instances) - len(movable)}
 
 
@@ -150,10 +158,11 @@ def purge_line(s):
 
 class Estimate:
     def __init__(self, rate=20.0, as_json=False, measure=None, names=(), report=None,
-                 runner=None):
+                 runner=None, state_dir=STATE_DIR):
         self.rate, self.as_json, self.measure, self.names = rate, as_json, measure, list(names)
         self.r = report or Report()
         self.hn = runner or Runner()
+        self.state_dir = state_dir
         self.failed = 0
 
     def run(self):
@@ -166,7 +175,15 @@ class Estimate:
         with concurrent.futures.ThreadPoolExecutor(max(1, len(cns))) as pool:
             listings = list(pool.map(lambda c: self.listing(c[1]), cns))
         for (cn, node), listing in zip(cns, listings):
-            self.one(cn, node, listing, *rates.get(cn["uuid"], (self.rate, False)))
+            if cn["uuid"] in rates:
+                rate, measured = rates[cn["uuid"]]
+                text = "rate: %.0f MB/s, measured now %s -> %s" % (
+                    rate, cn["hostname"], self.measure)
+            else:
+                # what past migrations out of it measured, else --rate
+                measured = False
+                rate, text = rate_for(cn["hostname"], None, self.rate, self.state_dir)
+            self.one(cn, node, listing, rate, measured, text)
         return 1 if self.failed else 0
 
     @staticmethod
@@ -211,7 +228,7 @@ class Estimate:
     def node(self, server):
         return Node(server["hostname"], server["uuid"], admin_ip(server), trace=self.hn.trace)
 
-    def one(self, cn, node, instances, rate, measured):
+    def one(self, cn, node, instances, rate, measured, rate_text=None):
         if isinstance(instances, MigrateError):
             e = instances
             self.failed += 1
@@ -221,7 +238,7 @@ class Estimate:
                 self.r.line("%s: cannot list its instances: %s" % (cn["hostname"], e))
                 self.r.line()
             return
-        summary = summarize(cn, instances, rate, measured)
+        summary = summarize(cn, instances, rate, measured, rate_text)
         if self.as_json:
             for i in instances:
                 self.r.json_event("instance", **dict(
@@ -234,6 +251,8 @@ class Estimate:
         if instances:
             self.r.table(HEADERS, instance_rows(instances))
         self.r.line(purge_line(summary))
+        if rate_text:
+            self.r.line("  " + rate_text)
         self.r.line()
 
     # ---- --measure ----------------------------------------------------------

@@ -18,7 +18,10 @@ its package's and image's traits): the check a single migration makes.
 Fabric NAT zones are recreated there with `sdc-migrate nat-recreate`; core
 zones are listed as not movable by this tool (sdcadm moves them). The plan
 is shown as a table with each instance's size and estimated time, and the
-total; the question is asked once.
+total; the time is at the rate past migrations from SOURCE_CN_NAME to that
+destination measured (their journals: bytes sent over send time), as
+`sdc-migrate estimate` reads it, 20 MB/s where none did, and the plan says
+which. The question is asked once.
 
 Then the migrations, at most --concurrency at a time, each in a thread of
 its own: the migration `sdc-migrate -a` makes (one full and one incremental
@@ -76,7 +79,7 @@ from ..node import Node, Runner
 from ..procedure import STATE_DIR, Journal
 from ..report import Report, TableOptions, capped_rate, estimate_seconds, human_duration, human_size
 from ..triton import Triton, admin_ip
-from .inflight import lock_held
+from .inflight import lock_held, rate_for
 from .migrate import HungUp, Migration, Options
 from .nat_recreate import NatRecreate
 
@@ -87,6 +90,7 @@ TABLES = [PLAN_HEADERS, SUMMARY_HEADERS]     # -o and -s name their columns
 # a migration's exit status (0, or its error's) as the summary's RESULT; others: failed
 RESULTS = {0: "moved", Refused.exit_status: "refused", RolledBack.exit_status: "rolled back",
            NeedsOperator.exit_status: "needs operator"}
+RATE = 20       # MB/s where no past migration between the two CNs measured one
 POLL = 0.5      # how often the main thread looks up from waiting: an interrupt is taken then
 SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
 
@@ -218,6 +222,7 @@ class Evacuation:
         self.hn = runner or Runner()
         self.api = Triton(self.hn)
         self.state_dir = state_dir
+        self.rates = {}         # destination -> rate_for's (MB/s, words)
         self.epoch = int(time.time())
 
     def emit(self, event, text=None, **fields):
@@ -354,6 +359,8 @@ class Evacuation:
         r.line("Total: %d to move, %s, about %s at %d at a time (+2 minutes each, as"
                " estimated)" % (len(moving), human_size(total), human_duration(secs),
                                 self.concurrency))
+        for dest in sorted({i["dest"] for i in moving if i["kind"] == "migrate"}):
+            r.line("  " + self.rate(dest)[1])
         if self.bwlimit:
             r.line("Bandwidth limit: %s / second in all, %s / second for each migration"
                    % (human_size(self.bwlimit), human_size(self.opts["bwlimit"])))
@@ -362,9 +369,17 @@ class Evacuation:
             r.lines(notes)
         r.line()
 
+    def rate(self, dest):
+        """(MB/s, its words) from the source to dest: what past migrations
+        between them measured (inflight.rate_for, as `estimate`), else 20."""
+        if dest not in self.rates:
+            self.rates[dest] = rate_for(self.src["hostname"], dest, RATE, self.state_dir)
+        return self.rates[dest]
+
     def seconds(self, item):
-        """The seed's estimate for one item, at its share of --bwlimit."""
-        return estimate_seconds(item["bytes"], capped_rate(self.opts["bwlimit"]))
+        """One item's estimate at the pair's rate, at its share of --bwlimit."""
+        rate = self.rate(item["dest"])[0] if item.get("dest") else RATE
+        return estimate_seconds(item["bytes"], capped_rate(self.opts["bwlimit"], rate))
 
     # ---- run ------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ all."""
 import json
 
 import pytest
+from checks import journals
+from dateutil.parser import isoparse
 
 MB = 1048576
 
@@ -17,6 +19,10 @@ def moved(dc):
     p = dc.migrate("-y", uuid, "dest-server")
     assert p.returncode == 0, p.stdout + p.stderr
     return uuid
+
+
+def seconds(a, b):
+    return (isoparse(b) - isoparse(a)).total_seconds()
 
 
 def rows(p):
@@ -67,3 +73,75 @@ def test_completion_on_the_head_node_completes_cns_and_instances(dc, moved):
     # what CNAPI said is kept a minute under /var/tmp
     kept = dc.exec("headnode", "cat", "/var/tmp/sdc-migrate-complete-cns.json").stdout
     assert json.loads(kept) == cns
+
+
+def test_show_tells_the_migrations_story_and_list_filters(dc, moved):
+    j = json.loads(dc.migrate("show", "-j", moved).stdout)
+    journal, = [r for r in journals(dc, moved)]
+    assert (j["uuid"], j["source"], j["destination"], j["outcome"]) == \
+        (moved, "source-server", "dest-server", "done")
+    # every step the migration ran, in order, each start from the journal, and
+    # its duration up to the next one's start (the last one's: to the end)
+    ran = [r for r in journal if r["t"] == "step"]
+    assert [s["step"] for s in j["steps"]] == [r["name"] for r in ran] and len(ran) > 5
+    starts = [s["started"] for s in j["steps"]]
+    assert starts == sorted(starts) and all(s["seconds"] >= 0 for s in j["steps"])
+    end, = [r["at"] for r in journal if r["t"] == "end"]
+    total = sum(s["seconds"] for s in j["steps"])
+    assert abs(total - seconds(ran[0]["at"], end)) < 0.01
+    # one round (a full migration), its size what the snapshot held
+    rnd, = j["rounds"]
+    assert rnd["bytes"] >= 2 * MB and rnd["send_seconds"] > 0
+    # a stopped instance: no stop, no boot, no downtime
+    assert j["stopped"] is None and j["booted"] is None and j["downtime_s"] is None
+    assert any("cleanup-source %s" % moved in t for t in j["left_to_do"])
+    assert any("rollback %s" % moved in t for t in j["left_to_do"])
+    text = dc.migrate("show", moved).stdout
+    assert "Outcome:  done" in text and "cleanup-source %s" % moved in text
+    # list's filters
+    assert rows(dc.migrate("list", "-H", "-o", "instance", "--instance", moved,
+                           "--outcome", "done", "--cn", "dest-server")) == [[moved]]
+    assert rows(dc.migrate("list", "-H", "--instance", moved, "--cn", "spare-server")) == [
+        ["No", "migrations:", "no", "journal", "in", "/var/tmp", "that", "the", "filters",
+         "take."]]
+    p = dc.migrate("show", "00000000-0000-4000-8000-000000000000")
+    assert p.returncode == 3 and p.stderr.count("\n") == 1
+
+
+def test_estimate_and_the_plan_use_the_rate_past_migrations_measured(dc, moved):
+    # the journals' sends out of source-server: bytes over the time they took
+    sent = secs = 0
+    runs, sources = set(), set()
+    for name in dc.exec("headnode", "ls", "/var/tmp").stdout.split():
+        if not (name.startswith("migrator-") and name.endswith(".journal")):
+            continue
+        recs = [json.loads(l) for l in dc.exec("headnode", "cat", "/var/tmp/" + name)
+                .stdout.splitlines() if l.strip()]
+        sources.add(recs[0].get("src", {}).get("hostname"))
+        if recs[0].get("src", {}).get("hostname") != "source-server":
+            continue
+        sends = [r for r in recs if r["t"] == "sent" and r.get("bytes") and r.get("seconds")]
+        if sends:
+            runs.add(name)
+            sent += sum(r["bytes"] for r in sends)
+            secs += sum(r["seconds"] for r in sends)
+    assert runs and secs > 0
+    rate = sent / MB / secs
+    objs = [json.loads(l) for l in dc.migrate("estimate", "-j", "source-server").stdout
+            .splitlines()]
+    cn, = [o for o in objs if o["event"] == "cn"]
+    assert cn["rate_mb"] == round(rate, 1) and not cn["rate_measured"]
+    assert cn["rate"].startswith("rate: %.0f MB/s, measured by %d migration"
+                                 % (rate, len(runs)))
+    assert "source-server -> dest-server" in cn["rate"]
+    for i in (o for o in objs if o["event"] == "instance" and o["note"] is None):
+        assert abs(i["estimate_seconds"] - (i["bytes"] / MB / rate + 120)) < 0.1
+    # a CN no migration left: --rate
+    other = min({"spare-server", "old-server", "dest-server"} - sources)
+    unmeasured, = [o for o in map(json.loads, dc.migrate("estimate", "-j", "--rate=33", other)
+                                  .stdout.splitlines()) if o["event"] == "cn"]
+    assert unmeasured["rate_mb"] == 33 and "--rate" in unmeasured["rate"]
+    # the evacuation's plan, from source-server to dest-server, reads the same
+    dc.provision("--server", "source-server", "--state", "stopped", "--size", "1")
+    plan = dc.migrate("evacuate", "--dry-run", "--to=dest-server", "source-server")
+    assert "rate: %.0f MB/s, measured by" % rate in plan.stdout, plan.stdout + plan.stderr
