@@ -124,39 +124,51 @@ def spec(sub):
 
 # ---- the script -----------------------------------------------------------------
 
-SCRIPT = r'''# bash completion for sdc-migrate (`sdc-migrate completion`): on the head node
+# The script: constant bash; what it completes is data, lines of
+# SUB;OPTIONS;TAKES;POSITIONS;REPEATS;COLUMNS that script() writes between its
+# two halves, read by bash from a quoted here-document, never run.
+SCRIPT_HEAD = r'''# bash completion for sdc-migrate (`sdc-migrate completion`): on the head node
 #   sdc-migrate completion > /etc/bash/bash_completion.d/sdc-migrate
-_sdc_migrate_tool=%(tool)s
+# The lines below are data: per command (- for a migration) its options, the
+# options that take an argument (OPTION:TYPE), what each positional argument
+# takes (TYPE/TYPE, in order), 1 if the last repeats, its tables' columns.
+_sdc_migrate_data=$(cat <<'SDC_MIGRATE_SPEC'
+'''
 
-# _sdc_migrate_spec SUB: sets opts, takes ("OPTION:TYPE ..."), pos ("T1|T2 T3 ..."),
-# repeats (1 if the last positional repeats) and cols for SUB ("" for a migration)
+SCRIPT_TAIL = r'''SDC_MIGRATE_SPEC
+)
+
+# _sdc_migrate_spec SUB: sets opts, takes, pos, repeats and cols for SUB
+# ("" for a migration) from the data above
 _sdc_migrate_spec() {
-    case "$1" in
-%(cases)s
-    esac
+    local want=${1:--} sub
+    while IFS=';' read -r sub opts takes pos repeats cols; do
+        [[ $sub == "$want" ]] && return 0
+    done <<< "$_sdc_migrate_data"
+    opts="" takes="" pos="" repeats=0 cols=""
 }
 
 # _sdc_migrate_candidates TYPE: the words of TYPE (cns, active, unfinished,
-# journaled), from sdc-migrate itself (which keeps what CNAPI and VMAPI said
-# for a minute)
+# journaled), from this sdc-migrate itself (which keeps what CNAPI and VMAPI
+# said for a minute)
 _sdc_migrate_candidates() {
     local tool=${_sdc_migrate_tool:-${COMP_WORDS[0]}}
-    %(ask)s=$1 "$tool" completion 2>/dev/null
+    SDC_MIGRATE_COMPLETE=$1 "$tool" completion 2>/dev/null
 }
 
-# _sdc_migrate_words TYPES VALUE [LEAD]: candidates of TYPES (T1|T2) for
+# _sdc_migrate_words TYPES VALUE [LEAD]: candidates of TYPES (T1/T2) for
 # VALUE, each after LEAD; in a comma list (--to=A,B -o a,b) for the part
 # after the last comma, and after -s's - (descending)
 _sdc_migrate_words() {
     local types=$1 value=$2 prefix=$3 t words=""
     if [[ $value == *,* ]]; then
-        prefix+=${value%%"${value##*,}"}
+        prefix+=${value%"${value##*,}"}
         value=${value##*,}
     fi
     if [[ $value == -* ]]; then
         prefix+=-; value=${value#-}
     fi
-    for t in ${types//|/ }; do
+    for t in ${types//\// }; do
         case $t in
             -) ;;
             columns) words+=" $cols" ;;
@@ -168,16 +180,18 @@ _sdc_migrate_words() {
 
 _sdc_migrate() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-    local sub="" first=1 i w n=0 opt="" value type lead=""
+    local sub="" first=1 i w n=0 opt="" value type lead="" subs
     local opts takes pos repeats cols
     COMPREPLY=()
+    _sdc_migrate_spec subcommands
+    subs=$opts
     if (( COMP_CWORD == 1 )) && [[ $cur != -* ]]; then
         _sdc_migrate_spec ""
-        _sdc_migrate_words "${pos%%%% *}" "$cur"
-        COMPREPLY=($(compgen -W "%(subcommands)s" -- "$cur") "${COMPREPLY[@]}")
+        _sdc_migrate_words "${pos%% *}" "$cur"
+        COMPREPLY=($(compgen -W "$subs" -- "$cur") "${COMPREPLY[@]}")
         return 0
     fi
-    for w in %(subcommands)s; do
+    for w in $subs; do
         [[ ${COMP_WORDS[1]} == "$w" ]] && sub=$w && first=2
     done
     _sdc_migrate_spec "$sub"
@@ -187,12 +201,12 @@ _sdc_migrate() {
     elif [[ $prev == "=" ]]; then
         opt=${COMP_WORDS[COMP_CWORD-2]}; value=$cur
     elif [[ $cur == --*=* ]]; then
-        opt=${cur%%%%=*}; value=${cur#*=}; lead=$opt=      # no = in COMP_WORDBREAKS
+        opt=${cur%%=*}; value=${cur#*=}; lead=$opt=      # no = in COMP_WORDBREAKS
     elif [[ " $takes " == *" $prev:"* ]]; then
         opt=$prev; value=$cur
     fi
     if [[ -n $opt ]]; then
-        type=" $takes "; type=${type#*" $opt:"}; type=${type%%%% *}
+        type=" $takes "; type=${type#*" $opt:"}; type=${type%% *}
         [[ " $takes " == *" $opt:"* ]] && _sdc_migrate_words "$type" "$value" "$lead"
         return 0
     fi
@@ -224,30 +238,33 @@ _sdc_migrate() {
     _sdc_migrate_words "$type" "$cur"
     return 0
 }
-complete -F _sdc_migrate sdc-migrate%(more)s
+_sdc_migrate_spec tool
+_sdc_migrate_tool=$opts
+complete -F _sdc_migrate sdc-migrate
+[[ -n $_sdc_migrate_tool ]] && complete -F _sdc_migrate "$_sdc_migrate_tool"
 '''
 
 
-def case(sub, s):
-    takes = " ".join("%s:%s" % kv for kv in sorted(s["takes"].items()))
-    return ('        %s)\n            opts="%s"\n            takes="%s"\n            pos="%s"\n'
-            '            repeats=%d\n            cols="%s" ;;' % (
-                sub or '""', " ".join(s["options"]), takes,
-                " ".join("|".join(p) for p in s["positions"]), s["repeats"],
-                " ".join(s["columns"])))
+def data_line(fields):
+    """One line of the script's data: fields separated by ';' (no field has one)."""
+    assert not any(";" in f or "\n" in f for f in fields)
+    return ";".join(fields) + "\n"
+
+
+def spec_line(sub, s):
+    return data_line([sub or "-", " ".join(s["options"]),
+                      " ".join("%s:%s" % kv for kv in sorted(s["takes"].items())),
+                      " ".join("/".join(p) for p in s["positions"]), str(int(s["repeats"])),
+                      " ".join(s["columns"])])
 
 
 def script(tool=None):
+    """The completion script: constant bash around the data it completes."""
     from ..cli import SUBCOMMANDS
-    subs = list(SUBCOMMANDS)
-    cases = [case("", spec(""))] + [case(sub, spec(sub)) for sub in subs]
-    more = " " + tool if tool and tool.endswith("/sdc-migrate") else ""
-    return SCRIPT % {"tool": quote(tool or ""), "cases": "\n".join(cases),
-                     "subcommands": " ".join(subs), "ask": ASK, "more": more}
-
-
-def quote(word):
-    return "'" + word.replace("'", "'\\''") + "'"
+    lines = [data_line(["subcommands", " ".join(SUBCOMMANDS)]),
+             data_line(["tool", tool or ""]), spec_line("", spec(""))]
+    lines += [spec_line(sub, spec(sub)) for sub in SUBCOMMANDS]
+    return SCRIPT_HEAD + "".join(lines) + SCRIPT_TAIL
 
 
 def this_tool():
