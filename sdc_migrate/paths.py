@@ -8,7 +8,8 @@ it to finish), and per instance sdc-migrate-INST_UUID.lock; per compute node an 
 emptied, sdc-migrate-evacuate-CN_NAME.journal (its reserved flag as it was)
 and, while one runs, sdc-migrate-evacuate-CN_NAME.lock. Compute nodes, in
 root's .ssh, the run's temporary key, its known_hosts and the authorized_keys
-backup, each named by the run's tag; in /var/tmp on the destination, the pid
+backup, each named by the run's tag; sdc-migrate-complete-KIND.json, what
+the completion script last heard from CNAPI or VMAPI; in /var/tmp on the destination, the pid
 file of a receive over that key, named by the instance.
 """
 import glob
@@ -39,6 +40,12 @@ def evacuation(cn, state_dir=STATE_DIR):
     """The journal of the evacuations of compute node CN: what they changed
     outside single migrations (its reserved flag, as it was)."""
     return os.path.join(state_dir, "sdc-migrate-evacuate-%s.journal" % cn)
+
+
+def completion_cache(kind, state_dir=STATE_DIR):
+    """What CNAPI or VMAPI said for `sdc-migrate completion`'s script, kept a
+    minute: kind is cns or active."""
+    return os.path.join(state_dir, "sdc-migrate-complete-%s.json" % kind)
 
 
 def temp_key(tag):

@@ -3,7 +3,7 @@
 Usage:
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
                        [--per-cn=N] [--max-delta=SIZE] [--bwlimit=RATE] [--keep-reserved]
-                       SOURCE_CN_NAME...
+                       [-H] [-o COL,...] [-s COL,...] SOURCE_CN_NAME...
   sdc-migrate evacuate -h | --help
 
 Empties each SOURCE_CN_NAME for a repair or a hardware refresh, all in one
@@ -25,8 +25,11 @@ unfinished rollback, neither running nor stopped, a core zone. Fabric NAT
 zones are recreated on their destination with `sdc-migrate nat-recreate`;
 core zones are listed as not movable by this tool (sdcadm moves them). The
 plan is shown as a table with each instance's source, destination, size and
-estimated time, and the total; --dry-run adds why each goes where it goes.
-The question is asked once.
+estimated time, and the total; the time is at the rate past migrations from
+its source to its destination measured (their journals: bytes sent over send
+time), as `sdc-migrate estimate` reads it, 20 MB/s where none did, and the
+plan says which; --dry-run adds why each goes where it goes. The question is
+asked once.
 
 Then each source is reserved in CNAPI (DAPI places nothing new there), its
 flag as it was journaled in /var/tmp/sdc-migrate-evacuate-CN_NAME.journal,
@@ -72,6 +75,14 @@ Options:
                      tables; needs -y or --dry-run.
   --dry-run          Show the plan, why each instance goes where it goes and
                      every blocker, and stop: nothing is changed.
+  -H                 Omit the tables' header rows.
+  -o COL,...         The columns to show, in this order, each in the table
+                     that has it: the plan's instance, alias, brand, size,
+                     state, source, destination, est_time; the summary's
+                     instance, alias, source, destination, result, downtime.
+  -s COL,...         Sort the tables on these columns (sizes by bytes, times
+                     by seconds; -COL descending); default: the plan's
+                     order, biggest first.
   -h --help          Show this help.
 
 Exit status: 0 every instance moved (--dry-run: the plan is clean, every
@@ -82,7 +93,6 @@ rolled back (that instance is on the source as before); 5 some migration
 needs an operator (its line says what to do).
 """
 import concurrent.futures
-import concurrent.futures
 import json
 import os
 import time
@@ -92,9 +102,10 @@ from ..batch import downtime_of, error_text, on_signals, run_one  # noqa: F401 (
 from ..errors import Refused, RemoteError, Usage
 from ..node import Node, Runner
 from ..procedure import STATE_DIR, InstanceLock, Journal
-from ..report import Report, capped_rate, estimate_seconds, human_duration, human_size
+from ..report import (Report, TableOptions, capped_rate, estimate_seconds, human_duration,
+                      human_size)
 from ..triton import Triton, admin_ip
-from .inflight import lock_held
+from .inflight import lock_held, rate_for
 from .migrate import Migration, Options
 from .nat_recreate import NatRecreate
 
@@ -102,6 +113,8 @@ USAGE = __doc__
 PLAN_HEADERS = ["INSTANCE", "ALIAS", "BRAND", "SIZE", "STATE", "SOURCE", "DESTINATION",
                 "EST. TIME"]
 SUMMARY_HEADERS = ["INSTANCE", "ALIAS", "SOURCE", "DESTINATION", "RESULT", "DOWNTIME"]
+TABLES = [PLAN_HEADERS, SUMMARY_HEADERS]     # -o and -s name their columns
+RATE = 20       # MB/s where no past migration between the two CNs measured one
 SIGNALS = batch.SIGNALS
 # a destination's free space in zones, then its instances' datasets (zones/UUID...)
 DEST_SCRIPT = "zfs get -Hp -o value available zones && zfs list -H -o name -d 1 zones"
@@ -157,6 +170,7 @@ class Evacuation:
         self.hn = runner or Runner()
         self.api = Triton(self.hn)
         self.state_dir = state_dir
+        self.rates = {}         # (source, destination) -> rate_for's (MB/s, words)
         self.epoch = int(time.time())
         self.srcs = []
         self.most = {}
@@ -334,7 +348,9 @@ class Evacuation:
             if i.get("resume"):
                 dest += " (resume)"
             rows.append([i["uuid"], i["alias"] or "-", i["brand"] or "-",
-                         human_size(i["bytes"]), i["state"], i.get("source") or "-", dest, est])
+                         (human_size(i["bytes"]), i["bytes"]), i["state"],
+                         i.get("source") or "-", dest,
+                         (est, self.seconds(i) if i["dest"] else None)])
             if not i["dest"]:
                 notes.append("  %s (%s):" % (i["uuid"], i["alias"] or "-"))
                 notes += ["    - %s" % b for b in i["blockers"] or [i["reason"] or "-"]]
@@ -368,6 +384,9 @@ class Evacuation:
                " (+2 minutes each, as estimated)" % (len(moving), human_size(total),
                                                      human_duration(secs), self.concurrency,
                                                      self.per_cn))
+        for pair in sorted({(i.get("source"), i["dest"]) for i in moving
+                            if i["kind"] == "migrate"}):
+            r.line("  " + self.rate(*pair)[1])
         if self.bwlimit:
             r.line("Bandwidth limit: %s / second in all, %s / second for each migration"
                    % (human_size(self.bwlimit), human_size(self.opts["bwlimit"])))
@@ -379,9 +398,18 @@ class Evacuation:
             r.lines(notes)
         r.line()
 
+    def rate(self, source, dest):
+        """(MB/s, its words) from source to dest: what past migrations between
+        them measured (inflight.rate_for, as `estimate`), else 20."""
+        if (source, dest) not in self.rates:
+            self.rates[source, dest] = rate_for(source or self.sources[0], dest, RATE,
+                                                self.state_dir)
+        return self.rates[source, dest]
+
     def seconds(self, item):
-        """The seed's estimate for one item, at its share of --bwlimit."""
-        return estimate_seconds(item["bytes"], capped_rate(self.opts["bwlimit"]))
+        """One item's estimate at the pair's rate, at its share of --bwlimit."""
+        rate = self.rate(item.get("source"), item["dest"])[0] if item.get("dest") else RATE
+        return estimate_seconds(item["bytes"], capped_rate(self.opts["bwlimit"], rate))
 
     # ---- run ------------------------------------------------------------------
 
@@ -516,7 +544,7 @@ class Evacuation:
                 rows.append([i["uuid"], i["alias"] or "-", i.get("source") or "-",
                              i["dest"] or "-",
                              i.get("result") or "not moved: " + (i["reason"] or "-"),
-                             human_duration(down) if down is not None else "-"])
+                             (human_duration(down) if down is not None else "-", down)])
             r.table(SUMMARY_HEADERS, rows)
             r.line()
             r.line("%d of %d moved." % (moved, len(items)))
@@ -552,10 +580,12 @@ def main(args):
     max_delta = None
     if args["--max-delta"] is not None:
         max_delta = parse_size(args["--max-delta"])
+    tables = TableOptions.from_args(args, *TABLES)
     e = Evacuation(args["SOURCE_CN_NAME"], to=args["--to"], concurrency=concurrency,
                    per_cn=per_cn, max_delta=max_delta, allow_older=args["-D"], yes=args["-y"],
                    as_json=args["-j"], dry_run=args["--dry-run"],
                    bwlimit=parse_rate(args["--bwlimit"]), keep_reserved=args["--keep-reserved"])
+    e.r.table_options = tables
     on_signals()
     try:
         return e.run()
