@@ -379,6 +379,10 @@ def test_ctrl_c_rolls_back_the_running_migrations_and_reports_them(evac):
             lines
     assert not any(e["event"] == "summary" for e in events)
     assert_nothing_left(dc)
+    # interrupted, the source stays drained until a rerun ends or restore lifts it
+    assert [e["cns"] for e in events if e["event"] == "still-drained"] == [[SRC]], out
+    assert reserved(dc, SRC) is True
+    assert dc.migrate("restore", SRC).returncode == 0 and reserved(dc, SRC) is False
 
 
 # ---- issue 21 (last: it leaves instances on the source) ----------------------------------
@@ -396,6 +400,7 @@ def test_a_dry_run_lists_every_blocker_of_every_instance_and_says_the_plan_is_no
         {"vm_uuid": record, "source_server_uuid": dc.hosts()[SRC]["uuid"], "phase": "sync",
          "state": "paused", "automatic": False, "progress_history": []}))
     # another sdc-migrate's lock on one, held until its stdin closes
+    drained = reserved(dc, SRC)
     holder = subprocess.Popen([SIMDC, "exec", "headnode", "--", "flock", "-n",
                                "/var/tmp/sdc-migrate-%s.lock" % locked, "sh", "-c",
                                "echo locked; read x"], env=dc.env, stdin=subprocess.PIPE,
@@ -425,5 +430,5 @@ def test_a_dry_run_lists_every_blocker_of_every_instance_and_says_the_plan_is_no
     assert "%s (%s) to %s: the only one that fits" % (clean, dc.vm(clean)["alias"] or "-",
                                                       DESTS[0]) in text.stdout
     # a dry run changes nothing
-    assert reserved(dc, SRC) is False
+    assert reserved(dc, SRC) is drained
     assert {v["uuid"] for v in active_on(dc, SRC)} >= {clean, record, locked, core, encrypted}
