@@ -13,13 +13,14 @@ Subcommands, each with its own --help:
   sdc-migrate cleanup-source [-y] [--comment-out] INST_UUID
   sdc-migrate nat-recreate [-y] (--list [CN_NAME] | NAT_UUID [DEST_CN_NAME])
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
-                       [--max-delta=SIZE] [--bwlimit=RATE] [-H] [-o COL,...]
-                       [-s COL,...] SOURCE_CN_NAME
+                       [--per-cn=N] [--max-delta=SIZE] [--bwlimit=RATE] [--keep-reserved]
+                       [-H] [-o COL,...] [-s COL,...] SOURCE_CN_NAME...
   sdc-migrate list [-j] [-H] [-o COL,...] [-s COL,...] [--instance=INST_UUID]
                    [--cn=CN_NAME] [--outcome=OUTCOME]
   sdc-migrate show [-j] INST_UUID
   sdc-migrate finish INST_UUID
   sdc-migrate rollback [-y] [-j] [--dry-run] [--bwlimit=RATE] INST_UUID
+  sdc-migrate restore [-j] CN_NAME
   sdc-migrate completion
 
 Runs on the head node, installed as /opt/custom/bin/sdc-migrate: call it by
@@ -96,6 +97,7 @@ SUBCOMMANDS = {
     "show": "show",
     "finish": "finish",
     "rollback": "rollback",
+    "restore": "restore",
     "completion": "completion",
 }
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
