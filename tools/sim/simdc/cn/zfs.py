@@ -8,6 +8,9 @@ lines, `recv -u/-e`, `recv -o prop=value` and `-o origin=` (recvclone.py),
 the `sync` property, resumable receives (`recv -s`, `-A`,
 receive_resume_token, `send -t`) and holds. Newer options zfs-fuse cannot
 honour (`send -c`) fail as an older ZFS would: invalid option, usage, exit 2.
+On a host whose platform predates resumable send and receive
+(common.resumable_zfs: old-server) `recv -s`, `-A`, `-x` and `send -t` fail
+so too, and receive_resume_token is an invalid property, as on that zfs.
 A send's data goes from zfs-fuse straight to our stdout;
 when progress is counted (-v) or a simdc fault cuts the stream
 (SIMDC_FAULT_AFTER_BYTES) it is moved between OS pipes by splice(2), in
@@ -55,6 +58,23 @@ USAGE = {
 }
 
 
+# The zfs of a platform before resumable send and receive (illumos 2605,
+# openzfs 9c3fd1216f; usr/src/cmd/zfs/zfs_main.c at its parent): no send -t,
+# no receive -s or -A, no receive -x, -o origin= the one receive property.
+OLD_USAGE = {
+    "send": "\tsend [-DnPpRvLe] [-[iI] snapshot] <snapshot>\n"
+            "\tsend [-Le] [-i snapshot|bookmark] <filesystem|volume|snapshot>\n",
+    "receive": "\treceive [-vnFu] <filesystem|volume|snapshot>\n"
+               "\treceive [-vnFu] [-o origin=<snapshot>] [-d | -e] <filesystem>\n",
+}
+
+
+def usage_of(cmd):
+    if cmd in OLD_USAGE and not zfslib.resumable():
+        return OLD_USAGE[cmd]
+    return USAGE.get(cmd, "")
+
+
 class Exit(Exception):
     def __init__(self, rc):
         Exception.__init__(self, rc)
@@ -68,7 +88,7 @@ def err(msg):
 def usage(cmd, msg=None):
     if msg:
         err(msg)
-    err("usage:\n" + USAGE.get(cmd, ""))
+    err("usage:\n" + usage_of(cmd))
     if cmd in ("list", "get", "set", "inherit"):
         err("For the property list, run: zfs set|get\n")
     raise Exit(2)
@@ -1050,7 +1070,7 @@ def plan_send(recs, fs, tosnap, fromsnap, fromorigin, doall, replicate):
 
 
 def do_send(args):
-    opts, rest = getopts("send", args, "i:I:RDpPvneLt:")
+    opts, rest = getopts("send", args, "i:I:RDpPvneL" + ("t:" if zfslib.resumable() else ""))
     tokens = [a for o, a in opts if o == "-t"]
     if tokens:
         if rest:
@@ -1232,8 +1252,13 @@ def refused_by_encryption(head, target):
 
 
 def do_receive(args):
-    opts, rest = getopts("receive", args, "vnFudesAx:o:")
+    opts, rest = getopts("receive", args,
+                         "vnFudesAx:o:" if zfslib.resumable() else "vnFudeo:")
     flags = [o for o, _ in opts]
+    if not zfslib.resumable() and any(o == "-o" and not a.startswith("origin=")
+                                      for o, a in opts):
+        sys.stderr.write("invalid option")      # zfs_do_receive, without a newline
+        usage("receive")
     excluded = [a for o, a in opts if o == "-x"]
     if "-A" in flags:
         return abort_partial(rest)
