@@ -37,7 +37,7 @@ import json
 import os
 import time
 
-from .. import placement, zfs
+from .. import cnlink, placement, zfs
 from ..cnlink import TempKey
 from ..errors import MigrateError, NotFound, Refused, Usage
 from ..node import Node, Runner
@@ -261,7 +261,11 @@ def measure(src, dst):
     """
     tag = "measure-%d" % os.getpid()
     ds = "zones/sdc-migrate-%s" % tag
-    key = TempKey(src, dst, tag, "sdc-migrate-estimate")
+    # the way a migration would take between them (cnlink.Link): a SunSSH
+    # source is pulled from, at a cipher both have
+    link = cnlink.Link(*cnlink.read_facts(src, dst))
+    key = TempKey(src, dst, tag, "sdc-migrate-estimate", link)
+    runner = dst if link.pull else src
     try:
         src.run(["zfs", "create", "-o", "compression=off", "-o",
                  "mountpoint=/" + ds, ds])
@@ -269,11 +273,11 @@ def measure(src, dst):
                      "count=%d" % MEASURE_MB], ["zfs", "snapshot", ds + "@measure"]])
         key.create()
         t0 = time.time()
-        src.run(["true"], readonly=True)
+        runner.run(["true"], readonly=True)
         rtt = time.time() - t0
         t0 = time.time()
-        src.run(zfs.send_pipeline(ds, "measure", None, src.ip, dst.ip, key.key,
-                                  key.known_hosts))
+        runner.run(zfs.send_pipeline(ds, "measure", None, src.ip, dst.ip, key.key,
+                                     key.known_hosts, link=link))
         seconds = max(time.time() - t0 - rtt, 0.001)
     finally:
         for node in (dst, src):

@@ -136,3 +136,10 @@ def dc_state(dc, uuid):
                  for h in ("source-server", "dest-server", "old-server")},
         "headnode": dc.exec("headnode", "sh", "-c", "ls /var/tmp | grep -v simdc || true").stdout,
     }
+
+
+def net_agent(dc, host, version):
+    """Have host run net-agent VERSION, as an agents update leaves it (no
+    reboot): old-server starts with 2.3.0, from before TRITON-1814, which a
+    migration from or to it refuses; 2.3.6 is today's."""
+    dc.simdc("agent", host, "net-agent", "install", version)

@@ -3,7 +3,7 @@ pools and zone configuration, and the workload's own records."""
 import subprocess
 import time
 
-from checks import assert_migrated, assert_sequence_continues, dc_state
+from checks import assert_migrated, assert_sequence_continues, dc_state, net_agent
 from conftest import SDC_MIGRATE, SIMDC
 
 
@@ -127,6 +127,8 @@ def test_asks_for_what_is_missing_and_a_no_changes_nothing(dc):
 
 
 def test_older_platform_needs_D(dc):
+    # old-server's agents updated: its first net-agent is refused (test_oldplatform)
+    net_agent(dc, "old-server", "2.3.6")
     uuid = dc.provision("--size", "1", "--state", "stopped")
     before = dc_state(dc, uuid)
     p = dc.migrate("-y", uuid, "old-server")

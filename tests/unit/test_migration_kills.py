@@ -36,6 +36,13 @@ def guid(snapshot):
     return zlib.crc32(snapshot.encode())
 
 
+# what cnlink.FACTS prints on a current platform
+FACTS = ("OpenSSH_9.1p1, LibreSSL 3.7.3\n--- sdc-migrate: host keys ---\n"
+         "ssh-ed25519 HOSTKEY root@cn\nssh-rsa RSAKEY root@cn\n--- sdc-migrate: zfs ---\n"
+         "resumable\n--- sdc-migrate: net-agent ---\n"
+         '{"name": "net-agent", "version": "2.3.6"}\n\n' + cnlink.FACTS_END + "\n")
+
+
 class Killed(BaseException):
     """SIGKILL: nothing of the run's own handling runs after it."""
 
@@ -131,11 +138,11 @@ class FakeCN(Runner):
         script = argv[2] if argv[:2] == ["sh", "-c"] else None
         args = argv[4:] if script else []
         if script == migrate.GATHER_SOURCE:
-            return 0, self.listing(True) + args[0] + "\n\n", ""
+            return 0, FACTS + self.listing(True) + args[0] + "\n\n", ""
         if argv == zfs.list_command(snapshots=True):       # a resumed run's look
             return 0, self.listing(True), ""
         if script == migrate.GATHER_DEST:
-            return 0, "ssh-ed25519 HOSTKEY\n100000000000\noff\n" + self.listing(False), ""
+            return 0, FACTS + "100000000000\noff\n" + self.listing(False), ""
         if script == cnlink.MAKE_KEY:
             return self.change(lambda: facts.add("key"), "ssh-ed25519 PUBKEY " + args[1])
         if script == cnlink.AUTHORIZE:
