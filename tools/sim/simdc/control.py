@@ -151,7 +151,7 @@ def host_key_kinds(host):
     return ("rsa",) if common.sunssh(host) else ("ed25519", "rsa")
 
 
-def sshd_config(host, ip, h, env):
+def sshd_config(host, ip, h, env, port=22):
     """The sshd_config of a host: OpenSSH's, or SunSSH's offer (sunssh.py)."""
     from . import sunssh
     if common.sunssh(host):
@@ -164,7 +164,7 @@ def sshd_config(host, ip, h, env):
         keys = ("HostKey /var/ssh/ssh_host_ed25519_key\nHostKey /var/ssh/ssh_host_rsa_key\n"
                 "AuthorizedKeysFile /root/.ssh/authorized_keys\n")
     return """# sshd of simulated host %(host)s
-ListenAddress %(ip)s:22
+ListenAddress %(ip)s:%(port)d
 %(keys)sPidFile %(h)s/run/sshd.pid
 PermitRootLogin prohibit-password
 PasswordAuthentication no
@@ -178,7 +178,7 @@ MaxSessions 100
 LogLevel VERBOSE
 ForceCommand %(force)s
 SetEnv PATH=%(path)s SIMDC_DIR=%(simdir)s SIMDC_HOST=%(host)s SIMDC_NET=%(net)s PYTHONPATH=%(pp)s
-""" % dict(host=host, ip=ip, keys=keys, h=h, path=env["PATH"],
+""" % dict(host=host, ip=ip, port=port, keys=keys, h=h, path=env["PATH"],
            simdir=common.sim_dir(), net=common.NET, pp=common.SIM_ROOT,
            force=os.path.join(common.SIM_ROOT, "sshd-command"))
 
