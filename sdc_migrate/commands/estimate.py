@@ -25,7 +25,9 @@ Options:
   --measure=DEST_CN_NAME    Measure the rate first: send a 64 MB test stream
                             from each compute node to DEST_CN_NAME, as a
                             migration sends (zfs send | ssh | zfs recv, with a
-                            temporary key), remove it, and use that rate.
+                            temporary key; from a SunSSH CN, pulled by
+                            DEST_CN_NAME at aes128-ctr), remove it, and use
+                            that rate.
   -j                        One JSON object per instance and one per compute node.
   -h --help                 Show this help.
 

@@ -53,6 +53,10 @@ def test_an_old_net_agent_is_refused_then_updated_and_a_sunssh_source_is_pulled_
     assert "old-server's net-agent 2.3.0" in error and "sdcadm experimental update-agents" in error
     assert "TRITON-1814" in error and "nothing was changed" in error
     assert dc_state(dc, uuid) == before_state
+    # evacuating old-server would hide every copy there: refused as a whole
+    p = dc.migrate("evacuate", "--dry-run", OLD)
+    assert p.returncode == 2 and "old-server's net-agent 2.3.0 would delete" in p.stderr
+    assert dc_state(dc, uuid) == before_state
 
     net_agent(dc, OLD, "2.3.6")
     before = dc.vm(uuid)
