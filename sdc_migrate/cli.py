@@ -45,7 +45,8 @@ Options:
                     or ten rounds have run; then stop and finish.
   --bwlimit=RATE    Send no more than RATE a second (e.g. 20M, 512K; bytes
                     without a suffix), on the source CN's side of every
-                    stream; shown in the plan and its time estimate.
+                    stream (the destination's, when it pulls from a SunSSH
+                    source); shown in the plan and its time estimate.
   --health-timeout=SECS
                     After the boot on the destination, how long the instance
                     has to be up: its zone running and, in a joyent zone, its
