@@ -121,7 +121,9 @@ def item_for(vm, listing):
             "ram": int(vm.get("ram") or 0), "tags": placement.needed_tags(vm)}
 
 
-# sh -c POOL_FREE: what a destination has (cnlink.FACTS), then its pool's room
+# sh -c SOURCE_LISTING: what the source has (cnlink.FACTS), then its datasets
+SOURCE_LISTING = cnlink.FACTS + command_line(zfs.list_command())
+# sh -c POOL_FREE: what a destination has, then its pool's room
 POOL_FREE = cnlink.FACTS + "zfs get -Hp -o value available zones"
 
 
@@ -280,7 +282,7 @@ class Evacuation:
         node = Node(src["hostname"], src["uuid"], admin_ip(src), trace=self.hn.trace)
         try:
             facts, listing = cnlink.parse_facts(src["hostname"], node.run(
-                ["sh", "-c", cnlink.FACTS + command_line(zfs.list_command())], readonly=True))
+                ["sh", "-c", SOURCE_LISTING], readonly=True))
         finally:
             node.close()
         # every migration would hide its copy on the source: refused as one
