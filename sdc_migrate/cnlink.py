@@ -130,18 +130,18 @@ def parse_facts(hostname, out):
                  "resumable" in sections.get("zfs", []), version), rest
 
 
-def check_net_agents(*facts):
+def check_net_agents(src=None, dst=None):
     """Refuse, naming the agent and the fix, if a CN's net-agent would delete
-    the NICs of the instance's copy the migration hides there (the source's at
-    the switch; the destination's if the migration is rolled back)."""
-    for f in facts:
+    the NICs of the instance's copy hidden there: the source's at the switch,
+    the destination's if the migration is rolled back."""
+    for f, when in ((src, "the migration hides the copy it leaves there"),
+                    (dst, "a rollback hides its copy there")):
         if f is not None and f.net_agent_deletes_hidden():
             raise Refused(
-                "%s's net-agent %s would delete the instance's NICs in NAPI when the"
-                " migration hides its copy there (TRITON-1814, fixed in net-agent %s):"
-                " update the agents of %s first (sdcadm experimental update-agents, no"
-                " reboot); nothing was changed" % (f.hostname, f.net_agent, NET_AGENT_FIXED,
-                                                   f.hostname))
+                "%s's net-agent %s would delete the instance's NICs in NAPI when %s"
+                " (TRITON-1814, fixed in net-agent %s): update the agents of %s first"
+                " (sdcadm experimental update-agents, no reboot); nothing was changed"
+                % (f.hostname, f.net_agent, when, NET_AGENT_FIXED, f.hostname))
 
 
 class Link:

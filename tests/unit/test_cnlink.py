@@ -61,6 +61,9 @@ def test_the_net_agents_that_delete_a_hidden_copys_nics_are_refused(version, del
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("old-server's net-agent %s would delete" % version)
     assert "TRITON-1814" in msg and "2.3.2" in msg and "sdcadm experimental update-agents" in msg
+    assert "when a rollback hides its copy there" in msg
+    with pytest.raises(Refused, match="when the migration hides the copy it leaves there"):
+        cnlink.check_net_agents(f, None)
 
 
 def test_two_current_platforms_push_with_aes_gcm_and_resume():
