@@ -197,7 +197,7 @@ class Link:
             self.client.hostname, "pulls from %s" % self.src.hostname if self.pull else
             "sends to %s" % self.dst.hostname, self.cipher, self.key_type,
             self.server.hostname, (self.host_key or "no").split()[0],
-            "resumes where it was cut (zfs send -t)" if self.resumable else
+            "goes on from its resume token (zfs send -t)" if self.resumable else
             "starts again from the last snapshot both have")
 
     def as_dict(self):

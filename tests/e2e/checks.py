@@ -1,5 +1,6 @@
 """What the end-to-end tests check, from outside the tool: VMAPI, NAPI, both
 CNs' pools and zone configuration, keys, and the workload's own records."""
+import contextlib
 import json
 import time
 
@@ -138,8 +139,18 @@ def dc_state(dc, uuid):
     }
 
 
+# the net-agent `simdc up` gives a CN: old-server's is from before TRITON-1814,
+# and a migration from or to it is refused until its agents are updated
+NET_AGENT = {"old-server": "2.3.0"}
+
+
+@contextlib.contextmanager
 def net_agent(dc, host, version):
-    """Have host run net-agent VERSION, as an agents update leaves it (no
-    reboot): old-server starts with 2.3.0, from before TRITON-1814, which a
-    migration from or to it refuses; 2.3.6 is today's."""
+    """host runs net-agent VERSION in the with block, as an agents update
+    leaves it (no reboot), and the one `simdc up` gave it after: every test
+    that needs another one says so."""
     dc.simdc("agent", host, "net-agent", "install", version)
+    try:
+        yield
+    finally:
+        dc.simdc("agent", host, "net-agent", "install", NET_AGENT.get(host, "2.3.6"))

@@ -127,14 +127,15 @@ def test_asks_for_what_is_missing_and_a_no_changes_nothing(dc):
 
 
 def test_older_platform_needs_D(dc):
-    # old-server's agents updated: its first net-agent is refused (test_oldplatform)
-    net_agent(dc, "old-server", "2.3.6")
     uuid = dc.provision("--size", "1", "--state", "stopped")
     before = dc_state(dc, uuid)
     p = dc.migrate("-y", uuid, "old-server")
     assert p.returncode == 2 and "older platform" in p.stderr
     assert dc_state(dc, uuid) == before
-    p = dc.migrate("-y", "-D", uuid, "old-server")
+    # its agents updated: the net-agent old-server has at first is refused
+    # (test_oldplatform)
+    with net_agent(dc, "old-server", "2.3.6"):
+        p = dc.migrate("-y", "-D", uuid, "old-server")
     assert p.returncode == 0, p.stdout + p.stderr
     assert dc.vm(uuid)["server_uuid"] == dc.hosts()["old-server"]["uuid"]
 

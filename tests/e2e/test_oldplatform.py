@@ -51,8 +51,7 @@ def test_an_old_net_agent_is_refused_then_updated_and_a_sunssh_source_is_pulled_
     SunSSH cannot reach an OpenSSH 9 sshd), with aes128-ctr and an rsa key
     (SunSSH has neither aes128-gcm nor ed25519), receiving without -s; the
     instance ends on dest-server with every write and its NICs."""
-    net_agent(dc, OLD, "2.3.0")
-    uuid = dc.provision("--server", OLD, "--size", "1")
+    uuid = dc.provision("--server", OLD, "--size", "1")     # old-server: net-agent 2.3.0
     before_state = state(dc, uuid)
     p = dc.migrate("-y", uuid, "dest-server")
     assert p.returncode == 2, p.stdout + p.stderr
@@ -65,13 +64,13 @@ def test_an_old_net_agent_is_refused_then_updated_and_a_sunssh_source_is_pulled_
     assert p.returncode == 2 and "old-server's net-agent 2.3.0 would delete" in p.stderr
     assert state(dc, uuid) == before_state
 
-    net_agent(dc, OLD, "2.3.6")
     before = dc.vm(uuid)
     before_nics = nics(dc, uuid)
     assert before_nics
     since = dc.log()[-1]["end"]
     _, line = sshd_connections(dc, OLD, 0)
-    p = dc.migrate("-y", uuid, "dest-server")
+    with net_agent(dc, OLD, "2.3.6"):
+        p = dc.migrate("-y", uuid, "dest-server")
     assert p.returncode == 0, p.stdout + p.stderr
     assert_migrated(dc, uuid, before, p.stdout, src=OLD)
     assert_sequence_continues(dc, uuid, src=OLD)
@@ -93,12 +92,12 @@ def test_a_cut_stream_to_old_server_starts_again_and_ends_right(dc):
     from the snapshot both CNs have (here the image's), and the migration ends
     with every write; the key's authorized_keys entry is one SunSSH grants
     (no no-user-rc)."""
-    net_agent(dc, OLD, "2.3.6")
     uuid = dc.provision("--size", "1")
     before = dc.vm(uuid)
     since = dc.log()[-1]["end"]
-    p = dc.migrate_with_fault([OLD, "--after-bytes", "300000", "--", "zfs", "recv"],
-                              "-y", "-D", uuid, OLD)
+    with net_agent(dc, OLD, "2.3.6"):
+        p = dc.migrate_with_fault([OLD, "--after-bytes", "300000", "--", "zfs", "recv"],
+                                  "-y", "-D", uuid, OLD)
     assert p.returncode == 0, p.stdout + p.stderr
     assert_migrated(dc, uuid, before, p.stdout, dst=OLD)
     assert_sequence_continues(dc, uuid, dst=OLD)

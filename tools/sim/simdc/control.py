@@ -155,9 +155,11 @@ def sshd_config(host, ip, h, env, port=22):
     """The sshd_config of a host: OpenSSH's, or SunSSH's offer (sunssh.py)."""
     from . import sunssh
     if common.sunssh(host):
+        # sshd wants the command's own path root's alone all the way up, which
+        # a checkout under /tmp or /var/tmp is not: python3 runs the script
         keys = sunssh.SERVER_CONFIG + (
             "AuthorizedKeysFile none\n"
-            "AuthorizedKeysCommand %s %%u\n"
+            'AuthorizedKeysCommand /usr/bin/python3 "%s" %%u\n'
             "AuthorizedKeysCommandUser root\n"
             % os.path.join(common.SIM_ROOT, "sunssh", "authorized-keys"))
     else:
