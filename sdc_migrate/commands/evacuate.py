@@ -10,10 +10,13 @@ every instance VMAPI shows on it, biggest first, gets the destination with
 the most unreserved RAM among those it fits on: CNAPI's unreserved RAM and
 disk (what DAPI places by) and pool space after the placements before it, a
 platform not older than the source's (unless -D), the NIC tags its NICs
-need (a fabric NIC needs the sdc_underlay tag), and DAPI's hard filters
+need (a fabric NIC needs the sdc_underlay tag), DAPI's hard filters
 (encrypted instances only on encrypted pools and others never there, bhyve
 where Bhyve Capable with its vcpus, kvm and bhyve apart without HVM API,
-its package's and image's traits): the check a single migration makes.
+its package's and image's traits), and a net-agent that leaves a hidden
+copy's NICs alone (2.3.2 or later: TRITON-1814): the check a single
+migration makes. A source whose net-agent would delete them is refused until
+its agents are updated (sdcadm experimental update-agents, no reboot).
 Fabric NAT zones are recreated there with `sdc-migrate nat-recreate`; core
 zones are listed as not movable by this tool (sdcadm moves them). The plan
 is shown as a table with each instance's size and estimated time, and the
@@ -61,9 +64,9 @@ import signal
 import time
 import traceback
 
-from .. import placement, zfs
+from .. import cnlink, placement, zfs
 from ..errors import MigrateError, NeedsOperator, Refused, RolledBack, Usage
-from ..node import Node, Runner
+from ..node import Node, Runner, command_line
 from ..procedure import STATE_DIR, Journal
 from ..report import Report, capped_rate, estimate_seconds, human_duration, human_size
 from ..triton import Triton, admin_ip
@@ -124,6 +127,28 @@ def item_for(vm, listing, packages=None, images=None):
                              None if images is None else images.get(image_uuid, {}))
     return dict(need, uuid=vm["uuid"], alias=vm.get("alias"), state=vm.get("state"),
                 kind=kind, reason=reason, dest=None, bytes=zfs.sent_size(datasets))
+
+
+# sh -c SOURCE_LISTING: what the source has (cnlink.FACTS), then its datasets
+SOURCE_LISTING = cnlink.FACTS + command_line(zfs.list_command())
+# sh -c POOL_FREE: what a destination has, then its pool's room
+POOL_FREE = cnlink.FACTS + "zfs get -Hp -o value available zones"
+
+
+class AgentBlocked(placement.Destination):
+    """A destination whose net-agent would delete the NICs of an instance's
+    copy a migration hides there (a rollback does): no instance goes there
+    until its agents are updated (cnlink.check_net_agents)."""
+
+    def __init__(self, server, pool_free, facts):
+        super().__init__(server, pool_free)
+        self.facts = facts
+
+    def why_not(self, need, source_platform="", allow_older=False):
+        if need.get("kind") == "nat":       # recreated, never hidden
+            return super().why_not(need, source_platform, allow_older)
+        return ("%s's net-agent %s would delete the NICs of a copy hidden there (TRITON-1814):"
+                " update its agents" % (self.name, self.facts.net_agent))
 
 
 class NatMove:
@@ -243,12 +268,14 @@ class Evacuation:
                        and s.get("status") == "running"), key=lambda s: s["hostname"])
 
     def pool_free(self, servers):
-        """Each server's free space in its zones pool: one call per CN, all at once."""
+        """Each server's free space in its zones pool, and what it has
+        (cnlink.Facts): one call per CN, all at once."""
         def one(s):
             node = Node(s["hostname"], s["uuid"], admin_ip(s), trace=self.hn.trace)
             try:
-                return int(node.run(["zfs", "get", "-Hp", "-o", "value", "available", "zones"],
-                                    readonly=True).strip())
+                facts, rest = cnlink.parse_facts(s["hostname"], node.run(
+                    ["sh", "-c", POOL_FREE], readonly=True))
+                return int(rest.strip()), facts
             finally:
                 node.close()
         with concurrent.futures.ThreadPoolExecutor(max(1, len(servers))) as pool:
@@ -262,16 +289,20 @@ class Evacuation:
         vms = [v for v in self.api.vms(server_uuid=src["uuid"], state="active")]
         node = Node(src["hostname"], src["uuid"], admin_ip(src), trace=self.hn.trace)
         try:
-            listing = node.run(zfs.list_command(), readonly=True) if vms else ""
+            facts, listing = cnlink.parse_facts(src["hostname"], node.run(
+                ["sh", "-c", SOURCE_LISTING], readonly=True))
         finally:
             node.close()
+        # every migration would hide its copy on the source: refused as one
+        cnlink.check_net_agents(facts)
         # their packages and images (traits) in one call each, not one per instance
         packages = {p["uuid"]: p for p in self.api.packages()} if vms else {}
         images = {i["uuid"]: i for i in self.api.images()} if vms else {}
         items = [item_for(vm, listing, packages, images) for vm in vms]
         self.resume_items(items, src)
-        candidates = [placement.Destination(s, free)
-                      for s, free in zip(dests, self.pool_free(dests))]
+        candidates = [placement.Destination(s, free) if not facts.net_agent_deletes_hidden()
+                      else AgentBlocked(s, free, facts)
+                      for s, (free, facts) in zip(dests, self.pool_free(dests))]
         self.items = place(items, candidates, src.get("current_platform") or "",
                            self.opts["allow_older"])
         self.src = src
