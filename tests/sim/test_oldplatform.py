@@ -89,6 +89,20 @@ def test_sunssh_denies_a_key_with_an_option_it_does_not_know(tmp_path):
         "ssh-rsa AAAAplain root@hn", 'from="127.0.10.11",no-pty ssh-rsa AAAAfrom tag']
 
 
+def test_sunssh_reads_a_forced_command_with_quotes_in_it(tmp_path):
+    """sshd/auth2-pubkey.c user_key_allowed2 skips a \\" inside the options
+    ("Skip both") and auth-options.c turns it into a quote of command=: a
+    forced command holding quotes and blanks (the migration's SEND_ONLY) is
+    one option, its key granted."""
+    line = ('no-pty,command="/bin/sh -c \'a=\\"$1 x\\"; echo \\"$a\\"\' sh",'
+            'from="127.0.10.12" ssh-rsa AAAAforced sdc-migrate-U')
+    opts, rest = sunssh.split_options(line)
+    assert rest == "ssh-rsa AAAAforced sdc-migrate-U" and sunssh.options_ok(opts)
+    ak = tmp_path / "authorized_keys"
+    ak.write_text(line + "\n")
+    assert sunssh.authorized_keys(str(ak)) == [line]
+
+
 # ---- SunSSH's client ------------------------------------------------------------------
 
 def shim(hosts, name, *argv):

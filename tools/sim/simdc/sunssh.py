@@ -158,17 +158,25 @@ def options_ok(opts):
 
 def split_options(line):
     """(options, rest) of an authorized_keys line: options end at the first
-    blank outside quotes; a line that starts with a key type has none."""
+    blank outside quotes, a \\" inside them is a quote that ends nothing
+    (sshd/auth2-pubkey.c user_key_allowed2: "Skip both", as every OpenSSH
+    since 2.x); a line that starts with a key type has none."""
     first = line.split(None, 1)[0] if line.split() else ""
     if first in ("ssh-rsa", "ssh-dss") or first.isdigit() or \
             first.startswith(("ssh-", "ecdsa-", "sk-")):
         return "", line
     quoted = False
-    for i, ch in enumerate(line):
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and line[i + 1:i + 2] == '"':
+            i += 2
+            continue
         if ch == '"':
             quoted = not quoted
         elif ch in " \t" and not quoted:
             return line[:i], line[i:].strip()
+        i += 1
     return line, ""
 
 
