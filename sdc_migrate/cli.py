@@ -34,6 +34,10 @@ it if it was running. The source copy stays, hidden, until
 sdc-migrate is interrupted, run the same command again: it finishes or undoes
 the migration from its journal on the head node. A hangup (SIGHUP) or SIGTERM
 rolls back as ^C does before the switch, and is ridden out after it.
+What each CN has is read first: with SunSSH (platforms before August 2015)
+the stream takes aes128-ctr and an rsa key, pulled by an OpenSSH destination;
+without resumable receives a cut stream is sent again; a net-agent older
+than 2.3.2 (TRITON-1814) is refused: update the CN's agents first.
 
 Options:
   -i                Incremental: send snapshots while the instance runs, one
@@ -47,7 +51,8 @@ Options:
                     or ten rounds have run; then stop and finish.
   --bwlimit=RATE    Send no more than RATE a second (e.g. 20M, 512K; bytes
                     without a suffix), on the source CN's side of every
-                    stream; shown in the plan and its time estimate.
+                    stream (the destination's, when it pulls from a SunSSH
+                    source); shown in the plan and its time estimate.
   --health-timeout=SECS
                     After the boot on the destination, how long the instance
                     has to be up: its zone running and, in a joyent zone, its
@@ -59,8 +64,9 @@ Options:
   -D                Allow a destination whose platform is older than the source's.
   -y                Do not ask "Are you ready to proceed?".
   -j                One JSON event a line on stdout instead (step_start,
-                    step_done, step_failed, progress, info, failure, undone,
-                    summary; error on failure); the log stays as it was.
+                    step_done, step_failed, platforms, transfer_path, progress,
+                    info, failure, undone, summary; error on failure); the log
+                    stays as it was.
                     Asks nothing: give INST_UUID, DEST_CN_NAME and -y.
   --dry-run         Gather and show for real, then list the migration's steps
                     in order, each with every command it would run, host by

@@ -14,8 +14,11 @@ the placements before it, a platform not older than its source's (unless
 -D), the NIC tags its NICs need (a fabric NIC needs the sdc_underlay tag),
 DAPI's hard filters (encrypted instances only on encrypted pools and others
 never there, bhyve where Bhyve Capable with its vcpus, kvm and bhyve apart
-without HVM API, its package's and image's traits) and no copy of it there
-already: the check a single migration makes. Among those, as DAPI spreads
+without HVM API, its package's and image's traits), a net-agent that leaves
+a hidden copy's NICs alone (2.3.2 or later: TRITON-1814) and no copy of it
+there already: the check a single migration makes. A source whose net-agent
+would delete them is refused until its agents are updated (sdcadm
+experimental update-agents, no reboot). Among those, as DAPI spreads
 an owner's instances, the one with the fewest of its owner's instances (on
 it already, or put there from another source CN), then the most unreserved
 RAM. The checks each migration makes at its gather run for every instance
@@ -97,10 +100,10 @@ import json
 import os
 import time
 
-from .. import admission, batch, drain, paths, placement, zfs
+from .. import admission, batch, cnlink, drain, paths, placement, zfs
 from ..batch import downtime_of, error_text, on_signals, run_one  # noqa: F401 (tests, list)
 from ..errors import Refused, RemoteError, Usage
-from ..node import Node, Runner
+from ..node import Node, Runner, command_line
 from ..procedure import STATE_DIR, InstanceLock, Journal
 from ..report import (Report, TableOptions, capped_rate, estimate_seconds, human_duration,
                       human_size)
@@ -116,8 +119,28 @@ SUMMARY_HEADERS = ["INSTANCE", "ALIAS", "SOURCE", "DESTINATION", "RESULT", "DOWN
 TABLES = [PLAN_HEADERS, SUMMARY_HEADERS]     # -o and -s name their columns
 RATE = 20       # MB/s where no past migration between the two CNs measured one
 SIGNALS = batch.SIGNALS
-# a destination's free space in zones, then its instances' datasets (zones/UUID...)
-DEST_SCRIPT = "zfs get -Hp -o value available zones && zfs list -H -o name -d 1 zones"
+# sh -c DEST_SCRIPT: what a destination has (cnlink.FACTS), its free space in
+# zones, then its instances' datasets (zones/UUID...)
+DEST_SCRIPT = (cnlink.FACTS + "zfs get -Hp -o value available zones && "
+               "zfs list -H -o name -d 1 zones")
+# sh -c SOURCE_LISTING: what the source has (cnlink.FACTS), then its datasets
+SOURCE_LISTING = cnlink.FACTS + command_line(zfs.list_command())
+
+
+class AgentBlocked(placement.Destination):
+    """A destination whose net-agent would delete the NICs of an instance's
+    copy a migration hides there (a rollback does): no instance goes there
+    until its agents are updated (cnlink.check_net_agents)."""
+
+    def __init__(self, server, pool_free, facts, copies=()):
+        super().__init__(server, pool_free, copies=copies)
+        self.facts = facts
+
+    def why_not(self, need, *args, **kwargs):
+        if need.get("kind") == "nat":       # recreated, never hidden
+            return super().why_not(need, *args, **kwargs)
+        return ("%s's net-agent %s would delete the NICs of a copy hidden there (TRITON-1814):"
+                " update its agents" % (self.name, self.facts.net_agent))
 
 
 class NatMove:
@@ -217,8 +240,12 @@ class Evacuation:
         def one(s):
             node = Node(s["hostname"], s["uuid"], admin_ip(s), trace=self.hn.trace)
             try:
-                out = node.run(["sh", "-c", DEST_SCRIPT], readonly=True).split("\n")
+                facts, rest = cnlink.parse_facts(s["hostname"], node.run(
+                    ["sh", "-c", DEST_SCRIPT], readonly=True))
+                out = rest.split("\n")
                 copies = {n.split("/")[1][:36] for n in out[1:] if n.count("/") == 1}
+                if facts is not None and facts.net_agent_deletes_hidden():
+                    return AgentBlocked(s, int(out[0].strip()), facts, copies=copies)
                 return placement.Destination(s, int(out[0].strip()), copies=copies)
             except (RemoteError, ValueError) as e:
                 return placement.Destination(s, trouble="cannot read %s over ssh: %s"
@@ -231,11 +258,15 @@ class Evacuation:
     def listing(self, src):
         node = Node(src["hostname"], src["uuid"], admin_ip(src), trace=self.hn.trace)
         try:
-            return node.run(zfs.list_command(), readonly=True)
+            facts, listing = cnlink.parse_facts(src["hostname"], node.run(
+                ["sh", "-c", SOURCE_LISTING], readonly=True))
         except RemoteError as e:
             raise Refused("cannot read %s over ssh: %s" % (src["hostname"], e)) from None
         finally:
             node.close()
+        # every migration would hide its copy on the source: refused as one
+        cnlink.check_net_agents(facts)
+        return listing
 
     def plan(self):
         srcs = [self.api.server_by_hostname(name) for name in self.sources]

@@ -46,6 +46,23 @@ def test_biggest_first_each_on_the_destination_with_most_free_ram():
     assert [i["uuid"] for i in plan] == ["big", "mid", "small"]
 
 
+def test_no_instance_goes_where_net_agent_would_delete_a_hidden_copys_nics():
+    """sdc-net-agent before 2.3.2 (TRITON-1814) deletes the NICs of a zone
+    turning do_not_inventory, as a rolled back migration leaves its copy: no
+    instance is placed there; a NAT zone, recreated and never hidden, is."""
+    from sdc_migrate import cnlink
+    old = cnlink.Facts("old", "Sun_SSH_1.5", net_agent="2.3.0")
+    cands = [evacuate.AgentBlocked(server("old", ram_mb=65536), 10 ** 12, old)]
+    plan = placement.place([item("zone", 1), item("nat", 1, kind="nat")], cands, "2015")
+    where = {i["uuid"]: i for i in plan}
+    assert where["nat"]["dest"] == "old"
+    assert where["zone"]["dest"] is None
+    assert "old's net-agent 2.3.0 would delete the NICs" in where["zone"]["reason"]
+    cands.append(placement.Destination(server("new", ram_mb=1024), 10 ** 12))
+    plan = placement.place([item("zone2", 1)], cands, "2015")
+    assert plan[0]["dest"] == "new"
+
+
 def test_a_placement_uses_up_ram_and_pool_for_the_next():
     cands = [placement.Destination(server("a", ram_mb=1536), 150 * MB)]
     plan = placement.place([item("one", 100), item("two", 80)], cands, "2025")
