@@ -43,7 +43,13 @@ API_PORT = int(os.environ.get("SIMDC_API_PORT", "80"))
 PLATFORM = "20250326T000000Z"
 OLD_PLATFORM = "20230105T000000Z"
 SDC_VERSION = "7.0"
-POOL_SIZE = os.environ.get("SIMDC_POOL_SIZE", "4G")
+# A sparse file: only what is written takes room on this machine. It is as
+# large as a real CN's pool (the sample cnapi-server.json's is 160 GB, and
+# this one holds what a whole test session provisions) because reservations
+# are real: a bhyve instance reserves its quota (refquota plus its disks'
+# refreservation=auto, VM.js setQuotaBhyve), ~21 GiB for `simdc provision
+# --brand bhyve`, and a kvm's disks reserve theirs.
+POOL_SIZE = os.environ.get("SIMDC_POOL_SIZE", "1T")
 
 CN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # root's PATH on a head node (smartos-live overlay/generic/root/.profile): Triton's
