@@ -2,7 +2,7 @@
 
 Usage:
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
-                       [--max-delta=SIZE] [--bwlimit=RATE] SOURCE_CN_NAME
+                       [--max-delta=SIZE] [--bwlimit=RATE] [--no-rollback-snapshot] SOURCE_CN_NAME
   sdc-migrate evacuate -h | --help
 
 Empties SOURCE_CN_NAME for a repair or a hardware refresh. First the plan:
@@ -38,6 +38,9 @@ Options:
   --bwlimit=RATE     The evacuation's total rate a second (e.g. 50M), shared
                      equally by the migrations that run at once (each gets
                      RATE / --concurrency); the plan's times count with it.
+  --no-rollback-snapshot
+                     Each migration deletes its last snapshot on both CNs
+                     too (see sdc-migrate --no-rollback-snapshot).
   -D                 Allow destinations whose platform is older than the source's.
   -y                 Do not ask "Are you ready to proceed?".
   -j                 One JSON object per event (plan, started, finished,
@@ -59,7 +62,7 @@ import signal
 import time
 import traceback
 
-from .. import placement, zfs
+from .. import placement, space, zfs
 from ..errors import MigrateError, NeedsOperator, Refused, RolledBack, Usage
 from ..node import Node, Runner
 from ..procedure import STATE_DIR, Journal
@@ -115,7 +118,7 @@ def item_for(vm, listing):
         kind, reason = "skip", "state %s: neither running nor stopped" % vm.get("state")
     return {"uuid": vm["uuid"], "alias": vm.get("alias"), "brand": vm.get("brand"),
             "state": vm.get("state"), "kind": kind, "reason": reason, "dest": None,
-            "bytes": zfs.sent_size(datasets), "pool": sum(d.used for d in datasets),
+            "bytes": zfs.sent_size(datasets), "pool": space.needed_on_destination(datasets),
             "ram": int(vm.get("ram") or 0), "tags": placement.needed_tags(vm)}
 
 
@@ -146,7 +149,8 @@ def mover(item, opts, report):
         return NatMove(item, report)
     return Migration(Options(uuid=item["uuid"], dest=item["dest"], incremental=True, auto=True,
                              yes=True, interval=0, max_delta=opts["max_delta"],
-                             bwlimit=opts["bwlimit"], allow_older=opts["allow_older"]), report)
+                             bwlimit=opts["bwlimit"], allow_older=opts["allow_older"],
+                             rollback_snapshot=opts["rollback_snapshot"]), report)
 
 
 def run_one(m, report):
@@ -187,7 +191,7 @@ def downtime_of(uuid, dest, state_dir=STATE_DIR):
 class Evacuation:
     def __init__(self, source, to=None, concurrency=2, max_delta=None, allow_older=False,
                  yes=False, as_json=False, dry_run=False, report=None, runner=None,
-                 state_dir=STATE_DIR, bwlimit=None, mover=mover):
+                 state_dir=STATE_DIR, bwlimit=None, mover=mover, rollback_snapshot=True):
         self.source, self.to = source, to
         self.mover = mover      # mover(item, opts, report): the object that moves one item
         self.concurrency = concurrency
@@ -195,7 +199,8 @@ class Evacuation:
         # --bwlimit is the evacuation's total: each of the migrations running
         # at once gets an equal share of it
         self.opts = {"max_delta": max_delta, "allow_older": allow_older,
-                     "bwlimit": bwlimit // concurrency if bwlimit else None}
+                     "bwlimit": bwlimit // concurrency if bwlimit else None,
+                     "rollback_snapshot": rollback_snapshot}
         self.yes, self.as_json, self.dry_run = yes, as_json, dry_run
         self.r = report or Report()
         self.hn = runner or Runner()
@@ -558,7 +563,8 @@ def main(args):
     e = Evacuation(args["SOURCE_CN_NAME"], to=args["--to"], concurrency=concurrency,
                    max_delta=max_delta, allow_older=args["-D"], yes=args["-y"],
                    as_json=args["-j"], dry_run=args["--dry-run"],
-                   bwlimit=parse_rate(args["--bwlimit"]))
+                   bwlimit=parse_rate(args["--bwlimit"]),
+                   rollback_snapshot=not args["--no-rollback-snapshot"])
     on_signals()
     try:
         return e.run()
