@@ -140,5 +140,7 @@ def dc_state(dc, uuid):
                   for h in ("source-server", "dest-server", "old-server")},
         "keys": {h: dc.exec(h, "ls", "/root/.ssh").stdout
                  for h in ("source-server", "dest-server", "old-server")},
-        "headnode": dc.exec("headnode", "sh", "-c", "ls /var/tmp | grep -v simdc || true").stdout,
+        # (not the ssh ControlMaster sockets' folder, which the first run makes)
+        "headnode": dc.exec("headnode", "sh", "-c", "ls /var/tmp | grep -v -e simdc "
+                            "-e '^sdc-migrate-ssh$' || true").stdout,
     }
