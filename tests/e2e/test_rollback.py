@@ -160,6 +160,26 @@ def test_an_instance_whose_services_fail_on_the_destination_is_rolled_back(dc):
         [("migration", "rolled-back"), ("rollback", "done")]
 
 
+def test_a_bhyve_that_does_not_boot_is_rolled_back_with_its_quota(dc):
+    """A bhyve instance keeps no snapshot for a rollback (its quota, VM.js
+    setQuotaBhyve, has no room for one), but one that did not come up is
+    rolled back at once: its migration keeps the last snapshot and the
+    raised quota for that, and the rollback sets the quota back on both CNs
+    once the snapshots are gone (sdc-vmapi lib/workflows/migrate-switch.js
+    order; illumos dsl_dir_set_quota_check refuses it before)."""
+    uuid = dc.provision("--brand", "bhyve", "--size", "1", "--alias", "no-boot-bhyve")
+    quota = dc.exec(SRC, "zfs", "get", "-Hp", "-o", "value", "quota", "zones/" + uuid).stdout
+    time.sleep(0.3)
+    p = dc.migrate_with_fault([DST, "--", "vmadm", "start", uuid], "-y", uuid, DST)
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "the boot failed" in p.stderr and "stays raised for the rollback" in p.stdout
+    assert_back_on_source(dc, uuid, dc.seq_lines(DST, uuid))
+    assert kept_snapshot(dc, uuid) is None
+    for host in (SRC, DST):
+        assert dc.exec(host, "zfs", "get", "-Hp", "-o", "value", "quota",
+                       "zones/" + uuid).stdout == quota, host
+
+
 def test_a_failed_boot_rolls_back_or_with_no_rollback_stays(dc):
     uuid = dc.provision("--size", "2", "--alias", "no-boot")
     time.sleep(0.3)
