@@ -45,10 +45,21 @@ def assert_back_on_source(dc, uuid, dest_record):
         assert ip["belongs_to_uuid"] == uuid and not ip.get("reserved")
 
 
+def kept_cost(dc, uuid):
+    """`sdc-migrate list`'s cost of uuid's kept snapshot, per side."""
+    listed = [json.loads(l) for l in dc.migrate("list", "-j").stdout.splitlines()]
+    return [m["snapshot_cost_bytes"] for m in listed if m["uuid"] == uuid][-1]
+
+
 def test_rollback_brings_back_what_was_written_on_the_destination(dc):
     uuid = migrated(dc)
     moved = dc.seq_lines(DST, uuid)
     assert moved[-1][1] != moved[0][1], "the workload did not write on the destination"
+    # the snapshot kept for it costs the destination what the workload wrote
+    # over since (its blocks, zfs-fuse counts them in the snapshot's used),
+    # the stopped source nothing
+    cost = kept_cost(dc, uuid)
+    assert cost["source"] == 0 and cost["destination"] > 0, cost
     before = dc_state(dc, uuid)
     dry = dc.migrate("rollback", "--dry-run", uuid)
     assert dry.returncode == 0, dry.stdout + dry.stderr
@@ -77,6 +88,21 @@ def test_rollback_brings_back_what_was_written_on_the_destination(dc):
     assert not [n for n in dc.zfs_names(DST) if uuid in n]
     assert not [n for n in dc.zfs_names(SRC) if "@" in n and n.split("@")[1] == kept_snapshot(
         dc, uuid)]
+
+
+def test_no_rollback_snapshot_keeps_none_and_rollback_says_so(dc):
+    uuid = dc.provision("--size", "1", "--state", "stopped")
+    p = dc.migrate("-y", "--no-rollback-snapshot", uuid, DST)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "no snapshot is kept for `sdc-migrate rollback` (--no-rollback-snapshot)" in p.stdout
+    assert kept_snapshot(dc, uuid) is None and leftovers(dc, uuid) == []
+    assert kept_cost(dc, uuid) is None
+    before = dc_state(dc, uuid)
+    r = dc.migrate("rollback", "-y", uuid)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "kept no snapshot on both compute nodes (--no-rollback-snapshot)" in r.stderr
+    assert "sdc-migrate cleanup-source %s" % uuid in r.stderr
+    assert dc_state(dc, uuid) == before
 
 
 def test_rollback_refuses_without_a_common_snapshot_or_an_old_copy(dc):
