@@ -3,7 +3,7 @@
 Usage:
   sdc-migrate [-i | -a] [-D] [-y] [-j] [--dry-run] [--interval=SECS] [--max-delta=SIZE]
               [--bwlimit=RATE] [--health-timeout=SECS] [--no-rollback]
-              [INST_UUID [DEST_CN_NAME]]
+              [--no-rollback-snapshot] [INST_UUID [DEST_CN_NAME]]
   sdc-migrate -h | --help
   sdc-migrate -v | --version
 
@@ -14,7 +14,8 @@ Subcommands, each with its own --help:
   sdc-migrate nat-recreate [-y] (--list [CN_NAME] | NAT_UUID [DEST_CN_NAME])
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
                        [--per-cn=N] [--max-delta=SIZE] [--bwlimit=RATE] [--keep-reserved]
-                       [-H] [-o COL,...] [-s COL,...] SOURCE_CN_NAME...
+                       [--no-rollback-snapshot] [-H] [-o COL,...] [-s COL,...]
+                       SOURCE_CN_NAME...
   sdc-migrate list [-j] [-H] [-o COL,...] [-s COL,...] [--instance=INST_UUID]
                    [--cn=CN_NAME] [--outcome=OUTCOME]
   sdc-migrate show [-j] INST_UUID
@@ -61,6 +62,15 @@ Options:
                     (as `sdc-migrate rollback`) and the exit status is 4.
   --no-rollback     Leave an instance that did not come up on the destination
                     there (exit status 5).
+  --no-rollback-snapshot
+                    Delete the migration's last snapshot on both CNs at the
+                    end too. By default it stays until cleanup-source, so that
+                    `sdc-migrate rollback` sends back only what changed; it
+                    costs what the instance rewrites meanwhile, and at once
+                    the data of every disk of a kvm instance, on both CNs
+                    (`sdc-migrate list` shows what it costs now). A bhyve
+                    instance never keeps it: its quota has no room for it.
+                    Without it, `sdc-migrate rollback` refuses.
   -D                Allow a destination whose platform is older than the source's.
   -y                Do not ask "Are you ready to proceed?".
   -j                One JSON event a line on stdout instead (step_start,

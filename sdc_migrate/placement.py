@@ -25,7 +25,7 @@ fill it, and name it themselves.
 import collections
 import json
 
-from . import zfs
+from . import space, zfs
 from .errors import Refused
 from .report import human_size
 from .triton import UUID_RE
@@ -338,7 +338,7 @@ def item_for(vm, listing, packages=None, images=None, source=None):
         kind, reason = "skip", "no datasets on %s (zones/%s)" % (source, vm["uuid"])
     image_uuid = vm.get("image_uuid") or next(
         (d["image_uuid"] for d in vm.get("disks") or [] if d.get("image_uuid")), None)
-    need = need_of(vm, sum(d.used for d in datasets),
+    need = need_of(vm, space.needed_on_destination(datasets),
                    None if packages is None else packages.get(vm.get("billing_id"), {}),
                    None if images is None else images.get(image_uuid, {}))
     return dict(need, uuid=vm["uuid"], alias=vm.get("alias"), state=vm.get("state"),

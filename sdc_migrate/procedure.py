@@ -19,6 +19,7 @@ command to finish it or undo it. One JSON object a line, fsynced:
   {"t": "confirmed", "i": N}     change N, journaled before it was made, was made
   {"t": "undone", "i": N}        change N was undone (or no longer needs undoing)
   {"t": "final", "snapshot": S}  the last snapshot sent, kept on both CNs after
+  {"t": "dropped", "snapshot": S, "why": TEXT}  ...unless it was deleted too
   {"t": "switched"}              VMAPI showed the instance on the destination
   {"t": "undoing"}               a failure before the switch: every change is being undone
   {"t": "end", "outcome": ...}   done, rolled-back, needs-operator or superseded
@@ -107,9 +108,23 @@ class Journal:
 
     @property
     def final_snapshot(self):
-        """The name of the migration's last snapshot, kept on both CNs after it."""
+        """The name of the migration's last snapshot, sent to both CNs."""
         finals = [r["snapshot"] for r in self.records if r["t"] == "final"]
         return finals[-1] if finals else None
+
+    @property
+    def rollback_snapshot(self):
+        """The last snapshot if both CNs keep it for `sdc-migrate rollback`;
+        None if the migration dropped it (or had none)."""
+        final = self.final_snapshot
+        dropped = {r["snapshot"] for r in self.records if r["t"] == "dropped"}
+        return None if final in dropped else final
+
+    @property
+    def dropped_why(self):
+        """Why the migration kept no snapshot for a rollback, or None."""
+        whys = [r.get("why") for r in self.records if r["t"] == "dropped"]
+        return whys[-1] if whys else None
 
     def command(self):
         """The command that finishes or undoes this journal's procedure."""

@@ -3,7 +3,9 @@ from . import node
 from .errors import MigrateError
 
 LIST_COLUMNS = ("name", "type", "origin", "used", "refer", "quota", "usedbydataset",
-                "usedbysnapshots", "userrefs")
+                "usedbysnapshots", "userrefs", "reservation", "refreservation",
+                "usedbyrefreservation")
+USERREFS = LIST_COLUMNS.index("userrefs")
 # The migration's snapshots. Not vmsnap-*: that is vmadm's namespace, and
 # vmload reports every @vmsnap-* to VMAPI as an instance snapshot a customer
 # could see and roll back to (smartos-live src/vm/node_modules/VM.js).
@@ -23,15 +25,19 @@ def _num(v):
 
 class Dataset:
     def __init__(self, name, type, origin, used, refer, quota, usedbydataset="-",
-                 usedbysnapshots="-", userrefs="-"):
+                 usedbysnapshots="-", userrefs="-", reservation="-", refreservation="-",
+                 usedbyrefreservation="-"):
         self.name, self.type = name, type
         self.origin = None if origin in ("-", "") else origin
+        # used counts its children too (space.py counts each dataset once)
         self.used, self.refer = int(used), int(refer)
         self.quota = _num(quota)
         # What a send of the dataset's whole history moves: its own blocks
         # and its snapshots', not its image's (a clone is sent from
         # IMAGE@final), nor a volume's refreservation, nor its children's.
         self.sent = _num(usedbydataset) + _num(usedbysnapshots)
+        self.reservation, self.refreservation = _num(reservation), _num(refreservation)
+        self.usedbyrefreservation = _num(usedbyrefreservation)
 
     def __repr__(self):
         return "Dataset(%s)" % self.name
@@ -53,7 +59,7 @@ def indestructible_snapshots(listing, datasets):
     held = set()
     for line in listing.splitlines():
         fields = line.split("\t")
-        if len(fields) == len(LIST_COLUMNS) and _num(fields[-1]) > 0:
+        if len(fields) == len(LIST_COLUMNS) and _num(fields[USERREFS]) > 0:
             held.add(fields[0])
     return [s for s in ("%s@%s" % (d.name, INDESTRUCTIBLE) for d in datasets) if s in held]
 

@@ -3,7 +3,8 @@
 Usage:
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
                        [--per-cn=N] [--max-delta=SIZE] [--bwlimit=RATE] [--keep-reserved]
-                       [-H] [-o COL,...] [-s COL,...] SOURCE_CN_NAME...
+                       [--no-rollback-snapshot] [-H] [-o COL,...] [-s COL,...]
+                       SOURCE_CN_NAME...
   sdc-migrate evacuate -h | --help
 
 Empties each SOURCE_CN_NAME for a repair or a hardware refresh, all in one
@@ -71,6 +72,9 @@ Options:
   --keep-reserved    Leave the sources reserved at the end (maintenance),
                      also when nothing is left to move; `sdc-migrate restore
                      CN_NAME` puts the flag back.
+  --no-rollback-snapshot
+                     Each migration deletes its last snapshot on both CNs
+                     too (see sdc-migrate --no-rollback-snapshot).
   -D                 Allow destinations whose platform is older than the source's.
   -y                 Do not ask "Are you ready to proceed?".
   -j                 One JSON object per event (plan, plan-total, drained,
@@ -170,14 +174,15 @@ def mover(item, opts, report):
         return NatMove(item, report)
     return Migration(Options(uuid=item["uuid"], dest=item["dest"], incremental=True, auto=True,
                              yes=True, interval=0, max_delta=opts["max_delta"],
-                             bwlimit=opts["bwlimit"], allow_older=opts["allow_older"]), report)
+                             bwlimit=opts["bwlimit"], allow_older=opts["allow_older"],
+                             rollback_snapshot=opts["rollback_snapshot"]), report)
 
 
 class Evacuation:
     def __init__(self, sources, to=None, concurrency=admission.CONCURRENCY,
                  per_cn=admission.PER_CN, max_delta=None, allow_older=False, yes=False,
                  as_json=False, dry_run=False, report=None, runner=None, state_dir=STATE_DIR,
-                 bwlimit=None, mover=mover, keep_reserved=False):
+                 bwlimit=None, mover=mover, keep_reserved=False, rollback_snapshot=True):
         self.sources = list(dict.fromkeys([sources] if isinstance(sources, str) else sources))
         self.to = to
         self.mover = mover      # mover(item, opts, report): the object that moves one item
@@ -187,7 +192,8 @@ class Evacuation:
         # --bwlimit is the evacuation's total: each of the migrations running
         # at once gets an equal share of it
         self.opts = {"max_delta": max_delta, "allow_older": allow_older,
-                     "bwlimit": bwlimit // concurrency if bwlimit else None}
+                     "bwlimit": bwlimit // concurrency if bwlimit else None,
+                     "rollback_snapshot": rollback_snapshot}
         self.yes, self.as_json, self.dry_run = yes, as_json, dry_run
         self.r = report or Report()
         self.hn = runner or Runner()
@@ -615,7 +621,8 @@ def main(args):
     e = Evacuation(args["SOURCE_CN_NAME"], to=args["--to"], concurrency=concurrency,
                    per_cn=per_cn, max_delta=max_delta, allow_older=args["-D"], yes=args["-y"],
                    as_json=args["-j"], dry_run=args["--dry-run"],
-                   bwlimit=parse_rate(args["--bwlimit"]), keep_reserved=args["--keep-reserved"])
+                   bwlimit=parse_rate(args["--bwlimit"]), keep_reserved=args["--keep-reserved"],
+                   rollback_snapshot=not args["--no-rollback-snapshot"])
     e.r.table_options = tables
     on_signals()
     try:

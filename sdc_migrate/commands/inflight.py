@@ -18,6 +18,13 @@ did: its message named what is left; run it again once that is fixed); a
 finished migration that a later rollback undid shows rolled-back, and its
 phase says by which rollback.
 
+SNAPSHOT (SRC/DEST) is what the last snapshot, kept on both compute nodes
+for `sdc-migrate rollback` until `sdc-migrate cleanup-source`, costs each
+pool now (asked of both compute nodes, one call each): what the instance
+rewrote since, and for a kvm disk its data charged again under its
+refreservation; `-` when none is kept (--no-rollback-snapshot, a bhyve
+instance, or it is gone), `?` when a compute node did not answer.
+
 Options:
   -j          One JSON object per migration instead of the table (the
               whole record: -o does not apply).
@@ -28,7 +35,7 @@ Options:
   -H          Omit the table's header row.
   -o COL,...  The columns to show, in this order: instance, alias, kind,
               source, destination, phase, rounds, last_delta, started,
-              outcome.
+              outcome, kept_snapshot.
   -s COL,...  Sort on these columns (sizes by bytes; -COL descending);
               default: oldest first.
   -h --help   Show this help.
@@ -37,22 +44,25 @@ Options:
 
 Exit status: 0 done; 2 bad usage.
 """
+import concurrent.futures
 import fcntl
 import os
 
 from dateutil.parser import isoparse
 
-from .. import paths
-from ..errors import Usage
+from .. import paths, space
+from ..errors import MigrateError, Usage
+from ..node import Node
 from ..procedure import STATE_DIR, Journal
 from ..report import Report, TableOptions, human_size, human_time
 
 USAGE = __doc__
 HEADERS = ["INSTANCE", "ALIAS", "KIND", "SOURCE", "DESTINATION", "PHASE", "ROUNDS",
-           "LAST DELTA", "STARTED", "OUTCOME"]
+           "LAST DELTA", "STARTED", "OUTCOME", "KEPT SNAPSHOT"]
 TABLES = [HEADERS]      # -o and -s name their columns
 OUTCOMES = ("running", "interrupted", "done", "rolled-back", "superseded", "needs-operator")
 MB = 1048576
+COST_COLUMNS = ("name", "used", "refer", "refreservation", "usedbyrefreservation")
 
 
 def lock_held(uuid, state_dir=STATE_DIR):
@@ -99,7 +109,9 @@ def summary(journal, running):
                                       if r.get("bytes") is not None), None),
             "started": b.get("started"), "outcome": outcome,
             "downtime_s": end[-1].get("downtime") if end else None,
-            "incremental": b.get("incremental"), "journal": journal.path}
+            "incremental": b.get("incremental"), "journal": journal.path,
+            "rollback_snapshot": journal.rollback_snapshot if outcome == "done" else None,
+            "snapshot_cost_bytes": None}
 
 
 def migrations(state_dir=STATE_DIR):
@@ -108,7 +120,9 @@ def migrations(state_dir=STATE_DIR):
     for j in Journal.all(state_dir=state_dir):
         if not j.begin:
             continue
-        out.append(summary(j, not j.ended and lock_held(j.begin["uuid"], state_dir)))
+        m = summary(j, not j.ended and lock_held(j.begin["uuid"], state_dir))
+        m["_journal"] = j
+        out.append(m)
     out.sort(key=lambda m: m["started"] or "")
     # a finished rollback undid the finished migration of its instance before it
     last_done = {}
@@ -121,6 +135,14 @@ def migrations(state_dir=STATE_DIR):
             undone["phase"] = "rolled back (%s)" % m["journal"]
         elif m["kind"] != "rollback":
             last_done[m["uuid"]] = m
+    # only the newest finished run of an instance left its snapshot on both CNs
+    newest = {}
+    for m in out:
+        if m["outcome"] == "done":
+            newest[m["uuid"]] = m
+    for m in out:
+        if newest.get(m["uuid"]) is not m:
+            m["rollback_snapshot"] = None
     return out
 
 
@@ -162,15 +184,98 @@ def rate_for(source, dest, fallback, state_dir=STATE_DIR):
         rate, runs, "" if runs == 1 else "s", source, ", ".join(dests))
 
 
+def kept_snapshots(found):
+    """{(host, ip): [(dataset, snapshot name), ...]} of the snapshots kept for a
+    rollback, per compute node."""
+    where = {}
+    for m in found:
+        j, snap = m["_journal"], m["rollback_snapshot"]
+        received = j.ever("received")
+        if not snap or not received:
+            continue
+        for side in ("src", "dst"):
+            node = j.begin.get(side) or {}
+            if node.get("ip"):
+                where.setdefault((node.get("hostname"), node["ip"], node.get("uuid")), []) \
+                    .extend((d, snap) for d in received[0]["datasets"])
+    return where
+
+
+def snapshot_costs(where, look=None):
+    """{(ip, dataset@snapshot): bytes it costs that pool now} (space.kept_snapshot_cost)
+    and {ip: True} for each node that answered: one `zfs list` a compute node,
+    all at once."""
+    def ask(key):
+        (host, ip, uuid), pairs = key, where[key]
+        names = [d for d, _ in pairs] + ["%s@%s" % p for p in pairs]
+        argv = ["zfs", "list", "-Hp", "-t", "all", "-o", ",".join(COST_COLUMNS)] + names
+        if look is not None:
+            return ip, look(ip, argv)
+        node = Node(host, uuid, ip)
+        try:
+            status, out, _ = node.call(argv, readonly=True)
+            return ip, out if status in (0, 1) else None     # 1: some are gone
+        except MigrateError:
+            return ip, None
+        finally:
+            node.close()
+    costs = {}
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(where))) as pool:
+        for ip, out in pool.map(ask, list(where)):
+            if out is None:
+                continue
+            costs[ip] = True            # it answered: what it does not list is gone
+            rows = {}
+            for line in out.splitlines():
+                f = line.split("\t")
+                if len(f) == len(COST_COLUMNS):
+                    rows[f[0]] = [int(v) if v.isdigit() else 0 for v in f[1:]]
+            for name, (used, _, _, _) in ((n, r) for n, r in rows.items() if "@" in n):
+                head = rows.get(name.split("@")[0])
+                if head is not None:
+                    costs[(ip, name)] = space.kept_snapshot_cost(used, head[1], head[2], head[3])
+                else:
+                    costs[(ip, name)] = used
+    return costs
+
+
+def add_costs(found, look=None):
+    """Each finished run's snapshot cost on its source and destination, or None."""
+    where = kept_snapshots(found)
+    if not where:
+        return
+    costs = snapshot_costs(where, look)
+    for m in found:
+        j, snap = m["_journal"], m["rollback_snapshot"]
+        received = j.ever("received")
+        if not snap or not received:
+            continue
+        cost = {}
+        for side, key in (("src", "source"), ("dst", "destination")):
+            ip = (j.begin.get(side) or {}).get("ip")
+            names = ["%s@%s" % (d, snap) for d in received[0]["datasets"]]
+            got = [costs[(ip, n)] for n in names if (ip, n) in costs]
+            # None: the node did not answer; "gone": cleanup-source removed it
+            cost[key] = sum(got) if got else "gone" if costs.get(ip) else None
+        m["snapshot_cost_bytes"] = cost
+
+
+def short_size(nbytes):
+    return {None: "?", "gone": "-"}.get(nbytes) or "%.2fM" % (nbytes / 1048576.0)
+
+
 def row(m):
     started = human_time(isoparse(m["started"])) if m["started"] else "-"
     delta = human_size(m["last_delta_bytes"]) if m["last_delta_bytes"] is not None else "-"
+    cost = m["snapshot_cost_bytes"]
+    kept = "%s / %s" % (short_size(cost["source"]), short_size(cost["destination"])) \
+        if m["rollback_snapshot"] and cost else "?" if m["rollback_snapshot"] else "-"
     return [m["uuid"], m["alias"] or "-", m["kind"], m["source"] or "-", m["destination"] or "-",
             m["phase"], (str(m["rounds"]), m["rounds"]), (delta, m["last_delta_bytes"]),
-            (started, m["started"]), m["outcome"]]
+            (started, m["started"]), m["outcome"], kept]
 
 
-def main(args, report=None, state_dir=STATE_DIR):
+def main(args, report=None, state_dir=STATE_DIR, look=None):
     r = report or Report()
     r.table_options = TableOptions.from_args(args, *TABLES)
     outcome = args.get("--outcome")
@@ -180,6 +285,9 @@ def main(args, report=None, state_dir=STATE_DIR):
              if args.get("--instance") in (None, m["uuid"])
              and args.get("--cn") in (None, m["source"], m["destination"])
              and outcome in (None, m["outcome"])]
+    add_costs(found, look)
+    for m in found:
+        del m["_journal"]
     if args["-j"]:
         for m in found:
             r.json_event("migration", **m)

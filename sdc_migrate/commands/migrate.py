@@ -13,7 +13,7 @@ import time
 
 from dateutil.parser import isoparse as parse_time
 
-from .. import cnlink, paths, placement, zfs
+from .. import cnlink, paths, placement, space, zfs
 from ..errors import MigrateError, NeedsOperator, NotFound, Refused, RemoteError, RolledBack
 from ..node import Node, Runner, command_line
 from ..procedure import InstanceLock, Journal, Procedure, Step
@@ -88,7 +88,8 @@ INCREMENTAL = [KEY, AUTHORIZED, TUNABLES, ORIGIN, RESERVATION, QUOTA, SOURCE_XML
 class Options:
     def __init__(self, uuid=None, dest=None, incremental=False, auto=False,
                  allow_older=False, yes=False, interval=60, max_delta=None, dry_run=False,
-                 bwlimit=None, health_timeout=HEALTH_TIMEOUT, no_rollback=False):
+                 bwlimit=None, health_timeout=HEALTH_TIMEOUT, no_rollback=False,
+                 rollback_snapshot=True):
         self.uuid, self.dest = uuid, dest
         self.incremental = incremental or auto
         self.auto = auto
@@ -100,17 +101,20 @@ class Options:
         self.bwlimit = bwlimit      # bytes a second for every stream, or None
         self.health_timeout = health_timeout    # seconds for the instance to come up there
         self.no_rollback = no_rollback  # an instance that does not come up stays there
+        # the last snapshot stays on both CNs for `sdc-migrate rollback`
+        self.rollback_snapshot = rollback_snapshot
 
 
 # The scripts the CNs run: sh -c SCRIPT sh ARG... Values (UUIDs, names,
 # journal data) are arguments, never script text: a test scans the package.
 # Each begins with what the CN has (cnlink.FACTS: its ssh, host keys,
 # resumable receives, net-agent).
-# GATHER_SOURCE SEPARATOR UUID: the instance's datasets, then its cores quota,
-# then the pool's encryption and, if encrypted, its datasets' properties
+# GATHER_SOURCE SEPARATOR UUID: the instance's datasets, then the pool's room
+# (the migration's snapshots take some of it) and its cores quota, then the
+# pool's encryption and, if encrypted, its datasets' properties
 # (zfs.SOURCE_ENCRYPTION)
 GATHER_SOURCE = (cnlink.FACTS + command_line(zfs.list_command(snapshots=True)) +
-                 ' && echo "$1" && '
+                 ' && echo "$1" && zfs get -Hp -o value available zones && '
                  '{ zfs get -Hp -o value quota "zones/cores/$2" 2>/dev/null || true; } && '
                  'echo "$1" && ' + zfs.SOURCE_ENCRYPTION)
 # GATHER_DEST: the pool's room, its encryption (a cipher, or off; off too
@@ -279,10 +283,11 @@ class Migration:
             self.src_facts, mine_out = cnlink.parse_facts(self.src.hostname, mine.result())
             self.dst_facts, theirs_out = cnlink.parse_facts(self.dst.hostname, theirs.result())
             listing, _, rest = mine_out.partition(self.SEP + "\n")
-            quota, _, encryption = rest.partition(self.SEP + "\n")
+            room, _, encryption = rest.partition(self.SEP + "\n")
             out = theirs_out.split("\n")
             self.adminui = adminui.result()
             self.package, self.image = placed_by.result()
+        src_avail, _, quota = room.partition("\n")
         # what the platforms allow: refused here, or the slower path (Link)
         cnlink.check_net_agents(self.src_facts, self.dst_facts)
         self.link = cnlink.Link(self.src_facts, self.dst_facts)
@@ -299,6 +304,7 @@ class Migration:
         cipher, _, props = encryption.partition("\n")
         self.src_encrypted = zfs.encrypted(cipher)
         self.src_props = zfs.dataset_properties(props) if self.src_encrypted else {}
+        self._check_source_room(int(src_avail))
         avail = int(out[0])
         # an encrypted pool takes our -p streams (and their send -t rests)
         # only without their encryption=off: the datasets inherit the pool's
@@ -313,7 +319,20 @@ class Migration:
                                 self.space_needed(), avail)
 
     def space_needed(self):
-        return sum(d.used for d in self.datasets)
+        """What the destination's pool gives up (space.py: each dataset once,
+        a received volume's refreservation with its data)."""
+        return space.needed_on_destination(self.datasets)
+
+    def _check_source_room(self, avail):
+        """The migration's snapshots take room on the source too: a volume with
+        a refreservation is charged its data again (space.snapshot_charge).
+        Refused here, not after the stop, where the snapshot would fail."""
+        need = space.snapshot_charge(self.datasets)
+        if need > avail:
+            raise Refused("source %s has %s free in zones; the migration's snapshots of %s"
+                          " need %s there (its disks' refreservations are charged again)"
+                          % (self.src.hostname, human_size(avail), self.opts.uuid,
+                             human_size(need)))
 
     # ---- show -------------------------------------------------------------------
 
@@ -469,7 +488,7 @@ class Migration:
             "alias": self.vm.get("alias"),
             "started": self.started.isoformat(), "incremental": o.incremental,
             "was_running": self.was_running, "autoboot": self.vm.get("autoboot"),
-            "datacenter": self.datacenter,
+            "datacenter": self.datacenter, "rollback_snapshot": o.rollback_snapshot,
             "src": {"hostname": self.src.hostname, "uuid": self.src.uuid, "ip": self.src.ip},
             "dst": {"hostname": self.dst.hostname, "uuid": self.dst.uuid, "ip": self.dst.ip}})
 
@@ -597,10 +616,16 @@ class Migration:
             return True
         # What it sent is of use while the source keeps the snapshots it was
         # sent from: a run killed or cut off did; one that failed and was
-        # undoing may have destroyed them, and then its undo is finished.
-        keep = bool(self.proc.pending("snapshots"))
+        # undoing may have destroyed them, and then its undo is finished. A
+        # bhyve instance's quota cannot be set back while a migration snapshot
+        # of its disks is there (preparation.raise_bhyve_quota): its undo
+        # deletes them, and the data sent is sent again.
+        bhyve = self.vm.get("brand") == "bhyve"
+        keep = bool(self.proc.pending("snapshots")) and not bhyve
         r.line("  - the instance is still on %s: undoing what that run changed%s"
-               % (self.src.hostname, ", keeping the data it sent" if keep else ""))
+               % (self.src.hostname, ", keeping the data it sent" if keep else
+                  ", and the data it sent: a bhyve instance's quota leaves no room for the"
+                  " snapshots to send from" if bhyve else ""))
         if any(rec.get("undo") == "received" for rec in journal.records):
             transfer.wait_for_receive(self)
         if not self.rollback(keep_data=keep):
@@ -628,6 +653,29 @@ class Migration:
         switch it rolls back at its next step, as on ^C; past it, it finishes."""
         self.cancel_reason = why
         self.cancel.set()
+
+    def rolls_back_now(self):
+        """It did not come up on the destination and is rolled back at the end
+        of this run (not_up), from the last snapshot."""
+        return self.trouble is not None and not self.opts.no_rollback and \
+            self.KIND == "migration"
+
+    def no_rollback_snapshot(self):
+        """Why the last snapshot does not stay on both CNs after this run, or
+        None if it stays (for `sdc-migrate rollback`, until cleanup-source)."""
+        if self.rolls_back_now():
+            return None
+        if self.vm.get("brand") == "bhyve":
+            # the quota wins: raise_bhyve_quota
+            return "a bhyve instance's quota leaves no room for it"
+        if not self.journal.begin.get("rollback_snapshot", self.opts.rollback_snapshot):
+            return "--no-rollback-snapshot"
+        return None
+
+    def quota_owed(self):
+        """[(journal, index, args)] of quota changes another run left for this
+        one to restore (a rollback's: rollback.py)."""
+        return []
 
     def checkpoint(self):
         """Called by the procedure before every step."""
@@ -706,6 +754,9 @@ class Migration:
             r.event("summary", **self.summary("needs-operator", NeedsOperator.exit_status))
             back = ("; `sdc-migrate rollback %s` moves it back to %s with what it wrote"
                     % (o.uuid, self.src.hostname)) if self.KIND == "migration" else ""
+            if back and not self.journal.rollback_snapshot:
+                back = ("; it keeps no snapshot for `sdc-migrate rollback` (%s)"
+                        % self.journal.dropped_why)
             raise NeedsOperator("%s is on %s (VMAPI shows it there) but did not come up: %s."
                                 " It was left as it is: look at it there%s."
                                 % (o.uuid, self.dst.hostname, trouble, back))
@@ -715,11 +766,13 @@ class Migration:
         self.lock.release()             # the rollback takes the instance's lock
         self.lock = None
         rb = Rollback(Options(uuid=o.uuid, yes=True, bwlimit=o.bwlimit,
-                              health_timeout=o.health_timeout), r)
+                              health_timeout=o.health_timeout,
+                              rollback_snapshot=o.rollback_snapshot), r)
         rb.start_after = True           # it ran on the source before the migration
         try:
             rb.run()
         except MigrateError as e:
+            self.restore_owed_quota()
             raise NeedsOperator("%s did not come up on %s (%s), and rolling it back to %s"
                                 " failed: %s" % (o.uuid, self.dst.hostname, trouble,
                                                  self.src.hostname, e)) from None
@@ -729,6 +782,23 @@ class Migration:
                          "  It was rolled back: the instance is on %s, with what it wrote on"
                          " %s." % (o.uuid, trouble, self.dst.hostname, self.src.hostname,
                                    self.dst.hostname))
+
+    def restore_owed_quota(self):
+        """The rollback failed before it took over the quota this run left
+        raised for it (preparation.restore_bhyve_quota): the quota wins, on
+        both CNs, over the snapshot a later rollback would have sent from."""
+        self.journal = Journal(self.journal.path)       # as the rollback left it
+        self.proc = Procedure(self.steps(), self.journal)
+        self.trouble = None                             # no rollback follows now
+        final = self.journal.rollback_snapshot
+        if final and self.proc.pending("quota"):
+            self.journal.write({"t": "dropped", "snapshot": final,
+                                "why": "a bhyve instance's quota leaves no room for it"})
+        try:
+            preparation.restore_bhyve_quota(self)
+        except MigrateError as e:
+            self.r.event("undo_failed", "    ! could not restore the quota: %s" % e,
+                         what="quota", error=str(e))
 
     def downtime(self):
         """Seconds from the stop on the source to the boot on the destination; None
@@ -780,13 +850,34 @@ class Migration:
                 r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs destroy -r %s"' % (ip, d.name))
         r.line("   (or all of it: sdc-migrate cleanup-source %s)" % uuid)
         if self.KIND == "migration":
-            r.line("   (or move it back, with what it writes until then: sdc-migrate rollback %s)"
-                   % uuid)
+            self.closing_snapshot_lines()
         r.line()
         r.line(" Please validate in AdminUI:  https://%s/vms/%s"
                % (self.adminui or self._adminui(), uuid))
         r.line("        or validate via CLI:  /opt/smartdc/bin/sdc-vmapi /vms/%s" % uuid)
         r.line()
+
+    def closing_snapshot_lines(self):
+        """What keeping the last snapshot for a rollback costs, or why none is kept."""
+        r, uuid = self.r, self.opts.uuid
+        kept = self.journal.rollback_snapshot
+        if not kept:
+            r.line("   (no snapshot is kept for `sdc-migrate rollback` (%s): to move it back,"
+                   % self.journal.dropped_why)
+            r.line("    remove the old copy with cleanup-source, then migrate it)")
+            return
+        r.line("   (or move it back, with what it writes until then: sdc-migrate rollback %s)"
+               % uuid)
+        now = space.switch_snapshot_cost(self.datasets)
+        r.line(" The last snapshot, @%s, stays on both CNs for that rollback until" % kept)
+        if now:
+            r.line(" cleanup-source. It costs about %s on each CN now (its disks' data, again"
+                   % human_size(now))
+            r.line(" under their refreservation), and more as the instance rewrites data;")
+        else:
+            r.line(" cleanup-source. It costs nothing yet, then what the instance rewrites or")
+            r.line(" deletes (its quota counts it);")
+        r.line(" `sdc-migrate list` shows what it costs now.")
 
     def _adminui(self):
         """Where AdminUI answers: its own core zone's (tags.smartdc_role=adminui)
@@ -836,7 +927,8 @@ def main(args):
                    yes=args["-y"], interval=int(args["--interval"] or 60),
                    max_delta=args.get("--max-delta"), dry_run=args.get("--dry-run"),
                    bwlimit=args.get("--bwlimit"), health_timeout=args["--health-timeout"],
-                   no_rollback=args["--no-rollback"])
+                   no_rollback=args["--no-rollback"],
+                   rollback_snapshot=not args["--no-rollback-snapshot"])
     m = Migration(opts, JsonReport() if args.get("-j") else Report())
     on_hangup(m)
     try:

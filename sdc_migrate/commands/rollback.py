@@ -18,8 +18,10 @@ command again), -j events and --dry-run.
 It refuses, changing nothing, when this head node has no finished
 migration of INST_UUID, when that migration was rolled back already, when
 VMAPI does not show the instance where the migration put it, when the old
-copy is gone (cleanup-source removed it), running or visible, or when the
-two compute nodes no longer share the migration's last snapshot.
+copy is gone (cleanup-source removed it), running or visible, when the
+migration kept no last snapshot (a bhyve instance, whose quota has no room
+for it, or --no-rollback-snapshot: it would have to send everything), or
+when the two compute nodes no longer share the migration's last snapshot.
 
 The copy left on DEST_CN_NAME stays, hidden, until
 `sdc-migrate cleanup-source INST_UUID` removes it.
@@ -119,9 +121,23 @@ class Rollback(Migration):
                           " leaves (%s); nothing changed" % (uuid, dst.hostname, old.describe()))
         self.check_common_snapshot()
 
+    def quota_owed(self):
+        """A migration that did not come up left the bhyve quota raised on
+        both CNs for this rollback (preparation.restore_bhyve_quota)."""
+        return [(self.migration, i, rec["args"]) for i, rec in self.migration.pending()
+                if rec["undo"] == "quota"]
+
     def check_common_snapshot(self):
         """Both CNs still have the migration's final snapshot of every dataset,
         the same one (GUID): only what is newer is sent back."""
+        if self.migration.final_snapshot and not self.migration.rollback_snapshot:
+            b = self.migration.begin
+            raise Refused("the migration of %s kept no snapshot on both compute nodes (%s):"
+                          " a rollback would have to send everything; nothing changed. To move"
+                          " it back, remove its old copy (`sdc-migrate cleanup-source %s`),"
+                          " then migrate it (`sdc-migrate %s %s`)"
+                          % (self.opts.uuid, self.migration.dropped_why, self.opts.uuid,
+                             self.opts.uuid, b["src"]["hostname"]))
         keep = self.migration.final_snapshot
         if keep is None:
             raise Refused("the journal of the migration (%s) names no final snapshot: no common"

@@ -163,6 +163,8 @@ def main(args, report=None, state_dir=STATE_DIR):
     r = report or Report()
     uuid = args["INST_UUID"]
     mine = [m for m in migrations(state_dir) if m["uuid"] == uuid]
+    for m in mine:
+        m.pop("_journal", None)         # list's, for the snapshots' cost
     if not mine:
         raise NotFound("no journal of %s in %s (`sdc-migrate list` shows those there are)"
                        % (uuid, state_dir))

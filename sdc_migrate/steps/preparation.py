@@ -80,30 +80,60 @@ def check_origin(m):
 
 
 def raise_bhyve_quota(m):
-    """bhyve's quota is exactly its disks: snapshots need room above it."""
+    """bhyve's quota is exactly its disks: snapshots need room above it.
+
+    VM.js setQuotaBhyve sets the root's quota to its refquota plus its disks'
+    refreservations, 1 MiB to spare; a snapshot of a disk charges its data
+    again (dsl_dataset_snapshot_sync_impl), so it fails under that quota, and
+    while a migration snapshot is there the quota cannot be set back
+    (dsl_dir_set_quota_check: ENOSPC). Hence restore_quota below."""
     if m.vm.get("brand") != "bhyve":
         return
     top = m.datasets[0]
-    quota = str(top.quota) if top.quota else "none"
+    # a migration that did not come up there left the quota raised for its
+    # rollback (restore_bhyve_quota): the rollback takes it over, on both CNs
+    owed = m.quota_owed()
+    quota = owed[0][2]["quota"] if owed else str(top.quota) if top.quota else "none"
     m.r.step("* Raising the quota of %s for the migration snapshots..." % top.name)
     # journaled first: a run killed while zfs set is in flight must not
     # leave the next run to read quota=none as the instance's own
     m.proc.changed("quota", "quota of %s on %s" % (top.name, m.src.hostname),
-                   dataset=top.name, quota=quota)
+                   dataset=top.name, quota=quota, nodes=["src", "dst"] if owed else ["src"])
+    for journal, i, _ in owed:
+        journal.mark_undone(i)
     m.src.run(["zfs", "set", "quota=none", top.name])
     m.r.done()
 
 
-def restore_quota(m, dataset, quota):
-    m.src.run(["zfs", "set", "quota=" + quota, dataset])
+def restore_commands(m, dataset, quota):
+    """The quota back, in one round trip: first the migration's snapshots of
+    the instance's datasets there (the quota leaves no room for them, see
+    raise_bhyve_quota), as Triton's switch removes its sync snapshots before
+    it restores quotas (sdc-vmapi lib/workflows/migrate-switch.js)."""
+    return [["sh", "-c", zfs.DESTROY_MIGRATION_SNAPSHOTS, "sh", ""]
+            + [d.name for d in m.datasets],
+            ["zfs", "set", "quota=" + quota, dataset]]
+
+
+def restore_quota(m, dataset, quota, nodes=("src",)):
+    """Undone: the quota as it was where it was raised. It wins over the
+    snapshots: an undo that keeps data keeps none of a bhyve's."""
+    for node in nodes:
+        m.node(node).script(restore_commands(m, dataset, quota))
 
 
 def restore_bhyve_quota(m):
-    """After the switch: the quota as it was, on both CNs."""
-    for i, rec in m.proc.pending("quota"):
+    """After the switch: the quota as it was, on both CNs. An instance that
+    did not come up and is rolled back keeps it raised (and the last
+    snapshot, which the rollback sends from): the rollback restores it."""
+    pending = m.proc.pending("quota")
+    if pending and m.rolls_back_now():
+        m.r.line("* The quota of %s stays raised for the rollback, which restores it."
+                 % pending[0][1]["args"]["dataset"])
+        return
+    for i, rec in pending:
         a = rec["args"]
         m.r.step("* Restoring the quota of %s on both CNs..." % a["dataset"])
-        m.dst.run(["zfs", "set", "quota=" + a["quota"], a["dataset"]])
-        restore_quota(m, **a)
+        m.both(lambda n: n.script(restore_commands(m, a["dataset"], a["quota"])))
         m.journal.mark_undone(i)
         m.r.done()

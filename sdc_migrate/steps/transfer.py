@@ -82,14 +82,22 @@ def final_snapshot(m):
 def cleanup_snapshots(m):
     """After the switch: the source's (journaled) and the destination's
     migration snapshots, side by side; the final one stays on both for
-    `sdc-migrate rollback`, until cleanup-source."""
+    `sdc-migrate rollback`, until cleanup-source, unless the migration keeps
+    none (m.no_rollback_snapshot says why)."""
     r = m.r
+    final = m.journal.final_snapshot
+    why = m.no_rollback_snapshot()
+    if final and why and m.journal.rollback_snapshot:
+        # journaled first: a rerun after a kill here knows it is going
+        m.journal.write({"t": "dropped", "snapshot": final, "why": why})
     r.step("* Deleting migration snapshots on %s..." % m.dst.hostname)
-    keep = m.journal.final_snapshot
-    undo = m.proc.step("snapshots").undo
-    m.both(lambda n: undo(m, "src" if n is m.src else "dst", keep))
+    keep = m.journal.rollback_snapshot
+    m.both(lambda n: destroy_snapshots(m, "src" if n is m.src else "dst", keep))
     m.proc.forget("snapshots", "received")
     r.done()
+    if final and not keep:
+        r.line("  - the last one too, on both CNs (%s): `sdc-migrate rollback` would have"
+               " to send everything" % m.journal.dropped_why)
 
 
 # ---- streams --------------------------------------------------------------------

@@ -109,6 +109,69 @@ def test_running_bhyve_with_two_disks_automatic(dc):
     assert_sequence_continues(dc, uuid)
 
 
+def quota_of(dc, host, uuid):
+    return dc.exec(host, "zfs", "get", "-Hp", "-o", "value", "quota",
+                   "zones/" + uuid).stdout.strip()
+
+
+def test_running_bhyve_with_two_disks_full_ends_with_its_quota(dc):
+    """VM.js setQuotaBhyve (smartos-live src/vm/node_modules/VM.js) leaves a
+    bhyve root's quota 1 MiB above what its disks reserve. A snapshot of a
+    disk charges its data again (illumos dsl_dataset.c
+    dsl_dataset_snapshot_sync_impl), and while one is there the quota cannot
+    be set back (dsl_dir.c dsl_dir_set_quota_check: ENOSPC). Triton removes
+    its sync snapshots before it restores the quotas (sdc-vmapi
+    lib/workflows/migrate-switch.js): the last one goes too, the quota wins
+    over a rollback's snapshot, and rollback refuses, saying so."""
+    uuid = dc.provision("--brand", "bhyve", "--disks", "2", "--size", "4")
+    before = dc.vm(uuid)
+    quota = quota_of(dc, "source-server", uuid)
+    p = dc.migrate("-y", uuid, "dest-server")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "migration type:  Non-Incremental" in p.stdout
+    assert "no snapshot is kept for `sdc-migrate rollback` (a bhyve instance's quota" in p.stdout
+    assert_migrated(dc, uuid, before, p.stdout)
+    assert [quota_of(dc, h, uuid) for h in ("source-server", "dest-server")] == [quota, quota]
+    assert_sequence_continues(dc, uuid)
+    state = dc_state(dc, uuid)
+    r = dc.migrate("rollback", "-y", uuid)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "kept no snapshot on both compute nodes (a bhyve instance's quota" in r.stderr
+    assert "a rollback would have to send everything; nothing changed" in r.stderr
+    assert dc_state(dc, uuid) == state
+
+
+def test_the_space_check_counts_each_dataset_once(dc):
+    """`used` of zones/UUID holds its children's (a bhyve's disks): a
+    destination with room for the instance once, and for its disks' data
+    again (received, it sits under their refreservation with the last
+    snapshot), takes it; one without room for its reservation does not."""
+    uuid = dc.provision("--brand", "bhyve", "--disks", "2", "--size", "1", "--state", "stopped")
+    used = {l.split("\t")[0]: int(l.split("\t")[1]) for l in dc.exec(
+        "source-server", "zfs", "list", "-Hp", "-r", "-o", "name,used",
+        "zones/" + uuid).stdout.splitlines()}
+    root = used.pop("zones/" + uuid)
+    assert sum(used.values()) > 8 << 30          # its disks, counted in root already
+    state = dc_state(dc, uuid)
+    for room, status in ((root - (1 << 30), 2), (root + (4 << 30), 0)):
+        avail = int(dc.exec("dest-server", "zfs", "get", "-Hp", "-o", "value", "available",
+                            "zones").stdout)
+        # CNAPI's unreserved_disk follows the pool (vm-agent reports at once
+        # on a restart): it must not lag behind, either way
+        dc.exec("dest-server", "sh", "-c", 'zfs create -o reservation="$1" '
+                'zones/space-test-filler && svcadm restart vm-agent', "sh", str(avail - room))
+        try:
+            p = dc.migrate("-y", uuid, "dest-server")
+        finally:
+            dc.exec("dest-server", "sh", "-c", "zfs destroy zones/space-test-filler && "
+                    "svcadm restart vm-agent")
+        assert p.returncode == status, p.stdout + p.stderr
+        if status:
+            assert "destination dest-server has" in p.stderr and "free in zones" in p.stderr
+            assert dc_state(dc, uuid) == state
+    assert dc.vm(uuid)["server_uuid"] == dc.hosts()["dest-server"]["uuid"]
+
+
 def test_asks_for_what_is_missing_and_a_no_changes_nothing(dc):
     uuid = dc.provision("--size", "1")
     before = dc_state(dc, uuid)

@@ -46,10 +46,21 @@ def assert_back_on_source(dc, uuid, dest_record):
         assert ip["belongs_to_uuid"] == uuid and not ip.get("reserved")
 
 
+def kept_cost(dc, uuid):
+    """`sdc-migrate list`'s cost of uuid's kept snapshot, per side."""
+    listed = [json.loads(l) for l in dc.migrate("list", "-j").stdout.splitlines()]
+    return [m["snapshot_cost_bytes"] for m in listed if m["uuid"] == uuid][-1]
+
+
 def test_rollback_brings_back_what_was_written_on_the_destination(dc):
     uuid = migrated(dc)
     moved = dc.seq_lines(DST, uuid)
     assert moved[-1][1] != moved[0][1], "the workload did not write on the destination"
+    # the snapshot kept for it costs the destination what the workload wrote
+    # over since (its blocks, zfs-fuse counts them in the snapshot's used),
+    # the stopped source nothing
+    cost = kept_cost(dc, uuid)
+    assert cost["source"] == 0 and cost["destination"] > 0, cost
     before = dc_state(dc, uuid)
     dry = dc.migrate("rollback", "--dry-run", uuid)
     assert dry.returncode == 0, dry.stdout + dry.stderr
@@ -104,6 +115,21 @@ def test_a_delegated_dataset_zoned_by_the_boot_migrates_and_comes_back(dc):
     assert_back_on_source(dc, uuid, dc.seq_lines(DST, uuid))
     assert zoned(dc, SRC, data)[0] == "on"
     assert data_digest(dc, SRC, uuid) == data_digest(dc, DST, uuid)
+
+
+def test_no_rollback_snapshot_keeps_none_and_rollback_says_so(dc):
+    uuid = dc.provision("--size", "1", "--state", "stopped")
+    p = dc.migrate("-y", "--no-rollback-snapshot", uuid, DST)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "no snapshot is kept for `sdc-migrate rollback` (--no-rollback-snapshot)" in p.stdout
+    assert kept_snapshot(dc, uuid) is None and leftovers(dc, uuid) == []
+    assert kept_cost(dc, uuid) is None
+    before = dc_state(dc, uuid)
+    r = dc.migrate("rollback", "-y", uuid)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "kept no snapshot on both compute nodes (--no-rollback-snapshot)" in r.stderr
+    assert "sdc-migrate cleanup-source %s" % uuid in r.stderr
+    assert dc_state(dc, uuid) == before
 
 
 def test_rollback_refuses_without_a_common_snapshot_or_an_old_copy(dc):
@@ -185,6 +211,26 @@ def test_an_instance_whose_services_fail_on_the_destination_is_rolled_back(dc):
     listed = [json.loads(l) for l in dc.migrate("list", "-j").stdout.splitlines()]
     assert [(m["kind"], m["outcome"]) for m in listed if m["uuid"] == uuid] == \
         [("migration", "rolled-back"), ("rollback", "done")]
+
+
+def test_a_bhyve_that_does_not_boot_is_rolled_back_with_its_quota(dc):
+    """A bhyve instance keeps no snapshot for a rollback (its quota, VM.js
+    setQuotaBhyve, has no room for one), but one that did not come up is
+    rolled back at once: its migration keeps the last snapshot and the
+    raised quota for that, and the rollback sets the quota back on both CNs
+    once the snapshots are gone (sdc-vmapi lib/workflows/migrate-switch.js
+    order; illumos dsl_dir_set_quota_check refuses it before)."""
+    uuid = dc.provision("--brand", "bhyve", "--size", "1", "--alias", "no-boot-bhyve")
+    quota = dc.exec(SRC, "zfs", "get", "-Hp", "-o", "value", "quota", "zones/" + uuid).stdout
+    time.sleep(0.3)
+    p = dc.migrate_with_fault([DST, "--", "vmadm", "start", uuid], "-y", uuid, DST)
+    assert p.returncode == 4, p.stdout + p.stderr
+    assert "the boot failed" in p.stderr and "stays raised for the rollback" in p.stdout
+    assert_back_on_source(dc, uuid, dc.seq_lines(DST, uuid))
+    assert kept_snapshot(dc, uuid) is None
+    for host in (SRC, DST):
+        assert dc.exec(host, "zfs", "get", "-Hp", "-o", "value", "quota",
+                       "zones/" + uuid).stdout == quota, host
 
 
 def test_a_failed_boot_rolls_back_or_with_no_rollback_stays(dc):

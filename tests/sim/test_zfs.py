@@ -255,6 +255,95 @@ def test_volumes_report_type_and_volsize(cn):
         "volume\t%d\n" % (64 << 20)
 
 
+def settled_used(cn, *names):
+    """`used` of names once zfs-fuse has committed what was written (a snapshot
+    syncs the transaction group, as illumos would a few seconds later)."""
+    cn.run("zfs", "snapshot", "zones@settle")
+    cn.run("zfs", "destroy", "zones@settle")
+    out = cn.run("zfs", "get", "-Hp", "-o", "value", "used", *names).stdout
+    return [int(v) for v in out.split()]
+
+
+def test_volumes_reserve_what_refreservation_auto_computes(cn):
+    # illumos libzfs_dataset.c zvol_volsize_to_reservation: volsize plus every
+    # indirect block of the volume's object, L0-L6 of the meta-dnode included,
+    # 128K each, twice (copies + 1). 64M of 8K blocks: 8192 blocks, 8 L1
+    # blocks, 1 L2 block: (7 + 8 + 1) * 2 * 128K = 4M more.
+    auto64 = (64 << 20) + (4 << 20)
+    assert zfslib.volsize_to_reservation(64 << 20) == auto64
+    # zfs_main.c zfs_do_create: without -s a volume reserves that; -s none
+    cn.run("zfs", "create", "-V", "64M", "zones/rv")
+    cn.run("zfs", "create", "-s", "-V", "64M", "zones/sparse")
+    resv = cn.run("zfs", "get", "-Hp", "-o", "name,value", "refreservation",
+                  "zones/rv", "zones/sparse").stdout
+    assert resv == "zones/rv\t%d\nzones/sparse\t0\n" % auto64
+    # zfs set refreservation=auto: the volume's own figure (zfs_fix_auto_resv);
+    # on a filesystem, zprop_common.c zprop_parse_value refuses it
+    cn.run("zfs", "set", "refreservation=auto", "zones/sparse")
+    assert cn.run("zfs", "get", "-Hp", "-o", "value", "refreservation",
+                  "zones/sparse").stdout == "%d\n" % auto64
+    r = cn.run("zfs", "set", "refreservation=auto", "zones", check=False)
+    assert (r.returncode, r.stderr) == (1, "cannot set property for 'zones': "
+                                           "'refreservation=auto' only allowed on volumes\n")
+    # a volsize change carries an auto refreservation along (zfs_add_synthetic_resv):
+    # 128M is 16 L1 blocks, (7 + 16 + 1) * 2 * 128K = 6M more; a set one stays
+    cn.run("zfs", "set", "volsize=128M", "zones/rv")
+    cn.run("zfs", "set", "refreservation=70M", "zones/sparse")
+    cn.run("zfs", "set", "volsize=128M", "zones/sparse")
+    resv = cn.run("zfs", "get", "-Hp", "-o", "name,value", "refreservation",
+                  "zones/rv", "zones/sparse").stdout
+    assert resv == "zones/rv\t%d\nzones/sparse\t%d\n" % ((134 << 20), 70 << 20)
+    # VM.js clones a disk0 with -o refreservation=auto: the clone's own size
+    cn.run("zfs", "snapshot", "zones/rv@final")
+    cn.run("zfs", "clone", "-o", "volsize=64M", "-o", "refreservation=auto", "zones/rv@final",
+           "zones/rvclone")
+    assert cn.run("zfs", "get", "-Hp", "-o", "value", "refreservation",
+                  "zones/rvclone").stdout == "%d\n" % auto64
+    for ds in ("zones/rvclone", "zones/rv", "zones/sparse"):
+        cn.run("zfs", "destroy", "-r", ds)
+
+
+def test_a_snapshot_of_a_reserved_volume_costs_its_data_and_blocks_a_quota(cn):
+    """dsl_dataset.c dsl_dataset_snapshot_sync_impl: a snapshot takes the
+    dataset's unique bytes out from under its refreservation, which is charged
+    again in full: the volume's (and its parent's) `used` grows by the data the
+    volume held. dsl_dir.c dsl_dir_set_quota_check then refuses a quota below
+    `used` with ENOSPC, which libzfs_dataset.c zfs_setprop_error words as below.
+    A bhyve root's quota is its disks' refreservations and 1 MiB more (VM.js
+    setQuotaBhyve): a snapshot of its disks leaves that quota unsettable."""
+    cn.run("zfs", "create", "zones/vm")
+    cn.run("zfs", "create", "-V", "64M", "zones/vm/disk0")
+    fill(cn, "/zones/vm/disk0/data", 20)
+    before, = settled_used(cn, "zones/vm")
+    held = int(cn.run("zfs", "get", "-Hp", "-o", "value", "usedbydataset",
+                      "zones/vm/disk0").stdout)
+    assert held > 20 << 20
+    cn.run("zfs", "snapshot", "-r", "zones/vm@mig")
+    after, = settled_used(cn, "zones/vm")
+    assert after - before == held
+    r = cn.run("zfs", "set", "quota=%d" % before, "zones/vm", check=False)
+    assert (r.returncode, r.stderr) == (1, "cannot set property for 'zones/vm': size is less "
+                                           "than current used or reserved space\n")
+    cn.run("zfs", "destroy", "-r", "zones/vm@mig")
+    cn.run("zfs", "set", "quota=%d" % before, "zones/vm")
+    cn.run("zfs", "destroy", "-r", "zones/vm")
+
+
+def test_a_zone_quota_counts_its_snapshots(cn):
+    """A zone's quota (zfs quota on zones/UUID) covers its snapshots: data a
+    snapshot keeps counts until the snapshot goes (zfs(8) quota; real in zfs-fuse)."""
+    cn.run("zfs", "create", "-o", "quota=32M", "zones/z")
+    fill(cn, "/zones/z/data", 20)
+    settled_used(cn, "zones/z")
+    cn.run("zfs", "snapshot", "zones/z@mig")
+    rewrite = cn.run("dd", "if=/dev/urandom", "of=/zones/z/data", "bs=1M", "count=20",
+                     "conv=notrunc,fsync", "status=none", check=False)
+    assert rewrite.returncode == 1 and "Disk quota exceeded" in rewrite.stderr
+    cn.run("zfs", "destroy", "zones/z@mig")
+    fill(cn, "/zones/z/data", 20)
+    cn.run("zfs", "destroy", "-r", "zones/z")
+
+
 # ---- send / receive --------------------------------------------------------------
 
 def parse_send_lines(text):

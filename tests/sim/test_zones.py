@@ -29,7 +29,7 @@ SAMPLES = ROOT / "tests" / "fixtures" / "triton-samples"
 DERIVED = SAMPLES / "derived"
 
 sys.path.insert(0, str(SIM))
-from simdc import common, netagent, vmagent, zones  # noqa: E402
+from simdc import common, netagent, vmagent, zfslib, zones  # noqa: E402
 
 
 
@@ -65,7 +65,7 @@ class FakeZfs:
         self.root = root
         self.ds = {}
         self.calls = []
-        self.add("zones", used=1 << 20, available=4 << 30)
+        self.add("zones", used=1 << 20, available=1 << 40)
         self.add("zones/cores", mountpoint="none")
 
     def add(self, name, type_="filesystem", **props):
@@ -96,6 +96,14 @@ class FakeZfs:
             raise zones.ZfsError(["zfs"] + args, r.returncode, r.stderr)
         return r
 
+    @staticmethod
+    def value(rec, k, v):
+        if k not in ("quota", "refquota", "reservation", "refreservation"):
+            return v
+        if v == "auto" and rec["type"] == "volume":
+            return zfslib.volsize_to_reservation(rec["volsize"])
+        return 0 if v == "none" else parse_size(v)
+
     def missing(self, name):
         return Done(1, "", "cannot open '%s': dataset does not exist\n" % name)
 
@@ -105,8 +113,14 @@ class FakeZfs:
         pos = []
         i = 0
         while i < len(rest):
-            if rest[i] in ("-o", "-t", "-V") and i + 1 < len(rest):
-                opts.setdefault(rest[i], []).append(rest[i + 1])
+            flag = rest[i]
+            if flag.startswith("-") and len(flag) > 2:
+                # clustered (-Hpr), the last one maybe taking the next word (-Hrpt volume)
+                opts.update({"-" + c: True for c in flag[1:-1]})
+                flag = "-" + flag[-1]
+                rest = rest[:i] + [flag] + rest[i + 1:]
+            if flag in ("-o", "-t", "-V") and i + 1 < len(rest):
+                opts.setdefault(flag, []).append(rest[i + 1])
                 i += 2
             elif rest[i].startswith("-"):
                 opts[rest[i]] = True
@@ -122,6 +136,8 @@ class FakeZfs:
                          or n.startswith(top + "@")]
                 if "-t" not in opts:
                     names = [n for n in names if "@" not in n]
+                elif opts["-t"] == ["volume"]:
+                    names = [n for n in names if self.ds[n]["type"] == "volume"]
             else:
                 names = pos
             out = []
@@ -156,25 +172,26 @@ class FakeZfs:
                     os.makedirs(self.root + "/%s/root" % name, exist_ok=True)
             elif "-V" in opts:
                 rec = self.add(name, "volume", volsize=parse_size(opts["-V"][0]))
+                if "-s" not in opts:
+                    props.setdefault("refreservation", "auto")
             else:
                 rec = self.add(name, mountpoint=props.get("mountpoint", "/" + name))
-            for k, v in props.items():
+            for k, v in sorted(props.items(), key=lambda kv: kv[0] != "volsize"):
                 if k == "volsize":
                     rec["volsize"] = parse_size(v)
-                elif k in ("quota", "refquota", "reservation", "refreservation"):
-                    rec[k] = 0 if v == "none" else parse_size(v)
                 else:
-                    rec[k] = v
+                    rec[k] = self.value(rec, k, v)
             return Done()
         if cmd == "set":
-            k, v = pos[0].split("=", 1)
-            if pos[1] not in self.ds:
-                return self.missing(pos[1])
-            if k in ("quota", "refquota", "reservation", "refreservation"):
-                v = 0 if v == "none" else parse_size(v)
+            target = pos[-1]
+            if target not in self.ds:
+                return self.missing(target)
+            for assign in pos[:-1]:
+                k, v = assign.split("=", 1)
+                v = self.value(self.ds[target], k, v)
                 if k == "reservation" and v > self.ds["zones"]["available"]:
-                    return Done(1, "", "cannot set property for '%s': out of space\n" % pos[1])
-            self.ds[pos[1]][k] = v
+                    return Done(1, "", "cannot set property for '%s': out of space\n" % target)
+                self.ds[target][k] = v
             return Done()
         if cmd == "destroy":
             name = pos[0]
@@ -696,13 +713,17 @@ def test_vmadm_create_kvm_and_bhyve_datasets(cn):
     root = ds["zones/" + bhyve]
     assert ds["zones/%s/disk0" % bhyve]["origin"] == "zones/%s@final" % image
     assert ds["zones/%s/disk1" % bhyve]["volsize"] == 1024 << 20
-    # setQuotaBhyve: refquota = quota (GiB); quota = refquota + the disks' refreservations
-    vmadm = COMMANDS["vmadm"]
-    refres = vmadm.volsize_to_refreservation(10240 << 20) + \
-        vmadm.volsize_to_refreservation(1024 << 20)
+    # VM.js createVolume: each disk refreservation=auto (libzfs
+    # zvol_volsize_to_reservation); setQuotaBhyve: refquota = quota (GiB),
+    # quota = reservation = refquota + the disks' refreservations,
+    # refreservation = refquota less 1 MiB
+    disks = [ds["zones/%s/disk%d" % (bhyve, i)]["refreservation"] for i in (0, 1)]
+    assert disks == [zfslib.volsize_to_reservation(10240 << 20),
+                     zfslib.volsize_to_reservation(1024 << 20)]
+    assert disks[0] > 10240 << 20 and disks[1] > 1024 << 20    # the metadata too
     assert root["refquota"] == 10 << 30
-    assert root["quota"] == refres + (10 << 30)
-    assert refres > (11264 << 20)         # auto refreservation covers metadata too
+    assert root["quota"] == root["reservation"] == sum(disks) + (10 << 30)
+    assert root["refreservation"] == (10 << 30) - (1 << 20)
     xml = cn.xml(bhyve)
     assert '<device match="/dev/zvol/rdsk/zones/%s/disk0">' % bhyve in xml
     assert '<net-attr name="pci-slot" value="0:4:1"/>' in xml
@@ -777,7 +798,7 @@ def test_vm_agent_report(cn, monkeypatch):
     assert (c, cmethod, cpath) == ("cnapi", "POST", "/servers/" + cn.server_uuid)
     assert set(cbody) == {"disk_pool_size_bytes", "disk_pool_alloc_bytes",
                           "memory_available_bytes", "last_heartbeat"}
-    assert cbody["disk_pool_size_bytes"] == (4 << 30) + (1 << 20)
+    assert cbody["disk_pool_size_bytes"] == (1 << 40) + (1 << 20)
     assert cbody["memory_available_bytes"] == (32768 - 2 * 128) << 20   # two running zones
     for name in ("vmadmd", "heartbeater", "vm-agent"):
         calls.clear()

@@ -20,7 +20,8 @@ class FakeNode:
 
 
 def zfs_line(name, type="filesystem", userrefs="-"):
-    return "\t".join([name, type, "-", "1024", "1024", "0", "1024", "0", userrefs])
+    return "\t".join([name, type, "-", "1024", "1024", "0", "1024", "0", userrefs, "none",
+                      "none", "0"])
 
 
 def probe_output(state="installed", hidden=True, index="live", kvm=True):

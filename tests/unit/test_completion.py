@@ -124,7 +124,7 @@ def test_options_are_the_usages_own(setup):
         offered = complete(setup, sub, "-")
         assert offered and all(o.rstrip("=") in usage for o in offered), sub
     assert complete(setup, "evacuate", "--c") == ["--concurrency="]
-    assert complete(setup, "--no") == ["--no-rollback"]
+    assert complete(setup, "--no") == ["--no-rollback", "--no-rollback-snapshot"]
     assert "--measure=" in complete(setup, "estimate", "--")
 
 

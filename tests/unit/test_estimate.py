@@ -34,7 +34,7 @@ def zfs_line(name, refer, type="filesystem", origin="-", sent=None):
     (usedbydataset + usedbysnapshots), REFER maybe more (a clone's image)."""
     sent = refer if sent is None else sent
     return "\t".join([name, type, origin, str(refer), str(refer), "0", str(sent - MB // 2),
-                      str(MB // 2), "-"])
+                      str(MB // 2), "-", "none", "none", "0"])
 
 
 ZFS = "\n".join([

@@ -104,13 +104,14 @@ def test_core_zones_nat_zones_and_fabric_nics_are_told_apart():
 
 def test_each_item_is_moved_in_process_with_the_options():
     i = dict(item("u", 1), dest="spare-server", alias="x; rm -rf / $(id)")
-    m = evacuate.mover(i, {"max_delta": 10 * MB, "allow_older": True, "bwlimit": 5 * MB},
-                       Report())
+    m = evacuate.mover(i, {"max_delta": 10 * MB, "allow_older": True, "bwlimit": 5 * MB,
+                           "rollback_snapshot": False}, Report())
     assert isinstance(m, Migration)
     o = m.opts
     assert (o.uuid, o.dest, o.incremental, o.auto, o.yes, o.interval) == \
         ("u", "spare-server", True, True, True, 0)
-    assert (o.max_delta, o.bwlimit, o.allow_older) == (10 * MB, 5 * MB, True)
+    assert (o.max_delta, o.bwlimit, o.allow_older, o.rollback_snapshot) == \
+        (10 * MB, 5 * MB, True, False)
     nat = evacuate.mover(dict(i, kind="nat"), {}, Report())
     assert isinstance(nat, evacuate.NatMove) and nat.nat.yes
 

@@ -129,10 +129,11 @@ class FakeCN(Runner):
         lines = []
         for name, snaps in self.snaps.items():
             lines.append("\t".join([name, "filesystem", "zones/%s@final" % IMAGE, "1000000",
-                                    "1000000", "none", "1000000", "0", "0"]))
+                                    "1000000", "none", "1000000", "0", "0", "none", "none",
+                                    "0"]))
             if snapshots:
                 lines += ["\t".join(["%s@%s" % (name, s), "snapshot", "-", "0", "0", "-",
-                                     "0", "0", "0"]) for s in snaps]
+                                     "0", "0", "0", "-", "-", "-"]) for s in snaps]
         return "".join(l + "\n" for l in lines)
 
     def guid_lines(self, names):
@@ -148,8 +149,8 @@ class FakeCN(Runner):
         script = argv[2] if argv[:2] == ["sh", "-c"] else None
         args = argv[4:] if script else []
         if script == migrate.GATHER_SOURCE:
-            return 0, (w.facts_text["src"] + self.listing(True) + args[0] + "\n\n" + args[0]
-                       + "\noff\n"), ""
+            return 0, (w.facts_text["src"] + self.listing(True) + args[0] + "\n100000000000\n\n"
+                       + args[0] + "\noff\n"), ""
         if argv == zfs.list_command(snapshots=True):       # a resumed run's look
             return 0, self.listing(True), ""
         if script == migrate.GATHER_DEST:

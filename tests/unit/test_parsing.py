@@ -45,7 +45,8 @@ def test_admin_ip_from_sysinfo_network_interfaces():
     assert ip in [n.get("ip4addr") for n in nics if "admin" in n.get("NIC Names", [])]
 
 
-LISTING = "\n".join("\t".join(row) for row in [
+# (reservation, refreservation and usedbyrefreservation: none of them here)
+LISTING = "\n".join("\t".join(row + ("none", "none", "0")) for row in [
     ("zones/cores/U", "filesystem", "-", "100", "100", "1000", "100", "0", "-"),
     ("zones/U", "filesystem", "zones/IMG@final", "5000", "9000", "10737418240", "4000", "1000",
      "-"),

@@ -59,7 +59,13 @@ OLD_NET_AGENT = "2.3.0"
 AGENTS = {"cn-agent": "2.0.2", "vm-agent": "1.7.0", "net-agent": NET_AGENT,
           "config-agent": "1.5.0"}
 SDC_VERSION = "7.0"
-POOL_SIZE = os.environ.get("SIMDC_POOL_SIZE", "4G")
+# A sparse file: only what is written takes room on this machine. It is as
+# large as a real CN's pool (the sample cnapi-server.json's is 160 GB, and
+# this one holds what a whole test session provisions) because reservations
+# are real: a bhyve instance reserves its quota (refquota plus its disks'
+# refreservation=auto, VM.js setQuotaBhyve), ~21 GiB for `simdc provision
+# --brand bhyve`, and a kvm's disks reserve theirs.
+POOL_SIZE = os.environ.get("SIMDC_POOL_SIZE", "1T")
 
 CN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # root's PATH on a head node (smartos-live overlay/generic/root/.profile): Triton's

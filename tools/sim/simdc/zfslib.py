@@ -6,7 +6,8 @@ emulated here:
   user properties `simdc:volsize` (and `simdc:volblocksize`), set locally
   or received. The shim reports it as `type=volume` with `volsize`; the
   filesystem stays mounted so a kvm/bhyve workload can keep disk0's data
-  in it (`data_dir`).
+  in it (`data_dir`). Its refreservation is a real one on that filesystem
+  (`volsize_to_reservation`), so zfs-fuse counts its space as illumos does.
 - properties zfs-fuse does not know (`written`, `volsize`, limits, ...),
   computed from the space accounting it does know (see `emulate`).
 - exact numbers: the real `zfs get -Hp` gives them; `zfs list` has no -p.
@@ -94,6 +95,30 @@ FS_ONLY = {
 # What the emulated properties are computed from.
 SPACE_PROPS = ["type", "referenced", "used", "usedbydataset", "usedbysnapshots",
                "origin", "createtxg", VOLSIZE, VOLBLOCK]
+
+
+# ---- volume reservations ---------------------------------------------------
+# illumos libzfs_dataset.c zvol_volsize_to_reservation(): what
+# refreservation=auto gives a volume (and what `zfs create -V` without -s
+# sets): its data, plus every indirect block of its one object, L0-L6 of the
+# meta-dnode included, at 128K each and twice (copies + 1, at most 3 DVAs).
+# volsize_from_vdevs() changes the data part only on raidz, which a
+# simulated pool (one file) never is.
+DN_MAX_INDBLKSHIFT = 17
+SPA_BLKPTRSHIFT = 7
+SPA_DVAS_PER_BP = 3
+DNODES_PER_LEVEL = 1 << (DN_MAX_INDBLKSHIFT - SPA_BLKPTRSHIFT)
+
+
+def volsize_to_reservation(volsize, volblocksize=DEFAULT_VOLBLOCKSIZE, copies=1):
+    nblocks = volsize // volblocksize
+    data = nblocks * volblocksize
+    numdb = 7
+    while nblocks > 1:
+        nblocks = (nblocks + DNODES_PER_LEVEL - 1) // DNODES_PER_LEVEL
+        numdb += nblocks
+    numdb *= min(SPA_DVAS_PER_BP, copies + 1)
+    return data * copies + numdb * (1 << DN_MAX_INDBLKSHIFT)
 
 
 def real_zfs():

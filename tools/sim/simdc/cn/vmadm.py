@@ -422,52 +422,38 @@ def nic_element(n):
     return e
 
 
-def volsize_to_refreservation(volsize, volblocksize=8192, copies=1):
-    """VM.js volsizeToRefreservation(): what refreservation=auto gives a volume."""
-    DN_MAX_INDBLKSHIFT = 17
-    DNODES_PER_LEVEL = 1 << (DN_MAX_INDBLKSHIFT - 7)
-    blocks = volsize / volblocksize
-    numdb = 7
-    while blocks > 1:
-        blocks = (blocks + DNODES_PER_LEVEL - 1) // DNODES_PER_LEVEL
-        numdb += blocks
-    numdb *= min(3, copies + 1)
-    return int(volsize * copies + numdb * (1 << DN_MAX_INDBLKSHIFT))
-
-
 def zfs_set(ds, prop, value):
     zones.zfs("set", "%s=%s" % (prop, value), ds)
 
 
-def set_quota(cfg, quota, volsizes=None):
-    """vmadm's quota: zfs quota on the zone root; for bhyve the setQuotaBhyve rule."""
+def set_quota(cfg, quota):
+    """vmadm's quota: zfs quota on the zone root; for bhyve setQuotaBhyve.
+
+    smartos-live src/vm/node_modules/VM.js setQuotaBhyve (RFD 148 snapspace):
+    the root's refreservation off and its refquota the quota (1 GiB at
+    least); every volume below it refreservation=auto; the root's quota and
+    reservation the refquota plus those refreservations (or the quota asked
+    for, if larger), its refreservation the refquota less 1 MiB (room for
+    makeIndestructible's snapshot). One `zfs set` each, as VM.js runs them.
+    """
     ds = cfg.zonepath.lstrip("/")
     if cfg.brand != "bhyve":
         zfs_set(ds, "quota", "none" if not quota else "%sg" % quota)
         return
-    # RFD 148 snapspace, VM.js setQuotaBhyve(): refquota/refreservation = quota
-    # (at least 1 GiB); quota/reservation = that plus every disk's refreservation
-    # (what refreservation=auto gives each volume).
     max_quota = max(DEFAULT_BHYVE_QUOTA, quota or 0) * GiB
-    if volsizes is None:
-        table = zones.zfs_table(ds)
-        volsizes = [r["volsize"] for n, r in table.items()
-                    if n.startswith(ds + "/disk") and "@" not in n
-                    and isinstance(r.get("volsize"), int)]
-    volrefres = sum(volsize_to_refreservation(v) for v in volsizes)
+    zones.zfs("set", "refreservation=none", "refquota=%d" % max_quota, ds)
+    out = zones.zfs("list", "-Hrpt", "volume", "-o", "name,volsize", ds).stdout
+    volumes = [line.split("\t")[0] for line in out.splitlines() if line.strip()]
+    for vol in volumes:
+        zones.zfs("set", "refreservation=auto", vol)
+    volrefres = 0
+    if volumes:
+        out = zones.zfs("list", "-Hpr", "-t", "volume", "-o", "refreservation", ds).stdout
+        volrefres = sum(int(v) for v in out.split())
     total = volrefres + max_quota
-    value = str(total)
-    if (quota or 0) * GiB > total:
-        value = "%sg" % quota
-    zfs_set(ds, "refquota", max_quota)
-    zfs_set(ds, "quota", value)
-    # The reservations hold the space for real; a small simulated pool cannot
-    # always promise a VM's nominal disks, so they are best effort here.
-    for prop, v in (("reservation", value), ("refreservation", max_quota)):
-        try:
-            zfs_set(ds, prop, v)
-        except zones.ZfsError:
-            pass
+    value = "%sg" % quota if (quota or 0) * GiB > total else str(total)
+    zones.zfs("set", "quota=%s" % value, "reservation=%s" % value,
+              "refreservation=%d" % max(0, max_quota - MiB), ds)
 
 
 def image_volsize_mib(image_uuid):
@@ -594,6 +580,9 @@ def _create_locked(payload, brand, uuid, hvm):
             d.setdefault("media", "disk")
             if "boot" not in d:
                 d["boot"] = i == 0 and bool(d.get("image_uuid"))
+            # VM.js createVolume: refreservation=auto (zvol_volsize_to_reservation)
+            # unless the payload gives disks.*.refreservation (MiB)
+            resv = "auto" if d.get("refreservation") is None else "%dM" % d["refreservation"]
             if d.get("image_uuid"):
                 image_mib = image_volsize_mib(d["image_uuid"])
                 if "image_size" not in d:
@@ -601,6 +590,7 @@ def _create_locked(payload, brand, uuid, hvm):
                 if image_mib is not None:
                     # RFD 154: a disk.size larger than the image grows the clone
                     run("clone", "-o", "volsize=%dM" % (d.get("size") or d["image_size"]),
+                        "-o", "refreservation=" + resv,
                         "zones/%s@final" % d["image_uuid"], vol)
                 else:
                     run("clone", "zones/%s@final" % d["image_uuid"], vol)
@@ -610,6 +600,8 @@ def _create_locked(payload, brand, uuid, hvm):
                 args = ["create"]
                 if d.get("block_size"):
                     args += ["-o", "volblocksize=%s" % d["block_size"]]
+                if resv != "auto":
+                    args += ["-o", "refreservation=" + resv]
                 run(*(args + ["-V", "%dM" % d["size"], vol]))
             created.append(vol)
             if brand == "bhyve":
@@ -622,8 +614,7 @@ def _create_locked(payload, brand, uuid, hvm):
         os.makedirs(zones.on_cn(zonepath + "/root"), exist_ok=True)
         os.makedirs(zones.on_cn(zonepath + "/config"), exist_ok=True)
         if brand == "bhyve":
-            set_quota(zones.ZoneConfig.new(uuid, zonepath, brand), quota,
-                      [(d.get("size") or d["image_size"]) * MiB for d in disks])
+            set_quota(zones.ZoneConfig.new(uuid, zonepath, brand), quota)
 
         cfg = build_config(payload, brand, uuid, zonepath, image_uuid, hvm, props,
                            max_phys, max_locked, max_swap, ram, disks, nics)

@@ -464,11 +464,31 @@ def do_create(args):
         props = [(k, v) for k, v in props if k not in zfslib.FS_ONLY]
         argv += ["-o", "%s=%d" % (zfslib.VOLSIZE, size),
                  "-o", "%s=%d" % (zfslib.VOLBLOCK, bs)]
+        # illumos zfs_main.c zfs_do_create: a volume made without -s reserves
+        # what it may come to hold (zvol_volsize_to_reservation), unless
+        # -o refreservation says otherwise; `auto` is that same figure
+        given = dict(props).get("refreservation")
+        if given == "auto" or (given is None and not sparse):
+            copies = dict(props).get("copies", "1")
+            resv = zfslib.volsize_to_reservation(
+                size, bs, int(copies) if copies.isdigit() else 1)
+            props = [(k, v) for k, v in props if k != "refreservation"]
+            props.append(("refreservation", str(resv)))
     elif sparse:
         usage("create", "'-s' and '-b' can only be used with '-V'")
+    elif dict(props).get("refreservation") == "auto":
+        return auto_only_on_volumes("create", ds)
     for k, v in props:
         argv += ["-o", "%s=%s" % (k, v)]
     return real(argv + [ds])
+
+
+def auto_only_on_volumes(what, target):
+    """illumos zprop_common.c zprop_parse_value: `auto` is a reservation's value
+    for volumes only."""
+    err("cannot %s '%s': 'refreservation=auto' only allowed on volumes"
+        % ("set property for" if what == "set" else what, target))
+    return 1
 
 
 READONLY = {"type", "creation", "used", "available", "referenced",
@@ -493,9 +513,25 @@ def do_set(args):
     if not targets:
         usage("set", "missing dataset name(s)")
     info = None
+    setting = {canonical(a.split("=", 1)[0]) for a in assigns}
     for a in assigns:
         k, v = a.split("=", 1)
         k = canonical(k)
+        if k == "refreservation" and v == "auto":
+            # libzfs_dataset.c zfs_fix_auto_resv: the volume's own figure
+            # (for the volsize set beside it, if one is)
+            info = info or volume_info(targets)
+            newsize = [parse_size_or_die("set property for", b.split("=", 1)[1], targets[0])
+                       for b in assigns if canonical(b.split("=", 1)[0]) == "volsize"]
+            for t in targets:
+                vs, bs = info.get(t, (None, 0))
+                if vs is None:
+                    return auto_only_on_volumes("set", t)
+                rc = real(["set", "refreservation=%d"
+                           % zfslib.volsize_to_reservation((newsize or [vs])[-1], bs), t])
+                if rc:
+                    return rc
+            continue
         if k in READONLY:
             for t in targets:
                 err("cannot set property for '%s': '%s' is readonly" % (t, k))
@@ -522,9 +558,11 @@ def do_set(args):
                         err("cannot set property for '%s': volume size must be "
                             "a multiple of volume block size" % t)
                         return 1
-                rc = real(["set", "%s=%d" % (zfslib.VOLSIZE, size)] + targets)
-                if rc:
-                    return rc
+                for t in targets:
+                    rc = set_volsize(t, size, info[t], "refreservation" in setting)
+                    if rc:
+                        return rc
+                    info[t] = (size, info[t][1])
                 continue
             if k in ("filesystem_limit", "snapshot_limit"):
                 # an old pool has no limits; accept "none" as a no-op
@@ -539,6 +577,29 @@ def do_set(args):
                     "datasets of this type" % (vols[0], k))
                 return 1
         rc = real(["set", "%s=%s" % (k, v)] + targets)
+        if rc:
+            return rc
+    return 0
+
+
+def set_volsize(vol, size, info, resv_given):
+    """volsize=SIZE on one volume; a refreservation that was the old size's
+    auto figure follows the new size (libzfs_dataset.c zfs_add_synthetic_resv):
+    raised before a growth, lowered after a shrink, so a pool without the
+    room refuses the growth and changes nothing."""
+    old, bs = info
+    new_resv = None
+    if not resv_given:
+        r = zfslib.zfs("get", "-Hp", "-o", "value", "refreservation", vol)
+        have = r.stdout.strip()
+        if have.isdigit() and int(have) == zfslib.volsize_to_reservation(old, bs):
+            new_resv = zfslib.volsize_to_reservation(size, bs)
+    steps = [["set", "%s=%d" % (zfslib.VOLSIZE, size), vol]]
+    if new_resv is not None:
+        resv = ["set", "refreservation=%d" % new_resv, vol]
+        steps = [resv] + steps if size > old else steps + [resv]
+    for argv in steps:
+        rc = real(argv)
         if rc:
             return rc
     return 0
@@ -569,6 +630,7 @@ def do_clone(args):
     snap, target = rest
     argv = ["clone"]
     volsize = None
+    auto = False
     for o, a in opts:
         if o == "-p":
             argv.append("-p")
@@ -578,6 +640,8 @@ def do_clone(args):
             k, v = a.split("=", 1)
             if canonical(k) == "volsize":
                 volsize = v
+            elif canonical(k) == "refreservation" and v == "auto":
+                auto = True     # VM.js clones a bhyve/kvm disk0 so
             else:
                 argv += ["-o", "%s=%s" % (canonical(k), v)]
     origin_fs = snap.split("@", 1)[0]
@@ -591,6 +655,11 @@ def do_clone(args):
             vs = parse_size_or_die("create", volsize, target)
         argv += ["-o", "%s=%d" % (zfslib.VOLSIZE, vs),
                  "-o", "%s=%d" % (zfslib.VOLBLOCK, bs)]
+        if auto:
+            # libzfs_dataset.c zfs_fix_auto_resv, for the clone's own size
+            argv += ["-o", "refreservation=%d" % zfslib.volsize_to_reservation(vs, bs)]
+    elif auto:
+        return auto_only_on_volumes("create", target)
     elif volsize is not None:
         err("cannot create '%s': 'volsize' does not apply to datasets of this "
             "type" % target)
