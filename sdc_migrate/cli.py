@@ -8,14 +8,19 @@ Usage:
   sdc-migrate -v | --version
 
 Subcommands, each with its own --help:
-  sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME] [CN_NAME...]
+  sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME]
+                       [-H] [-o COL,...] [-s COL,...] [CN_NAME...]
   sdc-migrate cleanup-source [-y] [--comment-out] INST_UUID
   sdc-migrate nat-recreate [-y] (--list [CN_NAME] | NAT_UUID [DEST_CN_NAME])
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
-                       [--max-delta=SIZE] [--bwlimit=RATE] SOURCE_CN_NAME
-  sdc-migrate list [-j]
+                       [--max-delta=SIZE] [--bwlimit=RATE] [-H] [-o COL,...]
+                       [-s COL,...] SOURCE_CN_NAME
+  sdc-migrate list [-j] [-H] [-o COL,...] [-s COL,...] [--instance=INST_UUID]
+                   [--cn=CN_NAME] [--outcome=OUTCOME]
+  sdc-migrate show [-j] INST_UUID
   sdc-migrate finish INST_UUID
   sdc-migrate rollback [-y] [-j] [--dry-run] [--bwlimit=RATE] INST_UUID
+  sdc-migrate completion
 
 Runs on the head node, installed as /opt/custom/bin/sdc-migrate: call it by
 that path. Triton's own sdc-migrate (the RFD 34 client of VMAPI migrations)
@@ -88,8 +93,10 @@ SUBCOMMANDS = {
     "nat-recreate": "nat_recreate",
     "evacuate": "evacuate",
     "list": "inflight",
+    "show": "show",
     "finish": "finish",
     "rollback": "rollback",
+    "completion": "completion",
 }
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 

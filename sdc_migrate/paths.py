@@ -6,7 +6,8 @@ migrator-INST_UUID-DEST_CN_NAME-EPOCH with .log (what it printed), .journal
 (every change and its undo) and .st (an incremental run's state file: remove
 it to finish), and per instance sdc-migrate-INST_UUID.lock. Compute nodes, in
 root's .ssh, the run's temporary key, its known_hosts and the authorized_keys
-backup, each named by the run's tag; in /var/tmp on the destination, the pid
+backup, each named by the run's tag; sdc-migrate-complete-KIND.json, what
+the completion script last heard from CNAPI or VMAPI; in /var/tmp on the destination, the pid
 file of a receive over that key, named by the instance.
 """
 import glob
@@ -31,6 +32,12 @@ def runs(uuid="*", dest="*", ext=".journal", state_dir=STATE_DIR):
 
 def lock(uuid, state_dir=STATE_DIR):
     return os.path.join(state_dir, "sdc-migrate-%s.lock" % uuid)
+
+
+def completion_cache(kind, state_dir=STATE_DIR):
+    """What CNAPI or VMAPI said for `sdc-migrate completion`'s script, kept a
+    minute: kind is cns or active."""
+    return os.path.join(state_dir, "sdc-migrate-complete-%s.json" % kind)
 
 
 def temp_key(tag):

@@ -12,6 +12,9 @@ connection, a head node reboot) leaves enough for the next run of the same
 command to finish it or undo it. One JSON object a line, fsynced:
 
   {"t": "begin", ...}            what the migration is and the instance was
+  {"t": "step", "name": N, ...}  step N starts (every record has its time, "at")
+  {"t": "sent", "bytes": B, "seconds": S}  a round's streams sent B bytes in S seconds
+  {"t": "booted"}                the instance was started on the destination
   {"t": "change", "undo": NAME, "what": TEXT, "args": {...}, "data": bool}
   {"t": "confirmed", "i": N}     change N, journaled before it was made, was made
   {"t": "undone", "i": N}        change N was undone (or no longer needs undoing)
@@ -21,6 +24,7 @@ command to finish it or undo it. One JSON object a line, fsynced:
   {"t": "end", "outcome": ...}   done, rolled-back, needs-operator or superseded
 """
 import concurrent.futures
+import datetime
 import fcntl
 import json
 import os
@@ -29,6 +33,10 @@ from . import paths
 from .errors import MigrateError, Refused
 
 STATE_DIR = paths.STATE_DIR
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Journal:
@@ -59,6 +67,9 @@ class Journal:
         return [j for j in Journal.all(uuid) if j.records and not j.ended]
 
     def write(self, record):
+        """Append record, stamped with its time ("at", ISO 8601; `show` reads
+        the steps' starts and durations, the rounds, stop and boot from them)."""
+        record.setdefault("at", now_iso())
         if self.path is None:
             self.records.append(record)
             return
@@ -255,6 +266,8 @@ class Procedure:
                             % (n, len(self.steps), step.what, how), n=n, step=step.name,
                             undo=step.undo is not None, permanent=step.permanent,
                             switch=step.switch)
+            if not listing:
+                self.journal.write({"t": "step", "name": step.name, "what": step.what})
             step.do(ctx)
             if step.switch:
                 self.mark_switched()

@@ -3,6 +3,7 @@ with -j (JsonReport) one JSON event a line instead, the log staying human."""
 import datetime
 import json
 import os
+import re
 import sys
 import time
 
@@ -51,6 +52,71 @@ def estimate_text(nbytes, rate_mb=20):
         human_duration(estimate_seconds(nbytes, rate_mb)), rate_mb, rate_mb * 60 / 1024.0)
 
 
+def column_name(header):
+    """A table column's name for -o and -s: its header in lower case, words
+    joined by _ ("LAST DELTA" -> last_delta), as node-triton's tables name
+    their fields."""
+    return re.sub(r"[^a-z0-9]+", "_", header.lower()).strip("_")
+
+
+class TableOptions:
+    """-H, -o COL,... and -s COL,... as node-triton's tables take them
+    (node-triton lib/common.js getCliTableOptions, drawn by tabula): no
+    header row; these columns, in this order; sorted on these columns
+    (numbers as numbers, sizes by bytes, a leading - reverses). One set for a
+    command's every table: a column a table lacks is left out of it."""
+
+    def __init__(self, header=True, columns=None, sort=()):
+        self.header, self.columns, self.sort = header, columns, list(sort)
+
+    @classmethod
+    def from_args(cls, args, *tables):
+        """From docopt's -H, -o and -s, checked against the columns of the
+        command's tables (lists of headers): a name none has is a Usage error."""
+        known = [column_name(h) for t in tables for h in t]
+        columns = cls._names(args.get("-o"), "-o", known)
+        sort = [(n.lstrip("-"), n.startswith("-"))
+                for n in cls._names(args.get("-s"), "-s", known, signed=True) or []]
+        return cls(not args.get("-H"), columns, sort)
+
+    @staticmethod
+    def _names(text, option, known, signed=False):
+        if isinstance(text, list):      # docopt reads `-o COL,...` as repeatable
+            text = ",".join(text) if text else None
+        if text is None:
+            return None
+        names = [n.strip().lower() for n in text.split(",")]
+        for n in names:
+            if (n[1:] if signed and n.startswith("-") else n) not in known:
+                raise Usage("%s: no column %r; the columns are %s"
+                            % (option, n, ",".join(dict.fromkeys(known))))
+        return names
+
+    def apply(self, headers, rows):
+        """The headers and rows to draw: sorted, then the columns picked.
+        A cell is its text or (text, sort key)."""
+        names = [column_name(h) for h in headers]
+        rows = list(rows)
+        for name, reverse in reversed(self.sort):      # the first named sorts last
+            if name in names:
+                k = names.index(name)
+                rows.sort(key=lambda row: sort_key(row[k]), reverse=reverse)
+        keep = range(len(headers)) if self.columns is None else \
+            [names.index(n) for n in self.columns if n in names]
+        return [headers[k] for k in keep], [[cell_text(row[k]) for k in keep] for row in rows]
+
+
+def cell_text(cell):
+    return cell[0] if isinstance(cell, tuple) else cell
+
+
+def sort_key(cell):
+    """A cell's key: its own (bytes, seconds) if it has one, its text else;
+    what has none (None) sorts first."""
+    key = cell[1] if isinstance(cell, tuple) else cell
+    return (key is not None, isinstance(key, str), key if key is not None else 0)
+
+
 class Terminal:
     """The operator's terminal, which may go away (the ssh session drops): a
     write that fails makes the rest go nowhere, and the log keeps them all."""
@@ -84,6 +150,7 @@ class Report:
     def __init__(self, out=None, on_event=None):
         self.out = Terminal(out or sys.stdout)
         self.on_event = on_event
+        self.table_options = TableOptions()     # -H, -o, -s of the command's tables
         self.log = None
         self.muted = False      # --dry-run: the steps' narrative is not shown, events are
         self._early = []        # lines printed before the log file exists
@@ -231,7 +298,15 @@ class Report:
         self.line(event_line(name, **fields).rstrip("\n"))
 
     def table(self, headers, rows):
-        self.line(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+        """A table as node-triton draws one, with the command's -H, -o and -s
+        (table_options); a cell is its text or (text, sort key)."""
+        headers, rows = self.table_options.apply(headers, rows)
+        if not headers:
+            return
+        if self.table_options.header:
+            self.line(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+        elif rows:
+            self.line(tabulate(rows, tablefmt="plain", disable_numparse=True))
 
     def ask(self, question):
         """Ask a y/n question; only 'y' is yes, a closed stdin is no."""

@@ -1,7 +1,8 @@
 """sdc-migrate estimate: how long moving instances off compute nodes would take.
 
 Usage:
-  sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME] [CN_NAME...]
+  sdc-migrate estimate [--rate=MBPS] [-j] [--measure=DEST_CN_NAME]
+                       [-H] [-o COL,...] [-s COL,...] [CN_NAME...]
   sdc-migrate estimate -h | --help
 
 The successor of mig-estimator.sh. On the head node it covers the compute
@@ -20,13 +21,26 @@ instance off it, one after another. NAT zones (moved by
 that migrations leave behind (removed by `sdc-migrate cleanup-source`) are
 listed but not counted.
 
+The rate is what past migrations out of each compute node measured, from
+their journals on the head node (the bytes their streams sent over the time
+they took), and the output says so ("rate: 84 MB/s, measured by 3
+migrations source-server -> dest-server"); --rate where none did.
+
 Options:
-  --rate=MBPS               Transfer rate in MB/s [default: 20].
+  --rate=MBPS               Transfer rate in MB/s where no past migration out
+                            of the compute node measured one [default: 20].
   --measure=DEST_CN_NAME    Measure the rate first: send a 64 MB test stream
                             from each compute node to DEST_CN_NAME, as a
                             migration sends (zfs send | ssh | zfs recv, with a
                             temporary key), remove it, and use that rate.
-  -j                        One JSON object per instance and one per compute node.
+  -j                        One JSON object per instance and one per compute
+                            node (the whole record: -o does not apply).
+  -H                        Omit the tables' header rows.
+  -o COL,...                The columns to show, in this order: uuid, alias,
+                            brand, state, datasets, size, estimate.
+  -s COL,...                Sort each compute node's table on these columns
+                            (sizes by bytes, estimates by seconds; -COL
+                            descending); default: by alias.
   -h --help                 Show this help.
 
 Exit status: 0 done; 1 a compute node could not be read (the others are
@@ -41,8 +55,10 @@ from .. import placement, zfs
 from ..cnlink import TempKey
 from ..errors import MigrateError, NotFound, Refused, Usage
 from ..node import Node, Runner
-from ..report import Report, estimate_seconds, human_duration, human_size
+from ..report import Report, TableOptions, estimate_seconds, human_duration, human_size
+from ..procedure import STATE_DIR
 from ..triton import Triton, admin_ip
+from .inflight import rate_for
 
 USAGE = __doc__
 HEADNODE_TOOL = "/opt/smartdc/bin/sdc-cnapi"
@@ -50,6 +66,8 @@ OVERHEAD = 120
 MEASURE_MB = 64
 SEPARATOR = "--- sdc-migrate estimate ---"
 # alias last: it is the one field a user chose.
+HEADERS = ["UUID", "ALIAS", "BRAND", "STATE", "DATASETS", "SIZE", "ESTIMATE"]
+TABLES = [HEADERS]      # -o and -s name their columns
 VMADM_FIELDS = ("uuid,brand,state,do_not_inventory,tags.smartdc_role,tags.smartdc_type,"
                 "tags.manta_role,alias")
 
@@ -105,7 +123,7 @@ def parse_listing(out):
     return instances
 
 
-def summarize(cn, instances, rate, measured):
+def summarize(cn, instances, rate, measured, rate_text=None):
     """Each instance's estimate and the compute node's purge figure."""
     movable = [i for i in instances if i["note"] is None]
     for i in instances:
@@ -115,14 +133,15 @@ def summarize(cn, instances, rate, measured):
     return {"cn": cn["hostname"], "server_uuid": cn["uuid"], "instances": len(movable),
             "bytes": total,
             "purge_seconds": round(sum(i["estimate_seconds"] for i in movable), 1),
-            "rate_mb": round(rate, 1), "rate_measured": measured,
+            "rate_mb": round(rate, 1), "rate_measured": measured, "rate": rate_text,
             "not_counted": len(instances) - len(movable)}
 
 
 def instance_rows(instances):
-    return [[i["uuid"], i["alias"] or "-", i["brand"], i["state"], str(len(i["datasets"])),
-             human_size(i["bytes"]),
-             human_duration(i["estimate_seconds"]) if i["note"] is None else i["note"]]
+    return [[i["uuid"], i["alias"] or "-", i["brand"], i["state"],
+             (str(len(i["datasets"])), len(i["datasets"])), (human_size(i["bytes"]), i["bytes"]),
+             (human_duration(i["estimate_seconds"]), i["estimate_seconds"])
+             if i["note"] is None else i["note"]]
             for i in instances]
 
 
@@ -139,10 +158,11 @@ def purge_line(s):
 
 class Estimate:
     def __init__(self, rate=20.0, as_json=False, measure=None, names=(), report=None,
-                 runner=None):
+                 runner=None, state_dir=STATE_DIR):
         self.rate, self.as_json, self.measure, self.names = rate, as_json, measure, list(names)
         self.r = report or Report()
         self.hn = runner or Runner()
+        self.state_dir = state_dir
         self.failed = 0
 
     def run(self):
@@ -155,7 +175,15 @@ class Estimate:
         with concurrent.futures.ThreadPoolExecutor(max(1, len(cns))) as pool:
             listings = list(pool.map(lambda c: self.listing(c[1]), cns))
         for (cn, node), listing in zip(cns, listings):
-            self.one(cn, node, listing, *rates.get(cn["uuid"], (self.rate, False)))
+            if cn["uuid"] in rates:
+                rate, measured = rates[cn["uuid"]]
+                text = "rate: %.0f MB/s, measured now %s -> %s" % (
+                    rate, cn["hostname"], self.measure)
+            else:
+                # what past migrations out of it measured, else --rate
+                measured = False
+                rate, text = rate_for(cn["hostname"], None, self.rate, self.state_dir)
+            self.one(cn, node, listing, rate, measured, text)
         return 1 if self.failed else 0
 
     @staticmethod
@@ -200,7 +228,7 @@ class Estimate:
     def node(self, server):
         return Node(server["hostname"], server["uuid"], admin_ip(server), trace=self.hn.trace)
 
-    def one(self, cn, node, instances, rate, measured):
+    def one(self, cn, node, instances, rate, measured, rate_text=None):
         if isinstance(instances, MigrateError):
             e = instances
             self.failed += 1
@@ -210,7 +238,7 @@ class Estimate:
                 self.r.line("%s: cannot list its instances: %s" % (cn["hostname"], e))
                 self.r.line()
             return
-        summary = summarize(cn, instances, rate, measured)
+        summary = summarize(cn, instances, rate, measured, rate_text)
         if self.as_json:
             for i in instances:
                 self.r.json_event("instance", **dict(
@@ -221,9 +249,10 @@ class Estimate:
         self.r.line("%s (%s%s): %s" % (cn["hostname"], cn["uuid"], ", " + ip if ip else "",
                                        count(len(instances), "instance")))
         if instances:
-            self.r.table(["UUID", "ALIAS", "BRAND", "STATE", "DATASETS", "SIZE", "ESTIMATE"],
-                         instance_rows(instances))
+            self.r.table(HEADERS, instance_rows(instances))
         self.r.line(purge_line(summary))
+        if rate_text:
+            self.r.line("  " + rate_text)
         self.r.line()
 
     # ---- --measure ----------------------------------------------------------
@@ -285,4 +314,6 @@ def measure(src, dst):
 
 def main(args):
     rate = parse_rate(args["--rate"])
-    return Estimate(rate, args["-j"], args["--measure"], args["CN_NAME"]).run()
+    e = Estimate(rate, args["-j"], args["--measure"], args["CN_NAME"])
+    e.r.table_options = TableOptions.from_args(args, *TABLES)
+    return e.run()

@@ -2,7 +2,8 @@
 
 Usage:
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
-                       [--max-delta=SIZE] [--bwlimit=RATE] SOURCE_CN_NAME
+                       [--max-delta=SIZE] [--bwlimit=RATE] [-H] [-o COL,...]
+                       [-s COL,...] SOURCE_CN_NAME
   sdc-migrate evacuate -h | --help
 
 Empties SOURCE_CN_NAME for a repair or a hardware refresh. First the plan:
@@ -17,7 +18,10 @@ its package's and image's traits): the check a single migration makes.
 Fabric NAT zones are recreated there with `sdc-migrate nat-recreate`; core
 zones are listed as not movable by this tool (sdcadm moves them). The plan
 is shown as a table with each instance's size and estimated time, and the
-total; the question is asked once.
+total; the time is at the rate past migrations from SOURCE_CN_NAME to that
+destination measured (their journals: bytes sent over send time), as
+`sdc-migrate estimate` reads it, 20 MB/s where none did, and the plan says
+which. The question is asked once.
 
 Then the migrations, at most --concurrency at a time, each in a thread of
 its own: the migration `sdc-migrate -a` makes (one full and one incremental
@@ -45,6 +49,14 @@ Options:
   -j                 One JSON object per event (plan, started, finished,
                      summary) instead of the tables; needs -y or --dry-run.
   --dry-run          Show the plan and stop: nothing is changed.
+  -H                 Omit the tables' header rows.
+  -o COL,...         The columns to show, in this order, each in the table
+                     that has it: the plan's instance, alias, brand, size,
+                     state, destination, est_time; the summary's instance,
+                     alias, destination, result, downtime.
+  -s COL,...         Sort the tables on these columns (sizes by bytes, times
+                     by seconds; -COL descending); default: the plan's
+                     order, biggest first.
   -h --help          Show this help.
 
 Exit status: 0 every instance moved; 1 some were not moved and none failed
@@ -65,18 +77,20 @@ from .. import placement, zfs
 from ..errors import MigrateError, NeedsOperator, Refused, RolledBack, Usage
 from ..node import Node, Runner
 from ..procedure import STATE_DIR, Journal
-from ..report import Report, capped_rate, estimate_seconds, human_duration, human_size
+from ..report import Report, TableOptions, capped_rate, estimate_seconds, human_duration, human_size
 from ..triton import Triton, admin_ip
-from .inflight import lock_held
+from .inflight import lock_held, rate_for
 from .migrate import HungUp, Migration, Options
 from .nat_recreate import NatRecreate
 
 USAGE = __doc__
 PLAN_HEADERS = ["INSTANCE", "ALIAS", "BRAND", "SIZE", "STATE", "DESTINATION", "EST. TIME"]
 SUMMARY_HEADERS = ["INSTANCE", "ALIAS", "DESTINATION", "RESULT", "DOWNTIME"]
+TABLES = [PLAN_HEADERS, SUMMARY_HEADERS]     # -o and -s name their columns
 # a migration's exit status (0, or its error's) as the summary's RESULT; others: failed
 RESULTS = {0: "moved", Refused.exit_status: "refused", RolledBack.exit_status: "rolled back",
            NeedsOperator.exit_status: "needs operator"}
+RATE = 20       # MB/s where no past migration between the two CNs measured one
 POLL = 0.5      # how often the main thread looks up from waiting: an interrupt is taken then
 SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
 
@@ -208,6 +222,7 @@ class Evacuation:
         self.hn = runner or Runner()
         self.api = Triton(self.hn)
         self.state_dir = state_dir
+        self.rates = {}         # destination -> rate_for's (MB/s, words)
         self.epoch = int(time.time())
 
     def emit(self, event, text=None, **fields):
@@ -317,7 +332,8 @@ class Evacuation:
             if i.get("resume"):
                 dest += " (resume)"
             rows.append([i["uuid"], i["alias"] or "-", i["brand"] or "-",
-                         human_size(i["bytes"]), i["state"], dest, est])
+                         (human_size(i["bytes"]), i["bytes"]), i["state"], dest,
+                         (est, self.seconds(i) if i["dest"] else None)])
             if not i["dest"]:
                 notes.append("  %s (%s): %s" % (i["uuid"], i["alias"] or "-", i["reason"]))
         moving = [i for i in items if i["dest"]]
@@ -343,6 +359,8 @@ class Evacuation:
         r.line("Total: %d to move, %s, about %s at %d at a time (+2 minutes each, as"
                " estimated)" % (len(moving), human_size(total), human_duration(secs),
                                 self.concurrency))
+        for dest in sorted({i["dest"] for i in moving if i["kind"] == "migrate"}):
+            r.line("  " + self.rate(dest)[1])
         if self.bwlimit:
             r.line("Bandwidth limit: %s / second in all, %s / second for each migration"
                    % (human_size(self.bwlimit), human_size(self.opts["bwlimit"])))
@@ -351,9 +369,17 @@ class Evacuation:
             r.lines(notes)
         r.line()
 
+    def rate(self, dest):
+        """(MB/s, its words) from the source to dest: what past migrations
+        between them measured (inflight.rate_for, as `estimate`), else 20."""
+        if dest not in self.rates:
+            self.rates[dest] = rate_for(self.src["hostname"], dest, RATE, self.state_dir)
+        return self.rates[dest]
+
     def seconds(self, item):
-        """The seed's estimate for one item, at its share of --bwlimit."""
-        return estimate_seconds(item["bytes"], capped_rate(self.opts["bwlimit"]))
+        """One item's estimate at the pair's rate, at its share of --bwlimit."""
+        rate = self.rate(item["dest"])[0] if item.get("dest") else RATE
+        return estimate_seconds(item["bytes"], capped_rate(self.opts["bwlimit"], rate))
 
     # ---- run ------------------------------------------------------------------
 
@@ -530,7 +556,7 @@ class Evacuation:
                 down = i.get("downtime")
                 rows.append([i["uuid"], i["alias"] or "-", i["dest"] or "-",
                              i.get("result") or "not moved: " + (i["reason"] or "-"),
-                             human_duration(down) if down is not None else "-"])
+                             (human_duration(down) if down is not None else "-", down)])
             r.table(SUMMARY_HEADERS, rows)
             r.line()
             r.line("%d of %d moved." % (moved, len(items)))
@@ -595,10 +621,12 @@ def main(args):
     max_delta = None
     if args["--max-delta"] is not None:
         max_delta = parse_size(args["--max-delta"])
+    tables = TableOptions.from_args(args, *TABLES)
     e = Evacuation(args["SOURCE_CN_NAME"], to=args["--to"], concurrency=concurrency,
                    max_delta=max_delta, allow_older=args["-D"], yes=args["-y"],
                    as_json=args["-j"], dry_run=args["--dry-run"],
                    bwlimit=parse_rate(args["--bwlimit"]))
+    e.r.table_options = tables
     on_signals()
     try:
         return e.run()

@@ -1,7 +1,8 @@
 """sdc-migrate list: the migrations this head node ran or is running.
 
 Usage:
-  sdc-migrate list [-j]
+  sdc-migrate list [-j] [-H] [-o COL,...] [-s COL,...] [--instance=INST_UUID]
+                   [--cn=CN_NAME] [--outcome=OUTCOME]
   sdc-migrate list -h | --help
 
 One line per migration or rollback (`sdc-migrate rollback`, KIND rollback),
@@ -18,8 +19,21 @@ finished migration that a later rollback undid shows rolled-back, and its
 phase says by which rollback.
 
 Options:
-  -j          One JSON object per migration instead of the table.
+  -j          One JSON object per migration instead of the table (the
+              whole record: -o does not apply).
+  --instance=INST_UUID  Only the migrations of this instance.
+  --cn=CN_NAME          Only those from or to this compute node.
+  --outcome=OUTCOME     Only those with this outcome (running, interrupted,
+                        done, rolled-back, superseded, needs-operator).
+  -H          Omit the table's header row.
+  -o COL,...  The columns to show, in this order: instance, alias, kind,
+              source, destination, phase, rounds, last_delta, started,
+              outcome.
+  -s COL,...  Sort on these columns (sizes by bytes; -COL descending);
+              default: oldest first.
   -h --help   Show this help.
+
+`sdc-migrate show INST_UUID` tells one migration's whole story.
 
 Exit status: 0 done; 2 bad usage.
 """
@@ -29,12 +43,16 @@ import os
 from dateutil.parser import isoparse
 
 from .. import paths
+from ..errors import Usage
 from ..procedure import STATE_DIR, Journal
-from ..report import Report, human_size, human_time
+from ..report import Report, TableOptions, human_size, human_time
 
 USAGE = __doc__
 HEADERS = ["INSTANCE", "ALIAS", "KIND", "SOURCE", "DESTINATION", "PHASE", "ROUNDS",
            "LAST DELTA", "STARTED", "OUTCOME"]
+TABLES = [HEADERS]      # -o and -s name their columns
+OUTCOMES = ("running", "interrupted", "done", "rolled-back", "superseded", "needs-operator")
+MB = 1048576
 
 
 def lock_held(uuid, state_dir=STATE_DIR):
@@ -106,22 +124,70 @@ def migrations(state_dir=STATE_DIR):
     return out
 
 
+def measured_rate(source, dest=None, state_dir=STATE_DIR):
+    """The rate past migrations from compute node SOURCE to DEST (to any when
+    None) measured, from their journals: the bytes their streams sent over
+    the time the streams took. (MB/s, how many migrations, the destinations),
+    or None when no journal measured one. `estimate` and the evacuation's
+    plan use it."""
+    sent = seconds = 0.0
+    runs, dests = 0, []
+    for j in Journal.all(state_dir=state_dir):
+        b = j.begin
+        pair = ((b.get("src") or {}).get("hostname"), (b.get("dst") or {}).get("hostname"))
+        if pair[0] != source or dest not in (None, pair[1]):
+            continue
+        sends = [r for r in j.records if r["t"] == "sent" and r.get("bytes")
+                 and r.get("seconds")]
+        if not sends:
+            continue
+        runs += 1
+        dests.append(pair[1])
+        sent += sum(r["bytes"] for r in sends)
+        seconds += sum(r["seconds"] for r in sends)
+    if not runs:
+        return None
+    return sent / MB / seconds, runs, sorted(set(dests))
+
+
+def rate_for(source, dest, fallback, state_dir=STATE_DIR):
+    """(MB/s, the words that say where it comes from): what past migrations
+    SOURCE -> DEST measured, else FALLBACK (--rate)."""
+    measured = measured_rate(source, dest, state_dir)
+    if measured is None:
+        return fallback, "rate: %g MB/s (--rate; no past migration %s -> %s measured one)" % (
+            fallback, source, dest or "any")
+    rate, runs, dests = measured
+    return rate, "rate: %.0f MB/s, measured by %d migration%s %s -> %s" % (
+        rate, runs, "" if runs == 1 else "s", source, ", ".join(dests))
+
+
 def row(m):
     started = human_time(isoparse(m["started"])) if m["started"] else "-"
     delta = human_size(m["last_delta_bytes"]) if m["last_delta_bytes"] is not None else "-"
     return [m["uuid"], m["alias"] or "-", m["kind"], m["source"] or "-", m["destination"] or "-",
-            m["phase"], str(m["rounds"]), delta, started, m["outcome"]]
+            m["phase"], (str(m["rounds"]), m["rounds"]), (delta, m["last_delta_bytes"]),
+            (started, m["started"]), m["outcome"]]
 
 
 def main(args, report=None, state_dir=STATE_DIR):
     r = report or Report()
-    found = migrations(state_dir)
+    r.table_options = TableOptions.from_args(args, *TABLES)
+    outcome = args.get("--outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise Usage("--outcome takes one of %s, not %r" % (", ".join(OUTCOMES), outcome))
+    found = [m for m in migrations(state_dir)
+             if args.get("--instance") in (None, m["uuid"])
+             and args.get("--cn") in (None, m["source"], m["destination"])
+             and outcome in (None, m["outcome"])]
     if args["-j"]:
         for m in found:
             r.json_event("migration", **m)
         return 0
     if not found:
-        r.line("No migrations: no journal in %s." % state_dir)
+        r.line("No migrations: no journal in %s%s." % (
+            state_dir, "" if not any(args.get(o) for o in ("--instance", "--cn", "--outcome"))
+            else " that the filters take"))
         return 0
     r.table(HEADERS, [row(m) for m in found])
     return 0

@@ -53,7 +53,7 @@ def snapshot_round(m, n=None, final=False):
         m.proc.changed("snapshots", "migration snapshots on %s" % m.src.hostname, node="src")
     m.delta = None if final else sum(int(v) for v in out.split() if v.isdigit())
     m.journal.write({"t": "round", "n": 0 if n is None else n, "bytes": m.delta,
-                     "at": now().isoformat()})
+                     "snapshot": name, "at": now().isoformat()})
     for ds in m.datasets:
         m.r.step("    + Creating %s snapshot%s..." % (ds.name, "" if n is None else " %d" % n))
         m.r.done()
@@ -116,6 +116,7 @@ def send_round(m, snap):
                        datasets=[d.name for d in m.datasets])
     # On a terminal, zfs send -vP's lines drive one progress line (never logged).
     meter = progress.Meter(show=r.meter) if r.wants_progress() else None
+    t0 = time.monotonic()
     for ds in m.datasets:
         r.step("    + Tranferring %s@%s ..." % (ds.name, snap))
         if first:
@@ -125,6 +126,10 @@ def send_round(m, snap):
         for from_snap, to in zfs.legs(ds.name, m.chains.get(ds.name, ()), base, snap):
             send(m, ds, to, from_snap, first, meter)
         r.done("done")
+    # what the streams sent and how long they took: `estimate` and the
+    # evacuation's plan learn the pair's rate from it
+    m.journal.write({"t": "sent", "snapshot": snap, "bytes": m.delta,
+                     "seconds": round(time.monotonic() - t0, 3)})
     verify_received(m, snap)
     m.sent = snap
     m.increments += 1

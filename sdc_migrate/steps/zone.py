@@ -402,6 +402,7 @@ def finish_destination(m):
                           ["zoneadm", "-z", uuid, "list", "-p"],
                           ["svcadm", "restart", "vm-agent"]])
         m.booted_at = time.time()
+        m.journal.write({"t": "booted"})
         r.done()
         r.step("* VM %s is ready for startup, please wait for boot.." % alias)
         r.done("Done. (State is: %s)" % zone_state(out, uuid))

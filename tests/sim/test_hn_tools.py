@@ -260,10 +260,13 @@ def test_wrapper_cost_of_triton_wrapper(dc):
                        env=dict(os.environ, SIMDC_DIR=str(dc.dir), SIMDC_NET=NET))
     wrapcost("1.5")
     try:
-        assert timed() >= 1.5
+        costly = timed()
+        assert costly >= 1.5
     finally:
         wrapcost("0")
-    assert min(timed(), timed()) < 1.0
+    # what is left is the call itself (curl, and node for the real json),
+    # however loaded the machine: the 1.5 s are gone
+    assert min(timed(), timed()) < costly - 1.0
 
 
 def test_wrapper_data_options(dc, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from sdc_migrate import report
 from sdc_migrate.commands import estimate
 from sdc_migrate.errors import MigrateError, Refused, Usage
+from sdc_migrate.report import cell_text
 
 JOYENT = "5ca5b3dc-48fe-6f75-ed8c-8d8fbd77e2aa"
 KVM = "43aba933-2cd6-6c47-e63e-b1d2d1ab4956"
@@ -112,7 +113,7 @@ def test_a_measured_rate_is_used_and_said():
 def test_table_rows_and_purge_line():
     instances = estimate.parse_listing(LISTING)
     s = estimate.summarize({"hostname": "source-server", "uuid": "u"}, instances, 20, False)
-    rows = {r[0]: r for r in estimate.instance_rows(instances)}
+    rows = {r[0]: [cell_text(c) for c in r] for r in estimate.instance_rows(instances)}
     assert rows[JOYENT] == [JOYENT, "kirby", "joyent", "running", "1", "208.00 MBytes",
                             "2.17 minutes"]
     assert rows[BHYVE][1] == "-"
