@@ -13,13 +13,14 @@ Subcommands, each with its own --help:
   sdc-migrate cleanup-source [-y] [--comment-out] INST_UUID
   sdc-migrate nat-recreate [-y] (--list [CN_NAME] | NAT_UUID [DEST_CN_NAME])
   sdc-migrate evacuate [-y] [-D] [-j] [--dry-run] [--to=CN_NAME,...] [--concurrency=N]
-                       [--max-delta=SIZE] [--bwlimit=RATE] [-H] [-o COL,...]
-                       [-s COL,...] SOURCE_CN_NAME
+                       [--per-cn=N] [--max-delta=SIZE] [--bwlimit=RATE] [--keep-reserved]
+                       [-H] [-o COL,...] [-s COL,...] SOURCE_CN_NAME...
   sdc-migrate list [-j] [-H] [-o COL,...] [-s COL,...] [--instance=INST_UUID]
                    [--cn=CN_NAME] [--outcome=OUTCOME]
   sdc-migrate show [-j] INST_UUID
   sdc-migrate finish INST_UUID
   sdc-migrate rollback [-y] [-j] [--dry-run] [--bwlimit=RATE] INST_UUID
+  sdc-migrate restore [-j] CN_NAME
   sdc-migrate completion
 
 Runs on the head node, installed as /opt/custom/bin/sdc-migrate: call it by
@@ -33,6 +34,10 @@ it if it was running. The source copy stays, hidden, until
 sdc-migrate is interrupted, run the same command again: it finishes or undoes
 the migration from its journal on the head node. A hangup (SIGHUP) or SIGTERM
 rolls back as ^C does before the switch, and is ridden out after it.
+What each CN has is read first: with SunSSH (platforms before August 2015)
+the stream takes aes128-ctr and an rsa key, pulled by an OpenSSH destination;
+without resumable receives a cut stream is sent again; a net-agent older
+than 2.3.2 (TRITON-1814) is refused: update the CN's agents first.
 
 Options:
   -i                Incremental: send snapshots while the instance runs, one
@@ -46,7 +51,8 @@ Options:
                     or ten rounds have run; then stop and finish.
   --bwlimit=RATE    Send no more than RATE a second (e.g. 20M, 512K; bytes
                     without a suffix), on the source CN's side of every
-                    stream; shown in the plan and its time estimate.
+                    stream (the destination's, when it pulls from a SunSSH
+                    source); shown in the plan and its time estimate.
   --health-timeout=SECS
                     After the boot on the destination, how long the instance
                     has to be up: its zone running and, in a joyent zone, its
@@ -58,8 +64,9 @@ Options:
   -D                Allow a destination whose platform is older than the source's.
   -y                Do not ask "Are you ready to proceed?".
   -j                One JSON event a line on stdout instead (step_start,
-                    step_done, step_failed, progress, info, failure, undone,
-                    summary; error on failure); the log stays as it was.
+                    step_done, step_failed, platforms, transfer_path, progress,
+                    info, failure, undone, summary; error on failure); the log
+                    stays as it was.
                     Asks nothing: give INST_UUID, DEST_CN_NAME and -y.
   --dry-run         Gather and show for real, then list the migration's steps
                     in order, each with every command it would run, host by
@@ -96,6 +103,7 @@ SUBCOMMANDS = {
     "show": "show",
     "finish": "finish",
     "rollback": "rollback",
+    "restore": "restore",
     "completion": "completion",
 }
 SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

@@ -143,13 +143,21 @@ class Node(Runner):
         # migrations run side by side in threads) or another
         self.control_path = "%s/%%C-%d-%d" % (CONTROL_DIR, os.getpid(), next(_masters))
 
+    # A CN of a platform before OpenSSH runs SunSSH, whose sshd offers only
+    # SHA-1 key exchanges and ssh-rsa (illumos usr/src/cmd/ssh/include/
+    # myproposal.h), which an OpenSSH since 8.8 no longer offers unless told:
+    # appended to its defaults, they change nothing where a better one exists.
+    LEGACY = ["-o", "KexAlgorithms=+diffie-hellman-group-exchange-sha1,"
+              "diffie-hellman-group1-sha1", "-o", "HostKeyAlgorithms=+ssh-rsa",
+              "-o", "PubkeyAcceptedAlgorithms=+ssh-rsa"]
+
     def ssh_options(self):
         os.makedirs(CONTROL_DIR, mode=0o700, exist_ok=True)
         return ["-i", SSH_KEY, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                 "-o", "StrictHostKeyChecking=accept-new",
                 "-o", "ControlMaster=auto", "-o", "ControlPath=" + self.control_path,
                 "-o", "ControlPersist=120", "-o", "ServerAliveInterval=10",
-                "-o", "LogLevel=ERROR"]
+                "-o", "LogLevel=ERROR"] + self.LEGACY
 
     def _cmd(self, argv):
         # The remote side gets one string: every word quoted here, once.

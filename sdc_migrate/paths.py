@@ -4,7 +4,9 @@ compute nodes: the one place they are named.
 Head node, in STATE_DIR (/var/tmp, as migrator.sh kept its files), per run
 migrator-INST_UUID-DEST_CN_NAME-EPOCH with .log (what it printed), .journal
 (every change and its undo) and .st (an incremental run's state file: remove
-it to finish), and per instance sdc-migrate-INST_UUID.lock. Compute nodes, in
+it to finish), and per instance sdc-migrate-INST_UUID.lock; per compute node an evacuation
+emptied, sdc-migrate-evacuate-CN_NAME.journal (its reserved flag as it was)
+and, while one runs, sdc-migrate-evacuate-CN_NAME.lock. Compute nodes, in
 root's .ssh, the run's temporary key, its known_hosts and the authorized_keys
 backup, each named by the run's tag; sdc-migrate-complete-KIND.json, what
 the completion script last heard from CNAPI or VMAPI; in /var/tmp on the destination, the pid
@@ -32,6 +34,12 @@ def runs(uuid="*", dest="*", ext=".journal", state_dir=STATE_DIR):
 
 def lock(uuid, state_dir=STATE_DIR):
     return os.path.join(state_dir, "sdc-migrate-%s.lock" % uuid)
+
+
+def evacuation(cn, state_dir=STATE_DIR):
+    """The journal of the evacuations of compute node CN: what they changed
+    outside single migrations (its reserved flag, as it was)."""
+    return os.path.join(state_dir, "sdc-migrate-evacuate-%s.journal" % cn)
 
 
 def completion_cache(kind, state_dir=STATE_DIR):

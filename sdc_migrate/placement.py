@@ -22,8 +22,10 @@ A reserved CN is shown (the SRC/DEST table's "reserved:" line), not refused:
 operators reserve a new CN so that DAPI places nothing else there while they
 fill it, and name it themselves.
 """
+import collections
 import json
 
+from . import zfs
 from .errors import Refused
 from .report import human_size
 from .triton import UUID_RE
@@ -232,8 +234,10 @@ class Destination:
     """A compute node as a destination, and what is left on it as instances are
     placed there (evacuate's plan takes from it one by one)."""
 
-    def __init__(self, server, pool_free=None):
+    def __init__(self, server, pool_free=None, trouble=None, copies=()):
         self.server = server
+        self.trouble = trouble          # why it cannot be read (ssh), or None
+        self.copies = set(copies)       # instances with datasets there already
         self.name = server.get("hostname")
         self.platform = server.get("current_platform") or ""
         self.tags = nic_tags(server)
@@ -241,10 +245,24 @@ class Destination:
         self.disk = server.get("unreserved_disk")    # MiB
         self.pool = pool_free                        # bytes free in zones, if read
         self.placed_brands = []                      # of what a plan put here
+        # owner -> how many of its instances are here (CNAPI's vms), and
+        # (owner, source CN) of each instance a plan put here
+        self.owners = collections.Counter(
+            vm.get("owner_uuid") for vm in (server.get("vms") or {}).values())
+        self.placed = []
+
+    def near(self, owner, source=None):
+        """How many of owner's instances would share this CN with one from
+        source: those here already and those a plan put here from another CN."""
+        if not owner:
+            return 0
+        return self.owners[owner] + sum(1 for o, s in self.placed if o == owner and s != source)
 
     def unusable(self):
         """Why no instance can go here at all; None if one can."""
         s = self.server
+        if self.trouble:
+            return self.trouble
         if s.get("headnode"):
             return "%s is the head node" % self.name
         if s.get("status", "running") != "running" or s.get("setup") is False:
@@ -259,6 +277,9 @@ class Destination:
         if self.platform < source_platform and not allow_older:
             return ("%s runs an older platform (%s) than the source (%s); -D allows it"
                     % (self.name, self.platform, source_platform))
+        if need.get("uuid") in self.copies:
+            return ("%s already has datasets of the instance (zones/%s...): remove them or"
+                    " choose another destination" % (self.name, need["uuid"]))
         missing = need["tags"] - self.tags
         if missing:
             return ("%s lacks NIC tag %s that the instance's NICs need"
@@ -282,6 +303,7 @@ class Destination:
         """Count an instance placed here."""
         if need.get("brand"):
             self.placed_brands.append(need["brand"])
+        self.placed.append((need.get("owner"), need.get("source")))
         if self.ram is not None:
             self.ram -= need["ram"]
         if self.disk is not None:
@@ -294,3 +316,84 @@ class Destination:
         why = self.why_not(need, source_platform, allow_older)
         if why:
             raise Refused("destination " + why)
+
+
+def item_for(vm, listing, packages=None, images=None, source=None):
+    """What a plan needs of an instance (a VMAPI record; listing: its source
+    CN's `zfs list`): kind, size, its source CN and owner, and what it needs
+    of a destination (need_of; packages and images by UUID, for its traits).
+    kind: migrate, nat (nat-recreate moves it), core or skip, with a reason."""
+    datasets = zfs.instance_datasets(listing, vm["uuid"])
+    kind, reason = "migrate", None
+    what, role = kind_of(vm)
+    if what == "nat" and role:
+        kind = "nat"
+    elif what == "nat":
+        kind, reason = "skip", "NAT zone of no fabric network its alias names"
+    elif what == "core":
+        kind, reason = "core", "core zone %s: not moved by sdc-migrate (sdcadm moves it)" % role
+    elif vm.get("state") not in ("running", "stopped"):
+        kind, reason = "skip", "state %s: neither running nor stopped" % vm.get("state")
+    elif not datasets:
+        kind, reason = "skip", "no datasets on %s (zones/%s)" % (source, vm["uuid"])
+    image_uuid = vm.get("image_uuid") or next(
+        (d["image_uuid"] for d in vm.get("disks") or [] if d.get("image_uuid")), None)
+    need = need_of(vm, sum(d.used for d in datasets),
+                   None if packages is None else packages.get(vm.get("billing_id"), {}),
+                   None if images is None else images.get(image_uuid, {}))
+    return dict(need, uuid=vm["uuid"], alias=vm.get("alias"), state=vm.get("state"),
+                kind=kind, reason=reason, blockers=[reason] if reason else [], dest=None,
+                why=None, bytes=zfs.sent_size(datasets), source=source,
+                owner=vm.get("owner_uuid"))
+
+
+def place(items, candidates, source_platform="", allow_older=False):
+    """The plan: each movable item without a blocker, biggest first, gets a
+    candidate (Destination) it fits on (why_not), and the reason it goes
+    there (item["why"]); one that fits nowhere gets dest None and every
+    candidate's reason as a blocker. source_platform: the platform of every
+    source, or a dict source CN -> its platform (items name theirs).
+
+    Among those it fits on, as DAPI's soft locality filter does without
+    hints (sdc-designation lib/algorithms/calculate-locality.js: "far" from
+    every server hosting the owner's instances), the fewest of its owner's
+    instances: those already there and those the plan put there from
+    another CN (instances that shared a CN may share one again); then the
+    most unreserved RAM (DAPI's sort-min-ram spreads the same way), the most
+    pool space, the name. The same inventory gives the same plan."""
+    for item in sorted(items, key=lambda i: (-i["bytes"], i["uuid"])):
+        if item["kind"] not in ("migrate", "nat") or item.get("dest") or item.get("blockers"):
+            continue
+        platform = source_platform.get(item.get("source"), "") \
+            if isinstance(source_platform, dict) else source_platform
+        reasons, fits = [], []
+        for c in candidates:
+            why = c.why_not(item, platform, allow_older)
+            (reasons.append(why) if why else fits.append(c))
+        if not fits:
+            item["reason"] = "fits on no destination: " + "; ".join(reasons) \
+                if reasons else "no destination"
+            item.setdefault("blockers", []).append(item["reason"])
+            continue
+        near = {c.name: c.near(item.get("owner"), item.get("source")) for c in fits}
+        fewest = min(near.values())
+        best = max((c for c in fits if near[c.name] == fewest),
+                   key=lambda c: (c.ram or 0, c.pool or 0, c.name))
+        item["why"] = why_there(best, fits, near, reasons)
+        best.take(item)
+        item["dest"] = best.name
+    return sorted(items, key=lambda i: (i["dest"] is None, -i["bytes"], i["uuid"]))
+
+
+def why_there(best, fits, near, reasons):
+    """The reason a plan gives for a destination, e.g. "most unreserved RAM
+    (3072 MB) of 2 that fit; apart from the owner's instances on b; not
+    old: runs an older platform ..."."""
+    why = "the only one that fits" if len(fits) == 1 else \
+        "most unreserved RAM (%s MB) of %d that fit" % (best.ram, len(fits))
+    crowded = sorted(n for n, k in near.items() if k > near[best.name])
+    if crowded:
+        why += "; apart from the owner's instances on %s" % ", ".join(crowded)
+    if reasons:
+        why += "; not " + "; not ".join(reasons)
+    return why

@@ -320,15 +320,17 @@ class InstanceLock:
     holder dies, however it dies; release() also removes the file.
     """
 
-    def __init__(self, uuid, state_dir=STATE_DIR):
+    def __init__(self, uuid, state_dir=STATE_DIR, busy=None):
+        """busy: the refusal while another holds it (evacuate locks its source
+        CNs the same way: paths.lock("evacuate-" + CN_NAME))."""
         self.path = paths.lock(uuid, state_dir)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self.fd)
-            raise Refused("instance %s is already being migrated (lock %s)"
-                          % (uuid, self.path)) from None
+            raise Refused("%s (lock %s)" % (busy or "instance %s is already being migrated"
+                                            % uuid, self.path)) from None
 
     def release(self):
         if self.fd is not None:

@@ -261,11 +261,16 @@ def dataset_properties(output):
 
 
 def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, props=False,
-                  progress=False, exclude=(), bwlimit=None, token=None, set_props=None):
-    """The shell pipeline the source CN runs: zfs send | ssh DEST zfs recv.
+                  progress=False, pidfile=None, exclude=(), bwlimit=None, token=None,
+                  set_props=None, link=None):
+    """The shell pipeline of one stream: zfs send | ssh | zfs recv, CN to CN.
 
-    The data never passes through the head node. The source checks the
-    destination's host key against the one the head node read (known_hosts),
+
+    The data never passes through the head node. It runs on the source
+    (zfs send | ssh DEST zfs recv), or with link.pull on the destination,
+    which pulls (ssh SRC zfs send | zfs recv): a SunSSH source cannot reach
+    an OpenSSH destination's sshd (cnlink.Link). The CN that runs it checks
+    the other's host key against the one the head node read (known_hosts),
     never accepting a new one blindly, and connects from its admin IP, the
     only address the temporary key is authorized from, and asks for
     recv_command, the one command the key's forced command runs (cnlink
@@ -273,13 +278,18 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
     destination: it runs on if its client dies, and a later run waits for it,
     receive_waiter). With progress, zfs
     send prints its estimate and a line a second on stderr (-vP), for
-    progress.Meter. With bwlimit (bytes a second)
-    the stream passes throttle_command on the source, before ssh. With
-    token (a cut receive's receive_resume_token), `zfs send -t` sends the
-    rest of that stream only, and snap and from_snap are not used. With
+    progress.Meter. With bwlimit (bytes a second) the stream passes
+    throttle_command where it enters or leaves ssh on the CN that runs it.
+    With token (a cut receive's receive_resume_token), `zfs send -t` sends
+    the rest of that stream only, and snap and from_snap are not used. With
     set_props ({property: value}), the receive sets them (zfs recv -o), as a
     -p stream would: a stream with properties from an encrypted pool is
-    refused without -w (illumos libzfs_sendrecv.c send_iterate_fs).
+    refused without -w (illumos libzfs_sendrecv.c send_iterate_fs). link
+    (cnlink.Link) says the cipher, the ssh options and whether the receive is
+    resumable; without it, two current platforms'. A pulled stream's send is
+    what the source's forced command runs (cnlink SEND_ONLY), and its
+    receive, local to the destination, keeps its shell's pid in pidfile
+    (what RECEIVE_ONLY does for a pushed one).
     """
     send = ["zfs", "send"]
     if token:
@@ -292,26 +302,42 @@ def send_pipeline(ds_name, snap, from_snap, src_ip, dest_ip, key, known_hosts, p
         if from_snap:
             send += ["-i", from_snap]
         send.append("%s@%s" % (ds_name, snap))
+    pull = bool(link and link.pull)
+    resumable = link.resumable if link else True
+    recv = recv_command(ds_name, exclude, set_props, resumable)
     ssh = ["ssh", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
            "-o", "UserKnownHostsFile=" + known_hosts, "-o", "LogLevel=ERROR",
-           "-o", "BindAddress=" + src_ip,
-           "-c", "aes128-gcm@openssh.com", "root@" + dest_ip,
-           node.command_line(recv_command(ds_name, exclude, set_props))]
-    stages = [send] + ([throttle_command(bwlimit)] if bwlimit else []) + [ssh]
-    return node.pipeline(*stages)
+           "-o", "BindAddress=" + (dest_ip if pull else src_ip),
+           "-c", link.cipher if link else "aes128-gcm@openssh.com"] + \
+        (link.ssh_options() if link else []) + \
+        ["root@" + (src_ip if pull else dest_ip), node.command_line(send if pull else recv)]
+    throttle = [throttle_command(bwlimit)] if bwlimit else []
+    if pull:
+        if pidfile is not None:
+            recv = ["sh", "-c", RECV_WITH_PIDFILE, "sh", pidfile] + recv
+        return node.pipeline(ssh, *throttle, recv)
+    return node.pipeline(send, *throttle, ssh)
 
 
-def recv_command(ds_name, exclude=(), set_props=None):
+# sh -c RECV_WITH_PIDFILE sh PIDFILE ARGV...: run ARGV with this shell's pid in
+# PIDFILE (receive_waiter waits on it), removed when ARGV ends: a pulled
+# stream's receive, which no forced command runs.
+RECV_WITH_PIDFILE = 'p=$1; shift; echo $$ > "$p" && "$@"; s=$?; rm -f "$p"; exit $s'
+
+
+def recv_command(ds_name, exclude=(), set_props=None, resumable=True):
     """zfs recv, as Triton's cn-agent receives a migration (sdc-cn-agent
     lib/backends/smartos/bin/machine-migrate-receive.js): -s, a cut stream
-    keeps what came and a receive_resume_token to go on from; -u, nothing
+    keeps what came and a receive_resume_token to go on from (not on a
+    platform whose zfs has no resumable receive); -u, nothing
     is mounted (the migration mounts the datasets before it uses them);
     -F. exclude: properties of the stream not to receive (-x): `encryption`
     into an encrypted pool, which refuses a stream's encryption=off otherwise.
     set_props: {property: value} to set on the received dataset (-o), for a
     stream from an encrypted pool, which carries none.
-    The temporary key runs nothing else (cnlink.RECEIVE_ONLY: change both)."""
-    return (["zfs", "recv", "-s", "-u", "-F"] + [w for p in exclude for w in ("-x", p)] +
+    A pushed stream's key runs nothing else (cnlink.RECEIVE_ONLY: change both)."""
+    return (["zfs", "recv"] + (["-s"] if resumable else []) + ["-u", "-F"] +
+            [w for p in exclude for w in ("-x", p)] +
             [w for k, v in sorted((set_props or {}).items()) for w in ("-o", "%s=%s" % (k, v))] +
             [ds_name])
 

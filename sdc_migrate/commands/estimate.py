@@ -32,7 +32,9 @@ Options:
   --measure=DEST_CN_NAME    Measure the rate first: send a 64 MB test stream
                             from each compute node to DEST_CN_NAME, as a
                             migration sends (zfs send | ssh | zfs recv, with a
-                            temporary key), remove it, and use that rate.
+                            temporary key; from a SunSSH CN, pulled by
+                            DEST_CN_NAME at aes128-ctr), remove it, and use
+                            that rate.
   -j                        One JSON object per instance and one per compute
                             node (the whole record: -o does not apply).
   -H                        Omit the tables' header rows.
@@ -51,7 +53,7 @@ import json
 import os
 import time
 
-from .. import placement, zfs
+from .. import cnlink, placement, zfs
 from ..cnlink import TempKey
 from ..errors import MigrateError, NotFound, Refused, Usage
 from ..node import Node, Runner
@@ -291,7 +293,11 @@ def measure(src, dst):
     tag = "measure-%d" % os.getpid()
     name = "sdc-migrate-" + tag
     ds = "zones/" + name
-    key = TempKey(src, dst, tag, "sdc-migrate-estimate", name)    # receives zones/NAME only
+    # the way a migration would take between them (cnlink.Link): a SunSSH
+    # source is pulled from, at a cipher both have
+    link = cnlink.Link(*cnlink.read_facts(src, dst))
+    key = TempKey(src, dst, tag, "sdc-migrate-estimate", name, link)    # zones/NAME only
+    runner = dst if link.pull else src
     try:
         src.run(["zfs", "create", "-o", "compression=off", "-o",
                  "mountpoint=/" + ds, ds])
@@ -299,11 +305,11 @@ def measure(src, dst):
                      "count=%d" % MEASURE_MB], ["zfs", "snapshot", ds + "@measure"]])
         key.create()
         t0 = time.time()
-        src.run(["true"], readonly=True)
+        runner.run(["true"], readonly=True)
         rtt = time.time() - t0
         t0 = time.time()
-        src.run(zfs.send_pipeline(ds, "measure", None, src.ip, dst.ip, key.key,
-                                  key.known_hosts))
+        runner.run(zfs.send_pipeline(ds, "measure", None, src.ip, dst.ip, key.key,
+                                     key.known_hosts, link=link))
         seconds = max(time.time() - t0 - rtt, 0.001)
     finally:
         for node in (dst, src):

@@ -27,9 +27,11 @@ VMAPI_WAIT = zone.VMAPI_WAIT
 
 
 # The steps, each once; FULL and INCREMENTAL put them in order.
-KEY = Step("key", keys.make_key, keys.remove_key, "temporary key on the source")
+KEY = Step("key", keys.make_key, keys.remove_key,
+           "temporary key on the CN that runs the streams (the source, or a destination"
+           " that pulls)")
 AUTHORIZED = Step("authorized", keys.authorize, keys.unauthorize,
-                  "the key authorized on the destination, from the source's IP only")
+                  "the key authorized on the other CN, from the first one's IP only")
 TUNABLES = Step("tunables", preparation.tune_tcp, preparation.restore_tcp,
                 "TCP buffers on both CNs", permanent=True)
 ORIGIN = Step("origin", preparation.check_origin, None,
@@ -102,16 +104,18 @@ class Options:
 
 # The scripts the CNs run: sh -c SCRIPT sh ARG... Values (UUIDs, names,
 # journal data) are arguments, never script text: a test scans the package.
+# Each begins with what the CN has (cnlink.FACTS: its ssh, host keys,
+# resumable receives, net-agent).
 # GATHER_SOURCE SEPARATOR UUID: the instance's datasets, then its cores quota,
 # then the pool's encryption and, if encrypted, its datasets' properties
 # (zfs.SOURCE_ENCRYPTION)
-GATHER_SOURCE = (command_line(zfs.list_command(snapshots=True)) + ' && echo "$1" && '
+GATHER_SOURCE = (cnlink.FACTS + command_line(zfs.list_command(snapshots=True)) +
+                 ' && echo "$1" && '
                  '{ zfs get -Hp -o value quota "zones/cores/$2" 2>/dev/null || true; } && '
                  'echo "$1" && ' + zfs.SOURCE_ENCRYPTION)
-# GATHER_DEST: the host key the source will accept and the platform's ssh
-# (cnlink.DEST_SSH: two lines), the pool's room, its encryption (a cipher, or
-# off; off too where the platform's zfs has no such property), its datasets
-GATHER_DEST = (cnlink.DEST_SSH + "; zfs get -Hp -o value available zones; "
+# GATHER_DEST: the pool's room, its encryption (a cipher, or off; off too
+# where the platform's zfs has no such property), its datasets
+GATHER_DEST = (cnlink.FACTS + "zfs get -Hp -o value available zones; "
                "zfs get -Hp -o value encryption zones 2>/dev/null || echo off; "
                + command_line(zfs.list_command()))
 
@@ -147,8 +151,8 @@ class Migration:
         self.indestructible = []        # its @indestructible snapshots
         self.total = 0                  # what is sent, in bytes
         self.cores_quota = None
-        self.dst_hostkey = None         # the destination's host key, read over our ssh
-        self.dst_ssh = None             # its `ssh -V` (which key options its sshd has)
+        self.src_facts = self.dst_facts = None  # what each CN has (cnlink.Facts)
+        self.link = None                # how the stream goes between them (cnlink.Link)
         self.recv_exclude = ()          # properties the destination's pool will not take
         self.src_encrypted = False      # the source's pool is: no -p streams
         self.src_props = {}             # then: dataset -> what the receive sets (-o)
@@ -272,11 +276,17 @@ class Migration:
             theirs = pool.submit(self.dst.run, dst_script, readonly=True)
             adminui = pool.submit(self._adminui)     # for the closing block
             placed_by = pool.submit(self._package_and_image)     # traits
-            listing, _, rest = mine.result().partition(self.SEP + "\n")
+            self.src_facts, mine_out = cnlink.parse_facts(self.src.hostname, mine.result())
+            self.dst_facts, theirs_out = cnlink.parse_facts(self.dst.hostname, theirs.result())
+            listing, _, rest = mine_out.partition(self.SEP + "\n")
             quota, _, encryption = rest.partition(self.SEP + "\n")
-            out = theirs.result().split("\n")
+            out = theirs_out.split("\n")
             self.adminui = adminui.result()
             self.package, self.image = placed_by.result()
+        # what the platforms allow: refused here, or the slower path (Link)
+        cnlink.check_net_agents(self.src_facts, self.dst_facts)
+        self.link = cnlink.Link(self.src_facts, self.dst_facts)
+        self.link.check()
         self.datasets = zfs.instance_datasets(listing, uuid)
         self.indestructible = zfs.indestructible_snapshots(listing, self.datasets)
         if not self.datasets:
@@ -289,14 +299,12 @@ class Migration:
         cipher, _, props = encryption.partition("\n")
         self.src_encrypted = zfs.encrypted(cipher)
         self.src_props = zfs.dataset_properties(props) if self.src_encrypted else {}
-        self.dst_hostkey = " ".join(out[0].split()[:2])
-        self.dst_ssh = out[1]
-        avail = int(out[2])
+        avail = int(out[0])
         # an encrypted pool takes our -p streams (and their send -t rests)
         # only without their encryption=off: the datasets inherit the pool's
-        self.recv_exclude = ("encryption",) if out[3].strip() not in ("off", "-", "") else ()
-        there = [d.name for d in zfs.instance_datasets("\n".join(out[4:]), uuid)]
-        self.dst_has_cores = any(l.split("\t")[0] == "zones/cores/" + uuid for l in out[4:])
+        self.recv_exclude = ("encryption",) if out[1].strip() not in ("off", "-", "") else ()
+        there = [d.name for d in zfs.instance_datasets("\n".join(out[2:]), uuid)]
+        self.dst_has_cores = any(l.split("\t")[0] == "zones/cores/" + uuid for l in out[2:])
         self.on_dest = set(there)
         if there and not self.resuming:
             raise Refused("destination %s already has %s: a copy of this instance is there"
@@ -352,6 +360,23 @@ class Migration:
             ["auth_keys bkup: %s" % paths.authorized_keys_backup(self.tag)]
         r.table(["SRC CN", "DEST CN"], list(zip(left, right)))
         r.line()
+        self.show_link()
+
+    def show_link(self):
+        """What each CN has that the migration relies on, and the way the data
+        takes between them (the slower one an older platform allows)."""
+        r, link = self.r, self.link
+        if link is None:
+            return
+        r.event("platforms", "CN software:  %s: %s\n              %s: %s" % (
+            self.src.hostname, self.src_facts.describe(), self.dst.hostname,
+            self.dst_facts.describe()), source=self.src_facts.as_dict(),
+            destination=self.dst_facts.as_dict())
+        slower = link.slower()
+        r.event("transfer_path", "Transfer:     %s%s" % (
+            link.describe(), "\n              older platform: " + "; ".join(slower)
+            if slower else ""), slower=slower, **link.as_dict())
+        r.line()
 
     def image_of_disks(self):
         for d in self.vm.get("disks") or []:
@@ -369,6 +394,14 @@ class Migration:
 
     def node(self, which):
         return self.src if which == "src" else self.dst
+
+    def runs_on(self):
+        """Which CN runs the streams ("src", or "dst" when it pulls) and holds the key."""
+        return "dst" if self.link is not None and self.link.pull else "src"
+
+    def other_end(self):
+        """The CN the streams' ssh connects to, which authorizes the key."""
+        return "src" if self.runs_on() == "dst" else "dst"
 
     def run(self):
         """The whole migration; returns the exit status."""

@@ -103,10 +103,14 @@ def final_send(m):
     m.journal.write({"t": "final", "snapshot": m.final_snap})
 
 
+def resumable(m):
+    return m.link is None or m.link.resumable
+
+
 def send_round(m, snap):
     """Send every dataset's snapshot to the destination, CN to CN."""
     r, first = m.r, m.sent is None
-    if first and m.on_dest:
+    if first and m.on_dest and resumable(m):
         resume_cut_receives(m)
     common = common_snapshots(m) if first and m.on_dest else {}
     if first:
@@ -137,7 +141,10 @@ def send_round(m, snap):
 
 def send(m, ds, snap, from_snap, props, meter):
     """One stream; a cut one goes on from where it was cut (zfs recv -s kept
-    it: send -t its token), up to RESUMES times."""
+    it: send -t its token), up to RESUMES times. Where a platform's zfs has no
+    resumable receive, a cut receive kept nothing of the stream: it is sent
+    again from the snapshot both CNs still have (from_snap), unless it was
+    all there when the cut came."""
     token = None
     for attempt in range(RESUMES + 1):
         try:
@@ -146,15 +153,34 @@ def send(m, ds, snap, from_snap, props, meter):
             cut = e
         if attempt == RESUMES:
             raise cut
+        said = [l for l in cut.stderr.splitlines() if l.strip()]
+        if not resumable(m):
+            if received(m, ds, snap):
+                return None
+            m.r.line("    + The stream of %s@%s was cut (exit status %s%s)"
+                     % (ds.name, snap, cut.status, ": " + said[-1] if said else ""))
+            m.r.step("    + Sending it again from %s (no resumable receive on %s) ..."
+                     % (from_snap or "the start", ", ".join(
+                         f.hostname for f in (m.link.src, m.link.dst) if not f.resumable)))
+            meter = None
+            continue
         status, out, _ = m.dst.call(zfs.resume_tokens_command([ds.name]), readonly=True)
         token = zfs.resume_tokens(out).get(ds.name) if status == 0 else None
         if token is None:
             raise cut
-        said = [l for l in cut.stderr.splitlines() if l.strip()]
         m.r.line("    + The stream of %s@%s was cut (exit status %s%s)"
                  % (ds.name, snap, cut.status, ": " + said[-1] if said else ""))
         m.r.step("    + Resuming it where it was cut (zfs send -t) ...")
         meter = None
+
+
+def received(m, ds, snap):
+    """Whether the destination has DS@SNAP, the source's very snapshot (GUID):
+    a stream can end on the destination and still fail on its way back."""
+    name = "%s@%s" % (ds.name, snap)
+    cmd = ["zfs", "get", "-Hp", "-o", "value", "guid", name]
+    (s1, g1, _), (s2, g2, _) = m.both(lambda n: n.call(cmd, readonly=True))
+    return s1 == 0 and s2 == 0 and g1.strip() == g2.strip()
 
 
 def stream(m, ds, snap, from_snap, props, meter, token=None):
@@ -166,15 +192,17 @@ def stream(m, ds, snap, from_snap, props, meter, token=None):
     argv = zfs.send_pipeline(ds.name, snap, from_snap, m.src.ip, m.dst.ip,
                              m.key, m.known_hosts, props=props and not m.src_encrypted,
                              progress=meter is not None,
+                             pidfile=paths.recv_pidfile(m.opts.uuid),    # a pulled one's
                              exclude=m.recv_exclude, bwlimit=m.opts.bwlimit, token=token,
-                             set_props=set_props)
+                             set_props=set_props, link=m.link)
+    runner = m.node(m.runs_on())        # the source, or a destination that pulls
     m.sending = True
     if meter is None:
-        m.src.run(argv)
+        runner.run(argv)
     else:
-        status, _, err = m.src.stream(argv, meter.feed)
+        status, _, err = runner.stream(argv, meter.feed)
         if status != 0:
-            raise RemoteError(m.src.name, argv, status, err)
+            raise RemoteError(runner.name, argv, status, err)
         meter.complete()
     m.sending = False
 

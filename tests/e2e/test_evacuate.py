@@ -18,8 +18,9 @@ DESTS = ("dest-server", "spare-server")
 @pytest.fixture(scope="module")
 def evac():
     env = dc_env()
+    net = int(env["SIMDC_NET"])         # a third octet of its own, under 256
     with booted(dict(env, SIMDC_DIR=env["SIMDC_DIR"] + "-evac",
-                     SIMDC_NET=str(int(env["SIMDC_NET"]) + 100))) as d:
+                     SIMDC_NET=str(net + 100 if net + 100 < 256 else net + 5))) as d:
         yield d
 
 
@@ -217,6 +218,91 @@ def test_max_delta_rounds_go_on_until_the_delta_is_small_or_stops_shrinking(evac
     assert dc.migrate("-y", "--max-delta", "1M", busy, DESTS[0]).returncode == 2
 
 
+# ---- issue 21: drain, several sources, per-CN budgets, preflight -------------------------
+
+OLD = "old-server"
+
+
+def reserved(dc, host):
+    """CNAPI's reserved flag of host (sdc-cnapi lib/endpoints/servers.js
+    ServerUpdate sets it; DAPI's hard-filter-reserved.js places nothing there)."""
+    return dc.api("cnapi", "/servers/" + dc.hosts()[host]["uuid"])[2]["reserved"]
+
+
+def small(dc, host, n):
+    return [dc.provision("--server", host, "--brand", "joyent-minimal", "--state", "stopped",
+                         "--size", "1") for _ in range(n)]
+
+
+def test_the_source_is_reserved_while_evacuated_and_put_back_after_a_kill_and_a_rerun(evac):
+    dc = evac
+    small(dc, SRC, 1)
+    assert reserved(dc, SRC) is False
+    tool = subprocess.Popen([SIMDC, "exec", "headnode", "--", SDC_MIGRATE, "evacuate", "-y",
+                             "--concurrency", "1", SRC], env=dc.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 60
+    while not reserved(dc, SRC):
+        assert time.time() < deadline and tool.poll() is None, tool.communicate()[0]
+        time.sleep(0.2)
+    os.killpg(tool.pid, signal.SIGKILL)
+    tool.communicate()
+    assert reserved(dc, SRC) is True            # killed: nothing put it back
+    # the rerun finds it reserved, and puts back what the first run journaled
+    p = dc.migrate("evacuate", "-y", SRC)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "source-server is no longer reserved in CNAPI" in p.stdout
+    assert reserved(dc, SRC) is False and active_on(dc, SRC) == []
+    # --keep-reserved (for maintenance, even with nothing left): it stays; restore lifts it
+    p = dc.migrate("evacuate", "-y", "--keep-reserved", SRC)
+    assert p.returncode == 0 and "Nothing to move" in p.stdout, p.stdout + p.stderr
+    assert reserved(dc, SRC) is True and "`sdc-migrate restore source-server`" in p.stdout
+    p = dc.migrate("restore", SRC)
+    assert (p.returncode, p.stdout) == (0, "source-server is no longer reserved in CNAPI, as it"
+                                            " was before its evacuation\n"), p.stderr
+    assert reserved(dc, SRC) is False
+    assert "nothing to restore" in dc.migrate("restore", SRC).stdout
+    assert dc.migrate("restore", "no-such-server").returncode == 3
+    assert_nothing_left(dc)
+
+
+def overlaps(spans):
+    """The most intervals (start, end) open at once."""
+    edges = sorted([(s, 1) for s, e in spans] + [(e, -1) for s, e in spans])
+    most = now = 0
+    for _, d in edges:
+        now += d
+        most = max(most, now)
+    return most
+
+
+def test_two_sources_in_one_plan_never_onto_each_other_nor_over_per_cn(evac):
+    dc = evac
+    since = time.time()
+    mine = small(dc, SRC, 2) + small(dc, OLD, 2)
+    plan = [json.loads(l) for l in dc.migrate("evacuate", "-j", "--dry-run", SRC, OLD)
+            .stdout.splitlines()]
+    dests = {e["uuid"]: e["destination"] for e in plan if e["event"] == "plan"}
+    assert set(mine) <= set(dests) and set(dests.values()) <= set(DESTS), dests
+    p = dc.migrate("evacuate", "-y", "--per-cn=1", "--concurrency=4", SRC, OLD)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "4 of 4 moved." in p.stdout
+    for u in mine:
+        assert dc.vm(u)["server_uuid"] in {dc.hosts()[h]["uuid"] for h in DESTS}
+    assert active_on(dc, SRC) == [] and active_on(dc, OLD) == []
+    assert reserved(dc, SRC) is False and reserved(dc, OLD) is False
+    # the datacenter's own log: never two streams at once on any CN
+    streams = {}
+    for rec in dc.log():
+        if rec["start"] >= since and rec["argv"][:2] in (["zfs", "send"], ["zfs", "recv"],
+                                                          ["zfs", "receive"]):
+            streams.setdefault(rec["host"], []).append((rec["start"], rec["end"]))
+    assert set(streams) == {SRC, OLD} | set(DESTS), streams.keys()
+    assert {h: overlaps(s) for h, s in streams.items()} == {h: 1 for h in streams}
+    assert_nothing_left(dc)
+
+
+
 def test_an_evacuation_killed_midway_is_finished_by_running_it_again(evac):
     dc = evac
     uuids = [dc.provision("--server", SRC, "--size", "2") for _ in range(3)]
@@ -293,3 +379,56 @@ def test_ctrl_c_rolls_back_the_running_migrations_and_reports_them(evac):
             lines
     assert not any(e["event"] == "summary" for e in events)
     assert_nothing_left(dc)
+    # interrupted, the source stays drained until a rerun ends or restore lifts it
+    assert [e["cns"] for e in events if e["event"] == "still-drained"] == [[SRC]], out
+    assert reserved(dc, SRC) is True
+    assert dc.migrate("restore", SRC).returncode == 0 and reserved(dc, SRC) is False
+
+
+# ---- issue 21 (last: it leaves instances on the source) ----------------------------------
+
+
+def test_a_dry_run_lists_every_blocker_of_every_instance_and_says_the_plan_is_not_clean(evac):
+    dc = evac
+    clean, record, locked = small(dc, SRC, 3)
+    core = dc.provision("--server", SRC, "--core", "--state", "stopped")
+    encrypted = dc.provision("--server", SRC, "--state", "stopped", "--size", "1",
+                             "--encrypted")
+    # a Triton (RFD 34) migration, as its workflow stores it (sdc-vmapi
+    # lib/endpoints/vms.js StoreMigrationRecord)
+    dc.api("vmapi", "/migrations/%s/store" % record, "-X", "POST", "-d", json.dumps(
+        {"vm_uuid": record, "source_server_uuid": dc.hosts()[SRC]["uuid"], "phase": "sync",
+         "state": "paused", "automatic": False, "progress_history": []}))
+    # another sdc-migrate's lock on one, held until its stdin closes
+    drained = reserved(dc, SRC)
+    holder = subprocess.Popen([SIMDC, "exec", "headnode", "--", "flock", "-n",
+                               "/var/tmp/sdc-migrate-%s.lock" % locked, "sh", "-c",
+                               "echo locked; read x"], env=dc.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"locked\n"
+        text = dc.migrate("evacuate", "--dry-run", "--to=" + DESTS[0], SRC)
+        p = dc.migrate("evacuate", "--dry-run", "-j", "--to=" + DESTS[0], SRC)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert text.returncode == 1 and p.returncode == 1, text.stdout + text.stderr
+    plan = {e["uuid"]: e for e in map(json.loads, p.stdout.splitlines())
+            if e["event"] == "plan"}
+    assert plan[clean]["destination"] == DESTS[0] and plan[clean]["blockers"] == []
+    assert plan[clean]["why"].startswith("the only one that fits")
+    blockers = {u: " | ".join(plan[u]["blockers"]) for u in (record, locked, core, encrypted)}
+    assert all(plan[u]["destination"] is None for u in blockers), blockers
+    assert "a Triton migration (sdc-vmapi /migrations/%s) in phase sync, state paused" \
+        % record in blockers[record]
+    assert "another sdc-migrate holds it" in blockers[locked]
+    assert "core zone" in blockers[core]
+    assert "fits on no destination: dest-server's pool is not encrypted" in blockers[encrypted]
+    # the table says the same, and why the clean one goes where it goes
+    for u in (record, locked, core, encrypted):
+        assert "  %s (" % u in text.stdout.split("Not moved:")[1]
+    assert "%s (%s) to %s: the only one that fits" % (clean, dc.vm(clean)["alias"] or "-",
+                                                      DESTS[0]) in text.stdout
+    # a dry run changes nothing
+    assert reserved(dc, SRC) is drained
+    assert {v["uuid"] for v in active_on(dc, SRC)} >= {clean, record, locked, core, encrypted}

@@ -18,12 +18,23 @@ def test_five_hosts_are_up_with_their_own_names_and_sshd(dc):
         assert dc.exec(h["host"], "hostname").stdout.strip() == h["host"]
 
 
+# what the head node's OpenSSH must allow to reach old-server's SunSSH
+# (illumos usr/src/cmd/ssh/include/myproposal.h: SHA-1 key exchanges, ssh-rsa)
+LEGACY = ["-o", "KexAlgorithms=+diffie-hellman-group-exchange-sha1", "-o",
+          "HostKeyAlgorithms=+ssh-rsa", "-o", "PubkeyAcceptedAlgorithms=+ssh-rsa"]
+
+
 def test_head_node_reaches_every_cn_with_its_triton_key(dc):
     hosts = dc.hosts()
     for cn in CNS:
         out = dc.exec("headnode", "ssh", "-i", "/root/.ssh/sdc.id_rsa", "-o", "BatchMode=yes",
-                      hosts[cn]["admin_ip"], "hostname; zpool list -H -o name").stdout.split()
+                      *LEGACY, hosts[cn]["admin_ip"],
+                      "hostname; zpool list -H -o name").stdout.split()
         assert out == [cn, "zones"]
+    # without them, old-server's sshd (SunSSH's offer) has nothing in common with it
+    p = dc.exec("headnode", "ssh", "-o", "BatchMode=yes", hosts["old-server"]["admin_ip"],
+                "true", check=False)
+    assert p.returncode == 255 and "no matching key exchange method found" in p.stderr
 
 
 def test_cnapi_knows_the_servers_and_old_server_runs_an_older_platform(dc):

@@ -378,6 +378,23 @@ def test_server_from_sysinfo(dc):
     assert st == 404 and body["code"] == "ResourceNotFound"
 
 
+def test_server_agents_are_cn_agents_and_outlive_a_sysinfo_refresh(dc):
+    """sdc-cnapi lib/models/server.js: a server's agents are what cn-agent
+    posts (POST /servers/UUID {agents}, sdc-cn-agent lib/app.js updateAgents);
+    sysinfo's "SDC Agents" fills them only while they are empty."""
+    si = sysinfo_for(CN2_UUID, "dest-server", "127.0.61.12")
+    dc.call("cnapi", "POST", "/servers/%s/sysinfo" % CN2_UUID, {"sysinfo": si})
+    st, s, _ = dc.call("cnapi", "GET", "/servers/" + CN2_UUID)
+    assert s["agents"] == si["SDC Agents"]
+    posted = [{"name": "net-agent", "version": "2.3.6",
+               "image_uuid": "4ed2d0b0-21de-5c8b-93a4-686541a728db"}]
+    st, _, _ = dc.call("cnapi", "POST", "/servers/" + CN2_UUID, {"agents": posted})
+    assert st == 204
+    dc.call("cnapi", "POST", "/servers/%s/sysinfo" % CN2_UUID, {"sysinfo": si})
+    st, s, _ = dc.call("cnapi", "GET", "/servers/" + CN2_UUID)
+    assert s["agents"] == posted
+
+
 def test_list_servers_filters_and_extras(dc):
     dc.call("cnapi", "POST", "/servers/%s/sysinfo" % HN_UUID,
             {"sysinfo": sysinfo_for(HN_UUID, "headnode", "127.0.61.1", True)})

@@ -29,6 +29,9 @@ CN = SIM / "cn"
 HOST = "zfstest"
 HOST_UUID = "8d1f3c2a-6b4e-4f0a-9c7d-2e5f1a3b4c5d"
 NET = "62"
+# the same pool seen by the zfs of old-server's platform (2015)
+OLD_HOST = "zfsold"
+OLD_HOST_UUID = "9e2a4d3b-7c5f-4b1a-8d8e-3f6a2b4c5d6e"
 
 sys.path.insert(0, str(SIM))
 from simdc import common, zfslib  # noqa: E402
@@ -63,7 +66,9 @@ def cn(tmp_path_factory):
     (etc_zones / "index").write_text("global:installed:/\n")
     (simdir / "hosts.json").write_text(json.dumps({HOST: {
         "uuid": HOST_UUID, "admin_ip": "127.0.%s.11" % NET, "platform": common.PLATFORM,
-        "ram_mb": 8192, "headnode": False}}))
+        "ram_mb": 8192, "headnode": False}, OLD_HOST: {
+        "uuid": OLD_HOST_UUID, "admin_ip": "127.0.%s.14" % NET,
+        "platform": common.OLD_PLATFORM, "ram_mb": 8192, "headnode": False}}))
     for d in ("/var/run/zfs", "/var/lock/zfs", "/var/lib/zfs", "/etc/zones", "/zones"):
         os.makedirs(d, exist_ok=True)
     setup = "; ".join([
@@ -328,6 +333,34 @@ def test_options_an_old_zfs_lacks(cn, src):
                   src).stdout == "-\n"
     p = cn.run("zfs", "send", "-i", "zones/other@x", src + "@two", check=False)
     assert p.returncode == 2 and "incremental source must be in same filesystem" in p.stderr
+
+
+def test_a_platform_before_resumable_receives_refuses_them(cn, src):
+    """The zfs of a platform before illumos 2605 (usr/src/cmd/zfs/zfs_main.c at
+    openzfs 9c3fd1216f^): getopt ":o:denuvF" for receive, "i:I:RDpPvneL"-ish
+    for send, so -s, -A, -x and -t are invalid options (usage, exit 2), and
+    receive_resume_token is no property of it; a plain receive works."""
+    old = {"SIMDC_HOST": OLD_HOST}
+    p = cn.run("zfs", "recv", "-s", "-u", "zones/old", input="", check=False, env_extra=old)
+    assert p.returncode == 2
+    assert p.stderr == ("invalid option 's'\nusage:\n\treceive [-vnFu] <filesystem|volume|"
+                        "snapshot>\n\treceive [-vnFu] [-o origin=<snapshot>] [-d | -e] "
+                        "<filesystem>\n")
+    for argv in (["recv", "-A", "zones/old"], ["recv", "-x", "encryption", "zones/old"]):
+        p = cn.run("zfs", *argv, input="", check=False, env_extra=old)
+        assert p.returncode == 2 and p.stderr.startswith(
+            "invalid option '%s'\nusage:\n\treceive [-vnFu]" % argv[1][1]), p.stderr
+    p = cn.run("zfs", "send", "-t", "1-abc-def", check=False, env_extra=old)
+    assert p.returncode == 2 and p.stderr.startswith(
+        "invalid option 't'\nusage:\n\tsend [-DnPpRvLe] [-[iI] snapshot] <snapshot>\n")
+    p = cn.run("zfs", "get", "-H", "-o", "value", "receive_resume_token", src,
+               check=False, env_extra=old)
+    assert p.returncode == 2
+    assert p.stderr.startswith("bad property list: invalid property 'receive_resume_token'\n")
+    cn.sh("zfs send %s@one | SIMDC_HOST=%s zfs recv -u zones/old" % (src, OLD_HOST))
+    guids = real_props(cn, ["guid"], src + "@one", "zones/old@one")
+    assert guids[src + "@one"] == guids["zones/old@one"]
+    cn.run("zfs", "destroy", "-r", "zones/old")
 
 
 def write_fault(cn, prefix, after_bytes, exit):

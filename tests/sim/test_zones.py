@@ -900,6 +900,33 @@ def test_net_agent_nics_of_vanished_hidden_and_removed(cn, monkeypatch):
     assert "90b8d0000003" not in napi.nics
 
 
+def test_a_net_agent_before_triton_1814_deletes_a_hidden_zones_nics(cn, monkeypatch):
+    """sdc-net-agent before 9077600 (TRITON-1814, 2.3.1): lib/watcher-fsm.js looks
+    zones up with include_dni false and lib/vmadm-watcher-fsm.js filters
+    do_not_inventory out, so a zone turning hidden is gone to updateVMs, whose
+    InstanceFSM state_remove releases its NICs (nic-fsm release.delete): NAPI's
+    NIC is deleted. 2.3.1 on stops tracking it instead; 1.x released only the
+    NICs of zones zoneadm no longer listed (lib/vm.js checkDestroyed)."""
+    assert netagent.releases_hidden("2.3.0") and netagent.releases_hidden("2.0.0")
+    assert not netagent.releases_hidden("2.3.1") and not netagent.releases_hidden("1.4.0")
+    napi = FakeNapi()
+    monkeypatch.setattr(common, "api", napi)
+    get, payload = minimal_payload()
+    cn.zfs.add_image(payload["image_uuid"])
+    uuid = "dddddddd-0000-4000-8000-000000000014"
+    mac = "90b8d0000014"
+    payload = dict(payload, uuid=uuid, nics=[dict(payload["nics"][0], mac="90:b8:d0:00:00:14")])
+    napi.nics[mac] = {"mac": mac, "belongs_to_uuid": uuid, "state": "provisioning"}
+    assert cn.run("vmadm", "create", stdin=json.dumps(payload))[0] == 0
+    agent = netagent.Agent("testcn", refresh=0, version="2.3.0")
+    agent.step(2000.0)
+    assert napi.nics[mac]["state"] == "running"
+    assert cn.run("vmadm", "update", uuid, "do_not_inventory=true")[0] == 0
+    agent.step(2001.0)
+    assert mac not in napi.nics and ("DELETE", "/nics/" + mac) in napi.calls
+    assert cn.run("vmadm", "delete", uuid)[0] == 0
+
+
 def test_zonecfg_delete_refuses_an_installed_zone(cn):
     """illumos zonecfg delete_func: zonecfg_destroy() gives Z_BAD_ZONE_STATE for an
     installed zone, -F or not; detached, it goes."""

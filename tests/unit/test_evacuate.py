@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sdc_migrate import placement
+from sdc_migrate import admission, batch, drain, placement
 from sdc_migrate.cli import parse_size
 from sdc_migrate.commands import evacuate, finish, inflight
 from sdc_migrate.commands.migrate import Migration
@@ -39,16 +39,33 @@ def test_biggest_first_each_on_the_destination_with_most_free_ram():
     cands = [placement.Destination(server("a", ram_mb=4096), 10000 * MB),
              placement.Destination(server("b", ram_mb=3072), 10000 * MB)]
     items = [item("small", 10), item("big", 500), item("mid", 100)]
-    plan = evacuate.place(items, cands, "20250326T000000Z")
+    plan = placement.place(items, cands, "20250326T000000Z")
     where = {i["uuid"]: i["dest"] for i in plan}
     # big takes a (more RAM); a and b tie on RAM, b has more pool: mid; then a again
     assert where == {"big": "a", "mid": "b", "small": "a"}
     assert [i["uuid"] for i in plan] == ["big", "mid", "small"]
 
 
+def test_no_instance_goes_where_net_agent_would_delete_a_hidden_copys_nics():
+    """sdc-net-agent before 2.3.2 (TRITON-1814) deletes the NICs of a zone
+    turning do_not_inventory, as a rolled back migration leaves its copy: no
+    instance is placed there; a NAT zone, recreated and never hidden, is."""
+    from sdc_migrate import cnlink
+    old = cnlink.Facts("old", "Sun_SSH_1.5", net_agent="2.3.0")
+    cands = [evacuate.AgentBlocked(server("old", ram_mb=65536), 10 ** 12, old)]
+    plan = placement.place([item("zone", 1), item("nat", 1, kind="nat")], cands, "2015")
+    where = {i["uuid"]: i for i in plan}
+    assert where["nat"]["dest"] == "old"
+    assert where["zone"]["dest"] is None
+    assert "old's net-agent 2.3.0 would delete the NICs" in where["zone"]["reason"]
+    cands.append(placement.Destination(server("new", ram_mb=1024), 10 ** 12))
+    plan = placement.place([item("zone2", 1)], cands, "2015")
+    assert plan[0]["dest"] == "new"
+
+
 def test_a_placement_uses_up_ram_and_pool_for_the_next():
     cands = [placement.Destination(server("a", ram_mb=1536), 150 * MB)]
-    plan = evacuate.place([item("one", 100), item("two", 80)], cands, "2025")
+    plan = placement.place([item("one", 100), item("two", 80)], cands, "2025")
     placed = {i["uuid"]: i for i in plan}
     assert placed["one"]["dest"] == "a"
     assert placed["two"]["dest"] is None
@@ -59,29 +76,29 @@ def test_platform_nic_tags_and_underlay_decide_where_it_fits():
     old = placement.Destination(server("old", platform="20230105T000000Z"), 10 ** 12)
     bare = placement.Destination(server("bare", tags=("admin",), underlay=False), 10 ** 12)
     items = [item("ext", 1), item("fabric", 1, tags=("sdc_underlay",))]
-    plan = evacuate.place(items, [old, bare], "20250326T000000Z")
+    plan = placement.place(items, [old, bare], "20250326T000000Z")
     for i in plan:
         assert i["dest"] is None
         assert "old runs an older platform" in i["reason"] and "-D allows it" in i["reason"]
     assert "bare lacks NIC tag external" in plan[0]["reason"] + plan[1]["reason"]
     assert "bare lacks NIC tag sdc_underlay" in plan[0]["reason"] + plan[1]["reason"]
-    plan = evacuate.place([item("ext2", 1)], [old], "20250326T000000Z", allow_older=True)
+    plan = placement.place([item("ext2", 1)], [old], "20250326T000000Z", allow_older=True)
     assert plan[0]["dest"] == "old"
 
 
 def test_core_zones_nat_zones_and_fabric_nics_are_told_apart():
     listing = ""
-    core = evacuate.item_for({"uuid": "c", "state": "running", "tags": {
+    core = placement.item_for({"uuid": "c", "state": "running", "tags": {
         "smartdc_role": "imgapi", "smartdc_type": "core"}}, listing)
     assert core["kind"] == "core" and "not moved by sdc-migrate" in core["reason"]
-    nat = evacuate.item_for({"uuid": "n", "state": "running",
+    nat = placement.item_for({"uuid": "n", "state": "running",
                              "alias": "nat-9f2d4c2e-2f83-4c8e-9a7e-0d1c2b3a4f5e",
                              "tags": {"smartdc_role": "nat", "smartdc_type": "core"},
                              "nics": [{"nic_tag": "external"},
                                       {"nic_tag": "sdc_overlay/7030"}]}, listing)
     assert nat["kind"] == "nat" and nat["tags"] == {"external", "sdc_underlay"}
     # a core zone is never given a destination
-    plan = evacuate.place([core], [placement.Destination(server("a"), 10 ** 12)], "2025")
+    plan = placement.place([core], [placement.Destination(server("a"), 10 ** 12)], "2025")
     assert plan[0]["dest"] is None
 
 
@@ -229,7 +246,7 @@ def test_at_most_concurrency_migrations_run_at_once(tmp_path):
 def evacuate_signals(monkeypatch):
     """evacuate's handlers of ^C, SIGHUP and SIGTERM, as its main() sets them; this
     process's own after. The main thread looks up often (it takes a signal then)."""
-    monkeypatch.setattr(evacuate, "POLL", 0.02)
+    monkeypatch.setattr(batch, "POLL", 0.02)
     before = {sig: signal.getsignal(sig) for sig in evacuate.SIGNALS}
     evacuate.on_signals()
     yield
@@ -364,3 +381,64 @@ def test_finish_removes_the_state_file_or_says_there_is_none(tmp_path):
         finish.main({"INST_UUID": uuid}, Report(), d)
     with pytest.raises(Refused):
         finish.main({"INST_UUID": "5ca5b3dc"}, Report(), d)
+
+
+def test_the_batch_keeps_per_cn_with_real_threads(tmp_path):
+    lock = threading.Lock()
+    now, most = [], {}
+
+    def busy(m):
+        with lock:
+            now.append(m.item)
+            for cn, k in admission.load(now).items():
+                most[cn] = max(most.get(cn, 0), k)
+        time.sleep(0.2)
+        with lock:
+            now.remove(m.item)
+        return 0
+    names = ["a%d" % k for k in range(4)] + ["b%d" % k for k in range(4)]
+    e, out, log = evacuation(tmp_path, {u: busy for u in names}, concurrency=4)
+    e.per_cn = 1
+    for k, i in enumerate(e.items):
+        i["source"], i["dest"] = i["uuid"][0], "xyz"[k % 3]
+    e.execute(e.items)
+    assert e.summary() == 0
+    assert max(most.values()) == 1 and set(most) == {"a", "b", "x", "y", "z"}
+    assert e.most == most
+
+
+class FakeApi:
+    """CNAPI's servers as a dict; every call recorded."""
+
+    def __init__(self, reserved=False):
+        self.calls = []
+        self.reserved = reserved
+
+    def call(self, api, path, method="GET", body=None):
+        self.calls.append((api, path, method, body))
+        self.reserved = body["reserved"]
+        return 204, None
+
+
+def test_the_drain_journals_the_flag_as_it_was_and_a_rerun_keeps_that(tmp_path):
+    d = str(tmp_path)
+    api = FakeApi()
+    cn = {"hostname": "source-server", "uuid": "s-uuid", "reserved": False}
+    rec = drain.drain(api, cn, d)
+    assert rec["was"] is False and api.reserved is True
+    assert api.calls == [("cnapi", "/servers/s-uuid", "POST", {"reserved": True})]
+    # killed; the rerun reads the server reserved, and keeps what the journal says
+    again = drain.drain(api, dict(cn, reserved=True), d)
+    assert again["was"] is False and len(api.calls) == 1
+    assert drain.lift(api, "source-server", "evacuate", d)["was"] is False
+    assert api.reserved is False
+    assert drain.open_drain(drain.journal("source-server", d).records) is None
+    assert drain.lift(api, "source-server", "restore", d) is None      # nothing open
+    # a CN the operator had reserved stays reserved after its evacuation
+    api = FakeApi(reserved=True)
+    drain.drain(api, dict(cn, reserved=True), d)
+    assert api.calls == []
+    drain.keep("source-server", d)
+    assert drain.open_drain(drain.journal("source-server", d).records)["was"] is True
+    drain.lift(api, "source-server", "restore", d)
+    assert api.reserved is True

@@ -18,6 +18,7 @@ COMMANDS = {"sdc-migrate.1": [], "sdc-migrate-estimate.1": ["estimate"],
             "sdc-migrate-nat-recreate.1": ["nat-recreate"],
             "sdc-migrate-evacuate.1": ["evacuate"], "sdc-migrate-list.1": ["list"],
             "sdc-migrate-finish.1": ["finish"], "sdc-migrate-rollback.1": ["rollback"],
+            "sdc-migrate-restore.1": ["restore"],
             "sdc-migrate-completion.1": ["completion"], "sdc-migrate-show.1": ["show"]}
 
 needs_mandoc = pytest.mark.skipif(not shutil.which("mandoc"), reason="mandoc not installed")

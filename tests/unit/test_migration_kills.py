@@ -36,6 +36,20 @@ def guid(snapshot):
     return zlib.crc32(snapshot.encode())
 
 
+# what cnlink.FACTS prints on a current platform
+FACTS = ("OpenSSH_9.1p1, LibreSSL 3.7.3\n--- sdc-migrate: host keys ---\n"
+         "ssh-ed25519 HOSTKEY root@cn\nssh-rsa RSAKEY root@cn\n--- sdc-migrate: zfs ---\n"
+         "resumable\n--- sdc-migrate: net-agent ---\n"
+         '{"name": "net-agent", "version": "2.3.6"}\n\n' + cnlink.FACTS_END + "\n")
+
+
+# old-server's platform (2015): SunSSH, an rsa host key, no resumable receive
+OLD_FACTS = ("Sun_SSH_1.5, SSH protocols 1.5/2.0, OpenSSL 0x1000204f\n"
+             "--- sdc-migrate: host keys ---\nssh-rsa RSAKEY root@cn\n--- sdc-migrate: zfs ---\n"
+             "not-resumable\n--- sdc-migrate: net-agent ---\n"
+             '{"name": "net-agent", "version": "2.3.6"}\n\n' + cnlink.FACTS_END + "\n")
+
+
 class Killed(BaseException):
     """SIGKILL: nothing of the run's own handling runs after it."""
 
@@ -43,7 +57,9 @@ class Killed(BaseException):
 class World:
     """What an operator would look at: facts on each CN and in the APIs."""
 
-    def __init__(self):
+    def __init__(self, src_facts=FACTS):
+        self.facts_text = {"src": src_facts, "dst": FACTS}   # what cnlink.FACTS prints
+        self.ran = set()            # (CN, what) of the streams and keys: where they ran
         self.facts = {"src": {"running", "visible", "autoboot"}, "dst": set(), "napi": set()}
         self.snaps = {"src": {DS: []}, "dst": {}}     # dataset -> snapshots, oldest first
         self.changes = 0            # commands that changed something, so far
@@ -132,14 +148,15 @@ class FakeCN(Runner):
         script = argv[2] if argv[:2] == ["sh", "-c"] else None
         args = argv[4:] if script else []
         if script == migrate.GATHER_SOURCE:
-            return 0, self.listing(True) + args[0] + "\n\n" + args[0] + "\noff\n", ""
+            return 0, (w.facts_text["src"] + self.listing(True) + args[0] + "\n\n" + args[0]
+                       + "\noff\n"), ""
         if argv == zfs.list_command(snapshots=True):       # a resumed run's look
             return 0, self.listing(True), ""
         if script == migrate.GATHER_DEST:
-            return 0, ("ssh-ed25519 HOSTKEY\nOpenSSH_9.2p1, OpenSSL 3.0\n100000000000\noff\n"
-                       + self.listing(False)), ""
+            return 0, w.facts_text["dst"] + "100000000000\noff\n" + self.listing(False), ""
         if script == cnlink.MAKE_KEY:
-            return self.change(lambda: facts.add("key"), "ssh-ed25519 PUBKEY " + args[1])
+            w.ran.add((self.which, "key " + args[5]))
+            return self.change(lambda: facts.add("key"), "ssh-%s PUBKEY %s" % (args[5], args[1]))
         if script == cnlink.AUTHORIZE:
             return self.change(lambda: facts.add("authorized"))
         if script == cnlink.UNAUTHORIZE:
@@ -182,6 +199,10 @@ class FakeCN(Runner):
                               for d in self.snaps for s in self.snaps[d]), ""
         if argv[:2] == ["bash", "-o"]:          # zfs send ... | ssh DEST zfs recv ...
             to = re.findall(r"%s@(\S+)" % re.escape(DS), argv[-1].split("|")[0])[-1]
+            to = to.rstrip("'\"")                # ssh SRC 'zfs send ...' | zfs recv: pulled
+            w.ran.add((self.which, "stream " + " ".join(
+                word for word in ("aes128-ctr", "aes128-gcm@openssh.com", "recv -s")
+                if word in argv[-1])))
             dst = w.snaps["dst"]
 
             def receive():
@@ -353,10 +374,10 @@ def run(world, incremental=False):
         m.release()
 
 
-def uninterrupted(incremental=False):
+def uninterrupted(incremental=False, src_facts=FACTS):
     """The world an uninterrupted migration leaves, and the number of the
     change that showed the destination's copy (the switch)."""
-    w, switch = World(), []
+    w, switch = World(src_facts), []
     real = World.changing
 
     def changing(self, effect):
@@ -374,6 +395,8 @@ MIGRATED, SWITCH = uninterrupted()
 CHANGES = MIGRATED.changes
 # -a: two live rounds (the second under no limit ends them), then the stop
 MIGRATED_LIVE, _ = uninterrupted(incremental=True)
+# from a CN of 2015 (SunSSH, no resumable receive): the destination pulls
+PULLED, _ = uninterrupted(src_facts=OLD_FACTS)
 
 
 def test_an_uninterrupted_migration_moves_the_instance_and_leaves_nothing(world):
@@ -444,6 +467,26 @@ def test_an_undo_that_fails_needs_an_operator_and_the_same_command_ends_it(world
     world.fail = world.fail_also = None
     assert run(world) == 0
     assert final_snapshot_only(world.state()) == final_snapshot_only(MIGRATED.state())
+
+
+def test_a_sunssh_source_is_pulled_from_with_what_both_have():
+    """cnlink.Link: the key (rsa) and the stream (aes128-ctr, recv without -s)
+    on the destination, which pulls; the world it leaves, a current one's."""
+    assert MIGRATED.ran == {("src", "key ed25519"), ("src", "stream aes128-gcm@openssh.com recv -s")}
+    assert PULLED.ran == {("dst", "key rsa"), ("dst", "stream aes128-ctr")}
+    assert final_snapshot_only(PULLED.state()) == final_snapshot_only(MIGRATED.state())
+
+
+@pytest.mark.parametrize("n", range(1, PULLED.changes + 1))
+def test_killed_at_any_change_of_a_pulled_one_the_same_command_ends_it(n, tmp_path):
+    w = World(OLD_FACTS)
+    with datacenter(w, str(tmp_path)):
+        w.kill = (n, "after")
+        with pytest.raises(Killed):
+            run(w)
+        w.kill = None
+        assert run(w) == 0
+    assert final_snapshot_only(w.state()) == final_snapshot_only(PULLED.state())
 
 
 def test_the_fake_reaches_every_step_that_changes_something():

@@ -80,9 +80,9 @@ def test_an_unknown_column_is_a_usage_error_naming_the_columns(args):
 def test_one_set_for_two_tables_each_shows_the_columns_it_has():
     opts = report.TableOptions.from_args({"-o": "instance,result"},
                                          evacuate.PLAN_HEADERS, evacuate.SUMMARY_HEADERS)
-    assert opts.apply(evacuate.PLAN_HEADERS, [["u", "a", "joyent", "1", "s", "d", "t"]]) == \
-        (["INSTANCE"], [["u"]])
-    assert opts.apply(evacuate.SUMMARY_HEADERS, [["u", "a", "d", "moved", "-"]]) == \
+    assert opts.apply(evacuate.PLAN_HEADERS, [["u", "a", "joyent", "1", "s", "src", "d",
+                                               "t"]]) == (["INSTANCE"], [["u"]])
+    assert opts.apply(evacuate.SUMMARY_HEADERS, [["u", "a", "src", "d", "moved", "-"]]) == \
         (["INSTANCE", "RESULT"], [["u", "moved"]])
 
 

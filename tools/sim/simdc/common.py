@@ -42,10 +42,22 @@ API_IPS = {
 }
 API_PORT = int(os.environ.get("SIMDC_API_PORT", "80"))
 PLATFORM = "20250326T000000Z"
-# old-server: a platform of late 2015 (a real buildstamp), older than what
-# changed since that the tool meets: its `zonecfg export` leaves base64 values
-# bare (before illumos-joyent c8236ea, December 2019)
-OLD_PLATFORM = "20151126T011339Z"
+# old-server's: a SmartOS platform of August 2015, older than the changes
+# the tool relies on: OpenSSH in place of SunSSH (smartos-live OS-4688,
+# 2015-08-14), resumable zfs send/receive (illumos 2605, openzfs
+# 9c3fd1216f, 2015-10-09) and a `zonecfg export` that quotes base64 values
+# (before it, bare: illumos-joyent c8236ea, December 2019). A host's platform
+# decides what it has:
+OLD_PLATFORM = "20150806T000000Z"
+OPENSSH_SINCE = "20150814"
+RESUMABLE_SINCE = "20151009"
+# sdc-net-agent's package.json version: today's, and the last release before
+# TRITON-1814 (9077600^), which deletes the NICs of a zone turning
+# do-not-inventory. An agent's version lives where sysinfo reads it.
+NET_AGENT = "2.3.6"
+OLD_NET_AGENT = "2.3.0"
+AGENTS = {"cn-agent": "2.0.2", "vm-agent": "1.7.0", "net-agent": NET_AGENT,
+          "config-agent": "1.5.0"}
 SDC_VERSION = "7.0"
 POOL_SIZE = os.environ.get("SIMDC_POOL_SIZE", "4G")
 
@@ -76,7 +88,39 @@ def this_host():
 
 
 def platform_of(host):
+    """The platform `simdc up` gives a host."""
     return OLD_PLATFORM if host == "old-server" else PLATFORM
+
+
+def host_platform(host):
+    """The platform a host runs: hosts.json's (a test's own CN has one), else
+    the one `simdc up` gives it."""
+    return load_hosts().get(host, {}).get("platform") or platform_of(host)
+
+
+def sunssh(host):
+    """Whether the host's ssh is SunSSH (SmartOS before OS-4688), not OpenSSH."""
+    return host_platform(host) < OPENSSH_SINCE
+
+
+def resumable_zfs(host):
+    """Whether the host's zfs has resumable receives (recv -s, send -t)."""
+    return host_platform(host) >= RESUMABLE_SINCE
+
+
+def agents_dir(host):
+    """/opt/smartdc/agents/lib/node_modules on host, where every agent's
+    package.json is (the host's /opt is its own: seen from anywhere)."""
+    return host_dir(host, "opt", "smartdc", "agents", "lib", "node_modules")
+
+
+def agent_version(host, name):
+    """The version in the host's NAME/package.json, or None."""
+    try:
+        with open(os.path.join(agents_dir(host), name, "package.json")) as f:
+            return json.load(f).get("version")
+    except (OSError, ValueError):
+        return None
 
 
 def load_hosts():

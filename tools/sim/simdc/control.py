@@ -93,8 +93,11 @@ def _ns_setup_script(host):
         "for f in .bashrc .profile; do [ -e /root/$f ] && mount --bind %s/dotfile /root/$f; done; true" % h,
         # the node every SmartOS platform ships for vmadm, the agents and json
         "mount --bind %s /usr/node" % path("usr-node"),
-        # what SmartOS's global zone has in /usr/bin and Debian lacks (json)
-        "mount -t overlay overlay -o lowerdir=%s:/usr/bin /usr/bin" % path("commands", "cnbin"),
+        # what SmartOS's global zone has in /usr/bin and Debian lacks (json),
+        # and before OpenSSH, SunSSH's ssh and ssh-keygen (sunssh.py)
+        "mount -t overlay overlay -o lowerdir=%s:/usr/bin /usr/bin" % ":".join(
+            ([path("commands", "sunssh")] if common.sunssh(host) else [])
+            + [path("commands", "cnbin")]),
     ]
     if host != HEADNODE:
         lines += [
@@ -162,21 +165,29 @@ def _is_up():
     return os.path.exists(path("up")) and all(holder_pid(h) for h in HOSTS)
 
 
-def _write_sshd_config(host):
-    h = host_dir(host)
-    sshdir = os.path.join(h, "ssh")
-    for kind in ("ed25519", "rsa"):
-        key = os.path.join(sshdir, "ssh_host_%s_key" % kind)
-        if not os.path.exists(key):
-            subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", key,
-                            "-C", "root@" + host], check=True)
-    env = host_env(host)
-    conf = """# sshd of simulated host %(host)s
-ListenAddress %(ip)s:22
-HostKey /var/ssh/ssh_host_ed25519_key
-HostKey /var/ssh/ssh_host_rsa_key
-PidFile %(h)s/run/sshd.pid
-AuthorizedKeysFile /root/.ssh/authorized_keys
+def host_key_kinds(host):
+    """The host keys a host's sshd has: SunSSH's sshd rsa (and dsa) only;
+    OpenSSH's SmartOS makes ed25519 too (smartos-live lib/svc/method/sshd)."""
+    return ("rsa",) if common.sunssh(host) else ("ed25519", "rsa")
+
+
+def sshd_config(host, ip, h, env, port=22):
+    """The sshd_config of a host: OpenSSH's, or SunSSH's offer (sunssh.py)."""
+    from . import sunssh
+    if common.sunssh(host):
+        # sshd wants the command's own path root's alone all the way up, which
+        # a checkout under /tmp or /var/tmp is not: python3 runs the script
+        keys = sunssh.SERVER_CONFIG + (
+            "AuthorizedKeysFile none\n"
+            'AuthorizedKeysCommand /usr/bin/python3 "%s" %%u\n'
+            "AuthorizedKeysCommandUser root\n"
+            % os.path.join(common.SIM_ROOT, "sunssh", "authorized-keys"))
+    else:
+        keys = ("HostKey /var/ssh/ssh_host_ed25519_key\nHostKey /var/ssh/ssh_host_rsa_key\n"
+                "AuthorizedKeysFile /root/.ssh/authorized_keys\n")
+    return """# sshd of simulated host %(host)s
+ListenAddress %(ip)s:%(port)d
+%(keys)sPidFile %(h)s/run/sshd.pid
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -188,10 +199,20 @@ MaxStartups 200
 MaxSessions 100
 LogLevel VERBOSE
 SetEnv PATH=%(path)s SIMDC_DIR=%(simdir)s SIMDC_HOST=%(host)s SIMDC_NET=%(net)s PYTHONPATH=%(pp)s
-""" % dict(host=host, ip=common.ADMIN_IPS[host], dir=sshdir, h=h, path=env["PATH"],
+""" % dict(host=host, ip=ip, port=port, keys=keys, h=h, path=env["PATH"],
            simdir=common.sim_dir(), net=common.NET, pp=common.SIM_ROOT)
+
+
+def _write_sshd_config(host):
+    h = host_dir(host)
+    sshdir = os.path.join(h, "ssh")
+    for kind in host_key_kinds(host):
+        key = os.path.join(sshdir, "ssh_host_%s_key" % kind)
+        if not os.path.exists(key):
+            subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", key,
+                            "-C", "root@" + host], check=True)
     with open(os.path.join(sshdir, "sshd_config"), "w") as f:
-        f.write(conf)
+        f.write(sshd_config(host, common.ADMIN_IPS[host], h, host_env(host)))
 
 
 def start_sshd(host):
@@ -225,7 +246,7 @@ def _setup_keys():
         with open(ak, "w") as f:
             f.write(pub)
         os.chmod(ak, 0o600)
-        for kind in ("ed25519", "rsa"):
+        for kind in host_key_kinds(host):
             hk = open(host_dir(host, "ssh", "ssh_host_%s_key.pub" % kind)).read().split()
             known.append("%s %s %s\n" % (common.ADMIN_IPS[host], hk[0], hk[1]))
     with open(os.path.join(hn_ssh, "known_hosts"), "w") as f:
@@ -284,6 +305,8 @@ def cmd_up(args):
     os.makedirs(path("imgapi"), exist_ok=True)
     for b in ("zfs", "zpool"):
         shutil.copy2("/usr/sbin/" + b, path("realbin", b))
+    for b in ("ssh", "ssh-keygen"):     # under SunSSH's (sunssh.py)
+        shutil.copy2("/usr/bin/" + b, path("realbin", b))
     hosts = {}
     for name in HOSTS:
         hosts[name] = {"uuid": str(uuidlib.uuid4()), "admin_ip": common.ADMIN_IPS[name],
@@ -294,6 +317,9 @@ def cmd_up(args):
         json.dump(hosts, f, indent=2)
     open(path("log.jsonl"), "a").close()
     start_hosts()
+    from . import agents
+    for name in HOSTS:
+        agents.install_all(name)
     for name in CNS:
         _start_zfs(name)
     for name in HOSTS:
@@ -310,8 +336,7 @@ def cmd_up(args):
     for name in CNS:
         _spawn("vm-agent-" + name, name, ["/usr/bin/python3", "-m", "simdc.vmagent", name],
                "vm-agent.log")
-        _spawn("net-agent-" + name, name, ["/usr/bin/python3", "-m", "simdc.netagent", name],
-               "net-agent.log")
+        start_net_agent(name)
     for name in HOSTS:
         _wait("sshd on " + name, lambda n=name: _port_open(common.ADMIN_IPS[n], 22))
     open(path("up"), "w").write("%f\n" % time.time())
@@ -323,17 +348,25 @@ def cmd_up(args):
 
 def start_hosts():
     """Every host's namespaces, with the commands it has: links into the
-    checkout, overlaid on a host's /usr/bin (and a CN's /usr/sbin), and the
-    head node's /opt/smartdc/bin and /opt/custom/bin."""
+    checkout, overlaid on a host's /usr/bin (and a CN's /usr/sbin; SunSSH's
+    ssh and ssh-keygen first on a host of a platform before OpenSSH), and
+    the head node's /opt/smartdc/bin and /opt/custom/bin."""
     os.makedirs(path("pids"), exist_ok=True)
     shutil.rmtree(path("commands"), ignore_errors=True)
     for folder in ("cn", "cnbin"):
         _link_commands(os.path.join(common.SIM_ROOT, folder), path("commands", folder))
+    _link_commands(os.path.join(common.SIM_ROOT, "sunssh"), path("commands", "sunssh"),
+                   ("ssh", "ssh-keygen"))
     _install_headnode_tools()
     for name in HOSTS:
         _start_holder(name)
     for name in HOSTS:
         _wait("namespace of " + name, lambda n=name: os.path.exists(host_dir(n, "run", "ns-ready")))
+
+
+def start_net_agent(host):
+    _spawn("net-agent-" + host, host, ["/usr/bin/python3", "-m", "simdc.netagent", host],
+           "net-agent.log")
 
 
 def _port_open(ip, port):
@@ -356,7 +389,7 @@ def _apis_answer():
     return True
 
 
-def _link_commands(folder, bindir):
+def _link_commands(folder, bindir, names=None):
     """BINDIR/NAME, a link to FOLDER/NAME, for each command in FOLDER.
 
     Python puts the folder a command's link leads to first on sys.path, and
@@ -365,7 +398,7 @@ def _link_commands(folder, bindir):
     /opt/smartdc/bin/sdc-vmapi on the head node, whatever the environment.
     """
     os.makedirs(bindir, exist_ok=True)
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(names or os.listdir(folder)):
         src = os.path.join(folder, name)
         if os.path.isfile(src) and os.access(src, os.X_OK):
             dst = os.path.join(bindir, name)
@@ -791,6 +824,29 @@ def cmd_wrapcost(args):
     return 0
 
 
+def cmd_agent(args):
+    """Update (or downgrade) one agent of a host as `sdcadm experimental
+    update-agents` does, with no platform change and no reboot: the new
+    package, its service restarted, cn-agent's report to CNAPI (agents.py)."""
+    from . import agents
+    if args.host not in HOSTS:
+        sys.exit("simdc: unknown host %s" % args.host)
+    if args.name not in common.AGENTS:
+        sys.exit("simdc agent: no agent %s (agents: %s)" % (args.name, ", ".join(common.AGENTS)))
+    if args.action == "install" and not args.version:
+        sys.exit("usage: simdc agent HOST AGENT install VERSION")
+    version = args.version if args.action == "install" else common.AGENTS[args.name]
+    was = common.agent_version(args.host, args.name)
+    if was != version:
+        agents.install(args.host, args.name, version)
+        if args.name == "net-agent" and args.host in CNS:
+            _kill_recorded("net-agent-" + args.host)
+            start_net_agent(args.host)
+        agents.report(args.host)
+    print("%s: %s %s (was %s)" % (args.host, args.name, version, was or "not installed"))
+    return 0
+
+
 def cmd_provision(args):
     from . import provision
     return provision.main(args)
@@ -817,6 +873,13 @@ def main(argv=None):
                        "much first, as Triton's wrapper (~1 s); 0 to stop")
     s.add_argument("seconds", type=float)
     s.set_defaults(func=cmd_wrapcost)
+    s = sub.add_parser("agent", help="agent HOST AGENT upgrade | install VERSION: update"
+                       " a host's agent as sdcadm experimental update-agents does")
+    s.add_argument("host")
+    s.add_argument("name", metavar="AGENT")
+    s.add_argument("action", choices=["upgrade", "install"])
+    s.add_argument("version", nargs="?")
+    s.set_defaults(func=cmd_agent)
     s = sub.add_parser("provision", help="create an instance the way Triton would")
     s.add_argument("--brand", default="joyent",
                    choices=["joyent", "joyent-minimal", "lx", "kvm", "bhyve"])

@@ -14,6 +14,18 @@ Read from sdc-net-agent lib/net-agent.js, lib/inst-fsm.js and lib/nic-fsm.js:
 - a NIC NAPI no longer has, after it had it, is removed from the zone and the
   zone rebooted (nic-fsm "remove.nic", "remove.reboot").
 
+Which zones it sees depends on its version (its package.json on the CN,
+agents.py). From 2.3.1 (TRITON-1814, sdc-net-agent 9077600: lib/net-agent.js
+updateVMs stops and forgets the InstanceFSM of a VM turning do_not_inventory,
+lib/watcher-fsm.js looks up with include_dni) a hidden zone is dropped
+without touching NAPI. Before it (2.0.0 to 2.3.0: watcher-fsm.js
+`include_dni: false`, vmadm-watcher-fsm.js filtering do_not_inventory out), a
+zone turning hidden is as gone as a deleted one: updateVMs removes its
+InstanceFSM, whose state_remove releases every NIC, and NAPI's NICs are
+deleted (release.delete) -- the instance's NICs, lost when a migration hides
+the copy it leaves behind. (1.x looked zones up differently and released
+NICs only of zones zoneadm no longer listed: lib/vm.js checkDestroyed.)
+
 `python3 -m simdc.netagent HOST` runs it inside the CN's namespaces (started by
 `simdc up`, pid recorded). It looks at /etc/zones and the zones' run state
 every vmagent.WATCH_INTERVAL seconds (net-agent's zoneevent and /etc/zones watch) and
@@ -27,6 +39,21 @@ import time
 from . import common, vmagent, zones
 
 AGENT = "net-agent"
+# the versions whose lookup leaves hidden zones out, as if they were gone
+RELEASES_HIDDEN = ((2, 0, 0), (2, 3, 1))
+
+
+def version_tuple(v):
+    out = []
+    for part in str(v).split("-")[0].split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        out.append(int(digits or 0))
+    return tuple((out + [0, 0, 0])[:3])
+
+
+def releases_hidden(version):
+    """Whether net-agent VERSION deletes a hidden zone's NICs (before TRITON-1814)."""
+    return RELEASES_HIDDEN[0] <= version_tuple(version) < RELEASES_HIDDEN[1]
 
 
 class NapiError(Exception):
@@ -84,8 +111,10 @@ def remove_nic(uuid, mac):
 
 
 class Agent:
-    def __init__(self, host, refresh):
+    def __init__(self, host, refresh, version=None):
         self.host, self.refresh = host, refresh
+        self.version = version or common.agent_version(host, AGENT) or common.NET_AGENT
+        self.releases_hidden = releases_hidden(self.version)
         self.server_uuid = common.load_hosts().get(host, {}).get("uuid")
         self.tracked = {}       # uuid -> {mac: nic} of the visible instances
         self.states = {}        # uuid -> its state when we last synced its NICs
@@ -102,7 +131,8 @@ class Agent:
         for uuid in list(self.tracked):
             if uuid in visible:
                 continue
-            if uuid not in hidden:          # vanished, not hidden
+            # vanished; or hidden, to a net-agent from before TRITON-1814
+            if uuid not in hidden or self.releases_hidden:
                 for mac in self.tracked[uuid]:
                     self.release(uuid, mac)
             del self.tracked[uuid]
@@ -182,7 +212,12 @@ def _log(msg):
 
 def main(argv=None):
     refresh = float(os.environ.get("SIMDC_NETAGENT_REFRESH", "5"))
-    vmagent.serve(argv, lambda host: Agent(host, refresh), _log)
+    def make(host):
+        agent = Agent(host, refresh)
+        _log("net-agent %s started%s" % (agent.version, " (deletes the NICs of hidden zones:"
+                                         " before TRITON-1814)" if agent.releases_hidden else ""))
+        return agent
+    vmagent.serve(argv, make, _log)
 
 
 if __name__ == "__main__":

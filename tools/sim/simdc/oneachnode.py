@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-from . import common
+from . import common, sunssh
 
 EXIT_SUCCESS, EXIT_GENERIC, EXIT_OPTION_PARSE, EXIT_MISSING_NODES, EXIT_EXEC_FAILURE = \
     0, 1, 2, 10, 20
@@ -376,9 +376,12 @@ class Tool:
     def ssh_argv(self, ip, remote):
         ssh = os.environ.get("SIMDC_SSH") or "ssh"
         key = os.environ.get("SIMDC_SDC_KEY") or "/root/.ssh/sdc.id_rsa"
+        # Ur is no ssh: it reaches every node, a SunSSH one too (sunssh.py)
         argv = [ssh, "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                "-o", "ConnectTimeout=%d" % self.opts["timeout"]]
+                "-o", "ConnectTimeout=%d" % self.opts["timeout"],
+                "-o", "KexAlgorithms=+" + sunssh.KEX, "-o", "HostKeyAlgorithms=+ssh-rsa",
+                "-o", "PubkeyAcceptedAlgorithms=+ssh-rsa"]
         if self.ssh_port() != 22:
             argv += ["-p", str(self.ssh_port())]
         return argv + ["root@%s" % ip, remote]

@@ -173,7 +173,22 @@ def is_user_prop(prop):
     return ":" in prop
 
 
+# What the zfs of a platform before resumable send and receive (illumos 2605)
+# does not know; the zfs shim refuses its options there too (cn/zfs.py).
+RESUMABLE_PROPS = {"receive_resume_token"}
+_resumable = []
+
+
+def resumable():
+    """Whether this host's zfs has resumable receives (common.resumable_zfs)."""
+    if not _resumable:
+        _resumable.append(common.resumable_zfs(common.this_host()))
+    return _resumable[0]
+
+
 def known(prop):
+    if prop in RESUMABLE_PROPS and not resumable():
+        return False
     return (prop in NATIVE or prop in EMULATED or is_user_prop(prop)
             or prop == "name")
 

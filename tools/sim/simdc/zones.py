@@ -808,7 +808,8 @@ def vm_cache():
     """What every object of one listing shares: the zfs table, this host's facts."""
     h = host()
     hosts = common.load_hosts()
-    return {"zfs": zfs_table(), "host": h, "server_uuid": hosts.get(h, {}).get("uuid")}
+    return {"zfs": zfs_table(), "host": h, "server_uuid": hosts.get(h, {}).get("uuid"),
+            "platform": hosts.get(h, {}).get("platform") or common.platform_of(h)}
 
 
 def vm_object(name, cache=None):
@@ -842,7 +843,8 @@ def vm_object(name, cache=None):
     if cache.get("server_uuid"):
         obj["server_uuid"] = cache["server_uuid"]
     obj["datacenter_name"] = common.DATACENTER
-    obj["platform_buildstamp"] = common.platform_of(cache.get("host") or host())
+    obj["platform_buildstamp"] = (cache.get("platform")
+                                  or common.host_platform(cache.get("host") or host()))
     if "state" not in obj:
         obj["state"] = "stopped" if zstate == "installed" else zstate
     if obj.get("failed"):

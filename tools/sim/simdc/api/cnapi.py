@@ -99,6 +99,11 @@ def server_from_sysinfo(sysinfo, old):
                 s[k] = old[k]
         if old.get("boot_platform"):
             s["boot_platform"] = old["boot_platform"]
+        # cn-agent's list (POST /servers/UUID {agents}) outlives a sysinfo
+        # refresh; sysinfo's "SDC Agents" only fills an empty one
+        # (sdc-cnapi lib/models/server.js, the backward compat section)
+        if old.get("agents"):
+            s["agents"] = old["agents"]
     return s
 
 

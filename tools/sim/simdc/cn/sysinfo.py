@@ -7,15 +7,15 @@
   sysinfo -f|-u  accepted (there is no cache to refresh)
 
 Identity comes from $SIMDC_DIR/hosts.json (uuid, admin_ip, ram_mb,
-headnode), the platform from common.platform_of, the pool size from the
-host's own zpool.
+headnode), the platform from common.host_platform, the agents from their
+package.json files (agents.py), the pool size from the host's own zpool.
 """
 import hashlib
 import json
 import os
 import sys
 
-from .. import common, zfslib
+from .. import agents, common, zfslib
 
 
 def mac_for(uuid, n):
@@ -93,7 +93,7 @@ def sysinfo(host):
     size, created = (zpool_facts() if not headnode and os.path.exists(zfslib.real_zfs())
                      else (None, None))
     info = {
-        "Live Image": common.platform_of(host),
+        "Live Image": common.host_platform(host),
         "System Type": "SunOS",
         "Boot Time": str(boot_time(host)),
         "Datacenter Name": common.DATACENTER,
@@ -141,12 +141,11 @@ def sysinfo(host):
     if headnode:
         boot["headnode"] = "true"
     info["Boot Parameters"] = boot
-    info["SDC Agents"] = [
-        {"name": "cn-agent", "version": "2.0.2"},
-        {"name": "vm-agent", "version": "1.7.0"},
-        {"name": "net-agent", "version": "1.4.0"},
-        {"name": "config-agent", "version": "1.5.0"},
-    ]
+    # every agent's package.json name and version (smartos-live src/sysinfo);
+    # no key where the host has no agents
+    sdc_agents = agents.sdc_agents(host)
+    if sdc_agents is not None:
+        info["SDC Agents"] = sdc_agents
     info["Network Interfaces"] = {
         "e1000g0": {"MAC Address": admin_mac, "ip4addr": admin_ip,
                     "Link Status": "up", "NIC Names": ["admin"]},

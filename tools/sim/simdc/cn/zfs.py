@@ -11,6 +11,9 @@ honour (`send -c`) fail as an older ZFS would: invalid option, usage, exit 2.
 An encrypted pool (`simdc encrypt`) refuses a send with properties (-p, -R)
 unless raw (-w), as libzfs does; -w is accepted and sends what zfs-fuse
 can (its data is not encrypted: the raw receive is not emulated).
+On a host whose platform predates resumable send and receive
+(common.resumable_zfs: old-server) `recv -s`, `-A`, `-x` and `send -t` fail
+so too, and receive_resume_token is an invalid property, as on that zfs.
 A send's data goes from zfs-fuse straight to our stdout;
 when progress is counted (-v) or a simdc fault cuts the stream
 (SIMDC_FAULT_AFTER_BYTES) it is moved between OS pipes by splice(2), in
@@ -58,6 +61,23 @@ USAGE = {
 }
 
 
+# The zfs of a platform before resumable send and receive (illumos 2605,
+# openzfs 9c3fd1216f; usr/src/cmd/zfs/zfs_main.c at its parent): no send -t,
+# no receive -s or -A, no receive -x, -o origin= the one receive property.
+OLD_USAGE = {
+    "send": "\tsend [-DnPpRvLe] [-[iI] snapshot] <snapshot>\n"
+            "\tsend [-Le] [-i snapshot|bookmark] <filesystem|volume|snapshot>\n",
+    "receive": "\treceive [-vnFu] <filesystem|volume|snapshot>\n"
+               "\treceive [-vnFu] [-o origin=<snapshot>] [-d | -e] <filesystem>\n",
+}
+
+
+def usage_of(cmd):
+    if cmd in OLD_USAGE and not zfslib.resumable():
+        return OLD_USAGE[cmd]
+    return USAGE.get(cmd, "")
+
+
 class Exit(Exception):
     def __init__(self, rc):
         Exception.__init__(self, rc)
@@ -71,7 +91,7 @@ def err(msg):
 def usage(cmd, msg=None):
     if msg:
         err(msg)
-    err("usage:\n" + USAGE.get(cmd, ""))
+    err("usage:\n" + usage_of(cmd))
     if cmd in ("list", "get", "set", "inherit"):
         err("For the property list, run: zfs set|get\n")
     raise Exit(2)
@@ -1134,7 +1154,7 @@ def plan_send(recs, fs, tosnap, fromsnap, fromorigin, doall, replicate):
 
 
 def do_send(args):
-    opts, rest = getopts("send", args, "i:I:RDpPvneLwt:")
+    opts, rest = getopts("send", args, "i:I:RDpPvneLw" + ("t:" if zfslib.resumable() else ""))
     tokens = [a for o, a in opts if o == "-t"]
     if tokens:
         if rest:
@@ -1325,8 +1345,13 @@ def refused_by_encryption(head, target):
 
 
 def do_receive(args):
-    opts, rest = getopts("receive", args, "vnFudesAx:o:")
+    opts, rest = getopts("receive", args,
+                         "vnFudesAx:o:" if zfslib.resumable() else "vnFudeo:")
     flags = [o for o, _ in opts]
+    if not zfslib.resumable() and any(o == "-o" and not a.startswith("origin=")
+                                      for o, a in opts):
+        sys.stderr.write("invalid option")      # zfs_do_receive, without a newline
+        usage("receive")
     excluded = [a for o, a in opts if o == "-x"]
     if "-A" in flags:
         return abort_partial(rest)
