@@ -699,6 +699,11 @@ def cmd_provision(args):
     return provision.main(args)
 
 
+def cmd_customer(args):
+    from . import customer
+    return customer.main(args)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="simdc", description="The simulated Triton datacenter.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -737,6 +742,12 @@ def main(argv=None):
     s.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                    help="a tag (e.g. manta_role=storage)")
     s.set_defaults(func=cmd_provision)
+    s = sub.add_parser("customer", help="customer start|stop|reboot UUID: as a customer"
+                       " would, through VMAPI (a job behind the instance's CNAPI waitlist"
+                       " ticket); waits for the job and prints its outcome")
+    s.add_argument("action", choices=["start", "stop", "reboot"])
+    s.add_argument("uuid")
+    s.set_defaults(func=cmd_customer)
     s = sub.add_parser("seq")
     s.add_argument("--dump", action="store_true")
     s.add_argument("host")
