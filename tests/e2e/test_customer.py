@@ -86,10 +86,10 @@ def test_a_start_during_the_transfer_waits_and_nothing_starts_the_old_copy(dc):
     CN leave the old copy down."""
     uuid = running_instance(dc)
     out, said = migrate_with_a_customer(dc, uuid, "start", SRC, ["zfs", "send"])
+    assert_one_copy(dc, uuid, DST)
     assert "Cannot start a VM from a 'running' state" in said, said
     booted = dc.exec(DST, "vmadm", "get", uuid).stdout.split('"boot_timestamp": "')[1][:24]
     assert task(job_of(dc, said), "common.ensure_vm_state")["started_at"] > booted
-    assert_one_copy(dc, uuid, DST)
     # the copy left behind: detached, so vmadm refuses it and a reboot skips it
     assert zone_state(dc, SRC, uuid) == "configured"
     p = dc.exec(SRC, "vmadm", "start", uuid, check=False)
@@ -106,8 +106,8 @@ def test_a_start_during_the_last_send_of_an_incremental_waits(dc):
     out, said = migrate_with_a_customer(dc, uuid, "start", SRC, ["zfs", "send"],
                                         ["--skip", "2"], ["-a", "--interval", "0"])
     assert "# dataset increments:  3" in out, out
-    assert "Cannot start a VM from a 'running' state" in said, said
     assert_one_copy(dc, uuid, DST)
+    assert "Cannot start a VM from a 'running' state" in said, said
     assert_sequence_continues(dc, uuid)
 
 
@@ -116,12 +116,12 @@ def test_a_start_after_the_switch_waits_for_the_boot(dc):
     for the destination, waits for the migration's boot there."""
     uuid = running_instance(dc)
     out, said = migrate_with_a_customer(dc, uuid, "start", DST, ["vmadm", "start"])
+    assert_one_copy(dc, uuid, DST)
     job = job_of(dc, said)
     assert job["params"]["server_uuid"] == dc.hosts()[DST]["uuid"]
-    assert "Cannot start a VM from a 'running' state" in said, said
     booted = dc.exec(DST, "vmadm", "get", uuid).stdout.split('"boot_timestamp": "')[1][:24]
-    assert task(job, "common.ensure_vm_state")["started_at"] > booted
-    assert_one_copy(dc, uuid, DST)
+    assert task(job, "common.ensure_vm_state")["started_at"] > booted, "the job did not wait"
+    assert "Cannot start a VM from a 'running' state" in said, said
     assert_sequence_continues(dc, uuid)
 
 
@@ -135,10 +135,10 @@ def test_a_start_made_for_the_source_finds_the_old_copy_detached(dc):
     assert dc.simdc("customer", "stop", uuid).returncode == 0
     out, said = migrate_with_a_customer(dc, uuid, "start", SRC, ["zfs", "send"])
     assert "Instance downtime:  0 seconds (it was not running)" in out
+    assert_one_copy(dc, uuid, DST, "stopped")
     job = job_of(dc, said)
     assert job["params"]["server_uuid"] == dc.hosts()[SRC]["uuid"]
     assert job["execution"] == "failed" and "configured" in task(job, "cnapi.wait_task")["error"]
-    assert_one_copy(dc, uuid, DST, "stopped")
     assert zone_state(dc, SRC, uuid) == "configured"
     p = dc.simdc("customer", "start", uuid)
     assert p.stdout.endswith("succeeded\n"), p.stdout
