@@ -115,7 +115,9 @@ def no_fault_left(dc):
 
 
 def fault(dc, host, prefix, extra, uuid):
-    dc.simdc("fault", "add", host, *extra, "--", *[uuid if w == "UUID" else w for w in prefix])
+    src = dc.hosts()[SRC]["uuid"]
+    dc.simdc("fault", "add", host, *extra, "--", *[uuid if w == "UUID" else
+                                                   w.replace("SRC_UUID", src) for w in prefix])
 
 
 def migrate_with_fault(dc, uuid, host, prefix, extra=(), args=(), dest=DST):
@@ -291,6 +293,9 @@ CHAIN = [
      "+ Copying SSH key to %s" % DST),
     ("tuning TCP", SRC, ["ndd", "-set"], [], "* Checking if tcp_max_buf"),
     ("reserving IPs", "headnode", ["sdc-napi"], ["--skip", "1"], "+ reserving "),
+    # the source's ticket made slow: the destination's is taken meanwhile
+    ("holding the instance in the waitlist", "headnode",
+     ["sdc-cnapi", "/servers/SRC_UUID/tickets", "-X", "POST"], [], "* Holding "),
     ("during the stop", SRC, ["vmadm", "stop"], [], "is running; shutting it down"),
     ("after the stop", SRC, ["zfs", "snapshot"], [], "* Creating dataset snapshots on"),
     ("during the send", SRC, ["zfs", "send"], [], "+ Tranferring zones/"),
