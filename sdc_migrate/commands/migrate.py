@@ -61,8 +61,8 @@ CONFIG = Step("config", zone.copy_config, zone.delete_config,
 ATTACH = Step("attach", zone.attach, zone.detach, "the zone attached on the destination",
               permanent=True)
 HIDDEN = Step("hidden", zone.hide_source, zone.show_source,
-              "the source copy checked installed and stopped, then hidden, autoboot off,"
-              " detached", permanent=True)
+              "the source copy checked installed and stopped, then hidden, autoboot off",
+              permanent=True)
 SWITCH = Step("shown", zone.switch, zone.hide_destination,
               "the switch: the destination copy shown, VMAPI moves the instance",
               permanent=True, switch=True)
@@ -70,6 +70,7 @@ SWITCH = Step("shown", zone.switch, zone.hide_destination,
 AFTER_SWITCH = [
     Step("held", waitlist.hold_again, None, "still held on the destination (a rerun looks)"),
     Step("boot", zone.boot, None, "autoboot as it was, the boot if it ran"),
+    Step("detach", zone.detach_source, None, "the old copy detached: nothing boots it"),
     Step("release", waitlist.let_go, None, "the waitlist tickets released"),
     Step("health", zone.health, None, "the instance up on the destination"),
     Step("protect", zone.protect, None, "an indestructible dataset's hold"),

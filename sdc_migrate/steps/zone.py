@@ -21,21 +21,27 @@ DEST_COPY = ('zoneadm -z "$1" list -p 2>/dev/null; echo @@; '
              'cat "/etc/zones/$1.xml" 2>/dev/null; true')              # UUID
 HEALTH = ('zoneadm -z "$1" list -p && { [ "$2" = no ] || '
           'svcs -z "$1" -H -o state svc:/milestone/multi-user:default; }')   # UUID yes|no
-# HIDE_SOURCE UUID: the check Triton's switch makes (sdc-vmapi
-# lib/workflows/vm-migration/switch.js ensureSourceVmStopped), on the CN: the
-# source copy installed and not running; then hidden (autoboot off,
-# do-not-inventory: Triton's disableSourceVmAutoboot, setSourceDoNotInventory)
-# and detached: a configured zone boots neither by svc:/system/zones at a CN
-# reboot (illumos-joyent usr/src/cmd/zoneadm/svc-zones: installed ones only)
-# nor by vmadm start (smartos-live VM.js start: "must be stopped"), whoever
-# asks. Detached already: an earlier run of the same migration did all of it.
+# HIDE_SOURCE UUID: right before the switch, the check Triton's switch makes
+# (sdc-vmapi lib/workflows/vm-migration/switch.js ensureSourceVmStopped), on
+# the CN: the source copy installed and not running; then hidden (autoboot
+# off, do-not-inventory: Triton's disableSourceVmAutoboot,
+# setSourceDoNotInventory). Detached already: a run past the switch did it.
 HIDE_SOURCE = ('s=$(zoneadm -z "$1" list -p | cut -d: -f3); case "$s" in '
-               'installed) vmadm update "$1" autoboot=false do_not_inventory=true && '
-               'zoneadm -z "$1" detach;; '
+               'installed) vmadm update "$1" autoboot=false do_not_inventory=true;; '
                'configured) ;; '
                '*) echo "the copy of $1 is ${s:-not configured}, not installed and'
                ' stopped" >&2; exit 3;; esac')
-# SHOW_SOURCE UUID AUTOBOOT: the hidden copy attached again, shown, its autoboot back
+# DETACH_SOURCE UUID: after the boot, the hidden copy detached: a configured
+# zone boots neither by svc:/system/zones at a CN reboot (illumos-joyent
+# usr/src/cmd/zoneadm/svc-zones: installed ones only) nor by vmadm start
+# (smartos-live VM.js start: "must be stopped"), whoever asks, until a
+# rollback attaches it again.
+DETACH_SOURCE = ('s=$(zoneadm -z "$1" list -p | cut -d: -f3); case "$s" in '
+                 'installed) zoneadm -z "$1" detach;; '
+                 'configured) ;; '
+                 '*) echo "the old copy of $1 is ${s:-not configured}: stop it there" >&2;'
+                 ' exit 3;; esac')
+# SHOW_SOURCE UUID AUTOBOOT: the hidden copy (attached again) shown, its autoboot back
 SHOW_SOURCE = ('if [ "$(zoneadm -z "$1" list -p | cut -d: -f3)" = configured ]; then '
                'zoneadm -z "$1" attach || exit; fi; '
                'vmadm update "$1" do_not_inventory=false && svcadm restart vm-agent && '
@@ -261,15 +267,13 @@ def detach(m, uuid):
 
 def hide_source(m):
     """Right before the switch, one round trip: the source copy is installed and
-    not running (or the migration fails here, rolled back), and from now on it
-    never runs: autoboot off, do-not-inventory, detached (HIDE_SOURCE), until
-    `sdc-migrate rollback` attaches it again or cleanup-source removes it.
-    (kvm/bhyve keep zone autoboot=false, their own is vm-autoboot.)"""
+    not running (or the migration fails here, rolled back), then hidden:
+    autoboot off, do-not-inventory (HIDE_SOURCE). The first half of Triton's
+    switch (kvm/bhyve keep zone autoboot=false, their own is vm-autoboot)."""
     r, uuid = m.r, m.vm["uuid"]
-    r.step("* Disabling instance on %s, setting attr 'do-not-inventory', detaching it..."
-           % m.src.hostname)
-    i = m.proc.will("hidden", "autoboot off, do-not-inventory and detached on %s"
-                    % m.src.hostname, uuid=uuid, autoboot=autoboot_word(m.vm))
+    r.step("* Disabling instance on %s, setting attr 'do-not-inventory'..." % m.src.hostname)
+    i = m.proc.will("hidden", "autoboot off and do-not-inventory on %s" % m.src.hostname,
+                    uuid=uuid, autoboot=autoboot_word(m.vm))
     try:
         hide_source_again(m)
     except RemoteError as e:
@@ -289,6 +293,24 @@ def hide_source_again(m):
 
 def show_source(m, uuid, autoboot):
     m.src.run(["sh", "-c", SHOW_SOURCE, "sh", uuid, autoboot])
+
+
+def detach_source(m):
+    """After the boot, before the waitlist lets VMAPI's jobs go (a job made
+    before the switch names the source): the old copy detached, so that
+    nothing boots it until `sdc-migrate rollback` attaches it again or
+    cleanup-source removes it. Outside the downtime, one round trip."""
+    r = m.r
+    r.step("* Detaching the old copy on %s (nothing boots it)..." % m.src.hostname)
+    try:
+        m.src.run(["sh", "-c", DETACH_SOURCE, "sh", m.vm["uuid"]])
+    except RemoteError as e:
+        r.failed()
+        if e.status != 3:
+            raise
+        raise MigrateError("%s: %s, then run the same command again" % (
+            m.src.hostname, e.stderr.strip())) from None
+    r.done()
 
 
 def switch(m):

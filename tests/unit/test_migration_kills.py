@@ -215,11 +215,13 @@ class FakeCN(Runner):
                 return 3, "", "the copy of %s is running, not installed and stopped" % UUID
             if "detached" in facts:
                 return 0, "", ""
-
-            def hide():
-                facts.difference_update({"autoboot", "visible"})
-                facts.add("detached")
-            return self.change(hide)
+            return self.change(lambda: facts.difference_update({"autoboot", "visible"}))
+        if script == zone.DETACH_SOURCE:
+            if "running" in facts:
+                return 3, "", "the old copy of %s is running: stop it there" % UUID
+            if "detached" in facts:
+                return 0, "", ""
+            return self.change(lambda: facts.add("detached"))
         if script == zone.SHOW_SOURCE:
             def show():
                 facts.discard("detached")
