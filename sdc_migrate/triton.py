@@ -100,16 +100,6 @@ class Triton:
                                % (server, status, (body or {}).get("message", "")))
         return body
 
-    def ticket(self, uuid):
-        """The ticket, None if CNAPI has no such ticket."""
-        status, body = self.call("cnapi", "/tickets/" + uuid)
-        if status == 404:
-            return None
-        if status >= 300:
-            raise MigrateError("CNAPI /tickets/%s: %s %s"
-                               % (uuid, status, (body or {}).get("message", "")))
-        return body
-
     def tickets(self, server):
         return self.get("cnapi", "/servers/%s/tickets" % server, "waitlist of server %s" % server)
 

@@ -192,7 +192,7 @@ ROLLBACK = [KEY, AUTHORIZED, TUNABLES, RESERVATION, QUOTA, HOLD,
                  "what it wrote since, sent to the old copy", permanent=True,
                  keeps_data=True),
             MOUNT,
-            Step("reattached", zone.attach_old, zone.detach_old,
+            Step("reattached", zone.attach_old, zone.detach,
                  "the old copy, detached at the migration's switch, attached again",
                  permanent=True),
             HIDDEN, SWITCH] + AFTER_SWITCH

@@ -249,13 +249,18 @@ def delete_config(m, uuid):
 
 
 def attach(m):
-    r, uuid = m.r, m.vm["uuid"]
-    r.step("* Importing & Attaching Zone on %s..." % m.dst.hostname)
-    i = m.proc.will("attach", "attach on %s" % m.dst.hostname, uuid=uuid)
+    zone_attach(m, "* Importing & Attaching Zone on %s...", lambda: m.proc.will(
+        "attach", "attach on %s" % m.dst.hostname, uuid=m.vm["uuid"]))
+
+
+def zone_attach(m, line, journal):
+    """zoneadm attach on the destination, journaled (journal()) before it."""
+    m.r.step(line % m.dst.hostname)
+    i = journal()
     # no vmadmd restart to have it detected: it is hidden until the switch
-    m.dst.run(["zoneadm", "-z", uuid, "attach"])
+    m.dst.run(["zoneadm", "-z", m.vm["uuid"], "attach"])
     m.proc.confirm(i)
-    r.done()
+    m.r.done()
 
 
 def detach(m, uuid):
@@ -350,19 +355,9 @@ def attach_old(m):
     """The rollback's destination: the copy the migration left there, detached
     at its switch (hide_source), attached again before it is shown. One left
     installed (by an sdc-migrate of before) needs nothing."""
-    r, uuid = m.r, m.vm["uuid"]
-    if m.old_state != "configured":
-        return
-    r.step("* Attaching the old copy on %s again..." % m.dst.hostname)
-    i = m.proc.will("reattached", "the old copy attached on %s" % m.dst.hostname, uuid=uuid)
-    m.dst.run(["zoneadm", "-z", uuid, "attach"])
-    m.proc.confirm(i)
-    r.done()
-
-
-def detach_old(m, uuid):
-    if hidden_dest_copy(m, uuid) == "installed":
-        m.dst.run(["zoneadm", "-z", uuid, "detach"])
+    if m.old_state == "configured":
+        zone_attach(m, "* Attaching the old copy on %s again...", lambda: m.proc.will(
+            "reattached", "the old copy attached on %s" % m.dst.hostname, uuid=m.vm["uuid"]))
 
 
 def hide_destination(m, uuid):

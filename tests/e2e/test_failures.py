@@ -75,6 +75,8 @@ FAULTS = [
     ("temporary key", SRC, ["ssh-keygen"], ["--remote"]),
     ("authorized_keys", DST, ["cat >> /root/.ssh/authorized_keys"], ["--remote"]),
     ("reserve IPs", "headnode", ["sdc-napi"], []),
+    ("hold the instance in the waitlist", "headnode",
+     ["sdc-cnapi", "/servers/SRC_UUID/tickets", "-X", "POST"], []),
     ("snapshot", SRC, ["zfs", "snapshot"], []),
     ("stop", SRC, ["vmadm", "stop"], []),
     ("send", SRC, ["zfs", "send"], []),
@@ -257,6 +259,7 @@ def test_sigkill_during_image_import_then_rerun_finishes(dc):
 # --no-rollback keeps it there.
 AFTER_SWITCH = [
     ("boot on the destination", DST, ["vmadm", "start", "UUID"], [], ["--no-rollback"]),
+    ("detaching the old copy", SRC, ["zoneadm", "-z", "UUID", "detach"], [], []),
     # -a: the live rounds' snapshots are deleted, the final one is kept
     ("deleting the migration snapshots", SRC, ["zfs", "destroy"], [],
      ["-a", "--interval", "0"]),
