@@ -47,9 +47,8 @@ def iso(t):
 
 
 def hold(m):
-    r, uuid = m.r, m.opts.uuid
-    r.step("* Holding %s in CNAPI's waitlist on %s and %s (VMAPI's jobs for it wait"
-           " until the migration is done)..." % (uuid, m.src.hostname, m.dst.hostname))
+    r = m.r
+    r.step("* Holding the instance in CNAPI's waitlist (VMAPI's jobs wait)...")
     m.hold_until = time.time() + seconds_to_hold(m)
     nodes = (m.src, m.dst)
     # journaled first: a run killed while CNAPI makes them finds them by their tag
@@ -127,7 +126,7 @@ def hold_again(m):
         m.tickets[m.dst.uuid] = held[0]["uuid"]
         wait(m, m.dst, held[0])
         return
-    m.r.step("* Holding %s in CNAPI's waitlist on %s again..." % (m.opts.uuid, m.dst.hostname))
+    m.r.step("* Holding the instance in CNAPI's waitlist on %s again..." % m.dst.hostname)
     m.hold_until = time.time() + HOLD_BASE
     i = m.proc.will("hold", "waitlist ticket on %s" % m.dst.hostname, server=m.dst.uuid,
                     host=m.dst.hostname, tag=m.tag)
@@ -142,7 +141,6 @@ def let_go(m):
     destination: VMAPI shows it there)."""
     if not m.proc.pending("hold"):
         return
-    m.r.step("* Releasing %s's waitlist tickets: VMAPI's jobs for it run again..."
-             % (m.vm.get("alias") or m.opts.uuid))
+    m.r.step("* Releasing it in CNAPI's waitlist (VMAPI's jobs run again)...")
     m.proc.undo_now(m, "hold", parallel=True)
     m.r.done()
