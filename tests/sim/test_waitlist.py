@@ -175,6 +175,10 @@ def test_an_action_waits_for_the_vms_ticket_and_checks_the_state_after(dc):
     assert ticket(dc, mine["uuid"])["status"] == "queued"
     dc.call("cnapi", "PUT", "/tickets/%s/release" % held)
     j = ended(dc, body["job_uuid"])
+    # a job as VMAPI shows one (the sample's fields), one result a task
+    shape = sample("vmapi-job.json")
+    assert set(shape) <= set(j)
+    assert all(set(shape["chain_results"][0]) <= set(r) for r in j["chain_results"])
     # the state is checked once the ticket is the job's: running, no start
     assert j["execution"] == "failed"
     assert j["chain_results"][-1]["name"] == "common.ensure_vm_state"
