@@ -55,9 +55,19 @@ def hold(m):
     marks = [m.proc.will("hold", "waitlist ticket on %s" % n.hostname, server=n.uuid,
                          host=n.hostname, tag=m.tag) for n in nodes]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        made = list(pool.map(lambda n: take(m, n), nodes))
-    for i in marks:
+        futures = [pool.submit(take, m, n) for n in nodes]
+    # each one made is confirmed, even when the other failed: its undo must
+    # not be taken for one of a change that never happened
+    made, failed = [], None
+    for i, f in zip(marks, futures):
+        try:
+            made.append(f.result())
+        except Exception as e:  # noqa: BLE001 - raised below, once the other is journaled
+            failed = failed or e
+            continue
         m.proc.confirm(i)
+    if failed is not None:
+        raise failed
     for node, ticket in zip(nodes, made):
         wait(m, node, ticket)
     r.done()
