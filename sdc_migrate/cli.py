@@ -30,8 +30,9 @@ is /opt/smartdc/bin/sdc-migrate, which root's PATH finds first.
 Without INST_UUID or DEST_CN_NAME it asks for them.
 A full migration stops the instance, sends its datasets from the source
 compute node to DEST_CN_NAME, attaches it there, moves it in VMAPI and boots
-it if it was running. The source copy stays, hidden, until
-`sdc-migrate cleanup-source INST_UUID`. A failure undoes what was done; if
+it if it was running; from the stop to the boot it holds the instance in
+CNAPI's waitlist (a customer's start, stop or reboot waits). The source copy
+stays, hidden and detached, until `sdc-migrate cleanup-source INST_UUID`. A failure undoes what was done; if
 sdc-migrate is interrupted, run the same command again: it finishes or undoes
 the migration from its journal on the head node. A hangup (SIGHUP) or SIGTERM
 rolls back as ^C does before the switch, and is ridden out after it.

@@ -5,7 +5,7 @@ import json
 import re
 import urllib.parse
 
-from .errors import MigrateError, NotFound
+from .errors import MigrateError, NotFound, RemoteError
 
 # Triton's tools, by absolute path: cron and `ssh headnode CMD` have no
 # /opt/smartdc/bin on PATH (root's .profile adds it: smartos-live
@@ -28,12 +28,14 @@ class Triton:
     def __init__(self, runner):
         self.hn = runner
 
-    def call(self, api, path, method="GET", body=None, readonly=None):
+    def call(self, api, path, method="GET", body=None, readonly=None, curl=()):
+        """curl: more of curl's options, which the wrappers pass on (-m SECONDS)."""
         argv = [SMARTDC_BIN + "/sdc-" + api, path]
         if method != "GET":
             argv += ["-X", method]
         if body is not None:
             argv += ["-d", json.dumps(body)]
+        argv += list(curl)
         if readonly is None:
             readonly = method == "GET"
         out = self.hn.run(argv, readonly=readonly)
@@ -84,6 +86,43 @@ class Triton:
 
     def servers(self):
         return self.get("cnapi", "/servers?extras=sysinfo", "servers")
+
+    # CNAPI's waitlist (sdc-cnapi docs/README.md "Waitlist", lib/endpoints/waitlist.js)
+    def create_ticket(self, server, scope, ident, expires_at, action, extra):
+        """A ticket on server for scope and id: {"uuid", "queue"} (None with --dry-run)."""
+        status, body = self.call("cnapi", "/servers/%s/tickets" % server, "POST",
+                                 {"scope": scope, "id": ident, "expires_at": expires_at,
+                                  "action": action, "extra": extra})
+        if self.hn.dry_run:
+            return None
+        if status != 202:
+            raise MigrateError("CNAPI: a waitlist ticket on server %s: %s %s"
+                               % (server, status, (body or {}).get("message", "")))
+        return body
+
+    def tickets(self, server):
+        return self.get("cnapi", "/servers/%s/tickets" % server, "waitlist of server %s" % server)
+
+    def wait_ticket(self, uuid, seconds):
+        """Until the ticket is active (None) or why not (expired, no answer in time)."""
+        try:
+            status, body = self.call("cnapi", "/tickets/%s/wait" % uuid,
+                                     curl=("-m", str(int(seconds))))
+        except RemoteError as e:        # curl's own timeout (28), or no answer
+            return "no answer in %d seconds (%s)" % (seconds, e.stderr.strip() or e.status)
+        if status == 204:
+            return None
+        return "%s %s" % (status, (body or {}).get("message", ""))
+
+    def release_ticket(self, uuid):
+        """False if CNAPI has no such ticket (gone: nothing to release)."""
+        status, body = self.call("cnapi", "/tickets/%s/release" % uuid, "PUT")
+        if status == 404:
+            return False
+        if status >= 300 and not self.hn.dry_run:
+            raise MigrateError("CNAPI: releasing ticket %s: %s %s"
+                               % (uuid, status, (body or {}).get("message", "")))
+        return True
 
     # NAPI
     def network(self, uuid):

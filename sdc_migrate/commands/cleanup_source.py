@@ -5,7 +5,7 @@ Usage:
   sdc-migrate cleanup-source -h | --help
 
 After a migration the instance's old copy stays on the source compute node,
-hidden from inventory (do-not-inventory) and intact. Once the instance is
+hidden from inventory (do-not-inventory), detached and intact. Once the instance is
 verified on its new compute node, this removes that copy as the migration's
 closing block says: `zonecfg -z INST_UUID delete -F`,
 `zfs destroy zones/cores/INST_UUID` and `zfs destroy -r` of zones/INST_UUID
@@ -145,6 +145,7 @@ def removal_commands(copy, comment_out):
     if copy.index and copy.index_state == "installed":
         # illumos zonecfg refuses to delete an installed zone (zonecfg_destroy:
         # Z_BAD_ZONE_STATE, -F or not): detach it first. Its datasets stay.
+        # (A migration leaves its copy detached; migrator.sh's stay installed.)
         cmds.append(["zoneadm", "-z", u, "detach"])
     if copy.xml or copy.index:
         cmds.append(["zonecfg", "-z", u, "delete", "-F"])

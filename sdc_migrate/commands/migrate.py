@@ -19,7 +19,7 @@ from ..node import Node, Runner, command_line
 from ..procedure import InstanceLock, Journal, Procedure, Step
 from ..report import (JsonReport, Report, capped_rate, estimate_text, human_duration,
                       human_size, human_time, now)
-from ..steps import addresses, keys, preparation, transfer, zone
+from ..steps import addresses, keys, preparation, transfer, waitlist, zone
 from ..triton import UUID_RE, Triton, admin_ip
 
 HEALTH_TIMEOUT = 120    # --health-timeout's default: seconds to come up on the destination
@@ -45,6 +45,10 @@ SOURCE_XML = Step("source-xml", zone.fix_source_xml, None,
 INDEX = Step("index", zone.check_index, None, "the source's zone index line (JPC-1421)")
 ROUNDS = Step("rounds", transfer.live_rounds, None,
               "live rounds: snapshot and send while it runs")
+# Taken right before the stop (after -i's live rounds, during which the
+# customer's jobs run), released after the boot: no call in the downtime.
+HOLD = Step("hold", waitlist.hold, waitlist.release,
+            "the instance held in CNAPI's waitlist on both CNs: VMAPI's jobs for it wait")
 STOP = Step("stop", zone.stop, zone.start_again, "the instance stopped on the source",
             permanent=True)
 SNAPSHOTS = Step("snapshots", transfer.final_snapshot, transfer.destroy_snapshots,
@@ -59,13 +63,17 @@ CONFIG = Step("config", zone.copy_config, zone.delete_config,
 ATTACH = Step("attach", zone.attach, zone.detach, "the zone attached on the destination",
               permanent=True)
 HIDDEN = Step("hidden", zone.hide_source, zone.show_source,
-              "the source copy hidden, autoboot off", permanent=True)
+              "the source copy checked installed and stopped, then hidden, autoboot off",
+              permanent=True)
 SWITCH = Step("shown", zone.switch, zone.hide_destination,
               "the switch: the destination copy shown, VMAPI moves the instance",
               permanent=True, switch=True)
 # After the switch: forward only (a rerun after a kill runs them all again).
 AFTER_SWITCH = [
+    Step("held", waitlist.hold_again, None, "still held on the destination (a rerun looks)"),
     Step("boot", zone.boot, None, "autoboot as it was, the boot if it ran"),
+    Step("detach", zone.detach_source, None, "the old copy detached: nothing boots it"),
+    Step("release", waitlist.let_go, None, "the waitlist tickets released"),
     Step("health", zone.health, None, "the instance up on the destination"),
     Step("protect", zone.protect, None, "an indestructible dataset's hold"),
     Step("unreserve", addresses.unreserve, None, "the IPs unreserved"),
@@ -79,9 +87,9 @@ AFTER_SWITCH = [
 # Everything that needs no stop comes before it. (The cores dataset waits for
 # the data: mounted at /zones/UUID/cores, it would keep zones/UUID from mounting.)
 FULL = [KEY, AUTHORIZED, TUNABLES, ORIGIN, RESERVATION, QUOTA, SOURCE_XML, INDEX,
-        STOP, SNAPSHOTS, RECEIVED, MOUNT, CORES, CONFIG, ATTACH, HIDDEN, SWITCH] + AFTER_SWITCH
+        HOLD, STOP, SNAPSHOTS, RECEIVED, MOUNT, CORES, CONFIG, ATTACH, HIDDEN, SWITCH] + AFTER_SWITCH
 INCREMENTAL = [KEY, AUTHORIZED, TUNABLES, ORIGIN, RESERVATION, QUOTA, SOURCE_XML, INDEX,
-               ROUNDS, STOP, SNAPSHOTS, RECEIVED, MOUNT, CORES, CONFIG, ATTACH, HIDDEN,
+               ROUNDS, HOLD, STOP, SNAPSHOTS, RECEIVED, MOUNT, CORES, CONFIG, ATTACH, HIDDEN,
                SWITCH] + AFTER_SWITCH
 
 
@@ -146,6 +154,8 @@ class Migration:
         self.cancel_reason = None
         self.lock = None
         self.start_after = False  # boot it on the destination even if it is not running
+        self.tickets = {}               # server uuid -> our waitlist ticket there (hold)
+        self.hold_until = 0             # when they expire by themselves
         # what the gather finds (or a resumed run's journal says)
         self.vm = None                  # the instance, from VMAPI
         self.ips = []                   # (ip, network_uuid) of its NICs, to reserve
@@ -836,10 +846,10 @@ class Migration:
         ip = self.src.ip
         r.line("Don't forget to at least comment out %s" % uuid)
         r.line("  on %s in /etc/zones/index, if not outright remove it." % self.src.hostname)
+        r.line("  (It is detached there: nothing boots it until `sdc-migrate rollback`.)")
         r.line("To remove it on %s:" % self.src.hostname)
-        # an installed zone must be detached before zonecfg deletes it (illumos
-        # zonecfg_destroy), and a held @indestructible released before zfs destroys it
-        r.line('   * /usr/bin/ssh %s "/usr/sbin/zoneadm -z %s detach"' % (ip, uuid))
+        # zonecfg deletes a detached zone (illumos zonecfg_destroy refuses an
+        # installed one), and zfs a held @indestructible once it is released
         r.line('   * /usr/bin/ssh %s "/usr/sbin/zonecfg -z %s delete -F"' % (ip, uuid))
         for snap in self.indestructible:
             r.line('   * /usr/bin/ssh %s "/usr/sbin/zfs release %s %s"'

@@ -47,8 +47,8 @@ from ..report import JsonReport, Report
 from ..steps import transfer, zone
 from ..triton import UUID_RE
 from .cleanup_source import probe
-from .migrate import (AFTER_SWITCH, AUTHORIZED, HIDDEN, KEY, MOUNT, QUOTA, RESERVATION, SWITCH,
-                      TUNABLES, Migration, Options)
+from .migrate import (AFTER_SWITCH, AUTHORIZED, HIDDEN, HOLD, KEY, MOUNT, QUOTA, RESERVATION,
+                      SWITCH, TUNABLES, Migration, Options)
 
 USAGE = __doc__
 
@@ -68,6 +68,7 @@ class Rollback(Migration):
     def __init__(self, opts, report=None, runner=None):
         super().__init__(opts, report, runner)
         self.migration = None
+        self.old_state = None       # the old copy's zone state: configured (detached) or installed
 
     def run(self):
         o = self.opts
@@ -116,9 +117,11 @@ class Rollback(Migration):
         if old.state == "running":
             raise Refused("the old copy of %s on %s is running; nothing changed"
                           % (uuid, dst.hostname))
-        if not old.hidden or old.state not in ("installed", "ready"):
-            raise Refused("the copy of %s on %s is not the hidden, installed copy a migration"
+        # detached at the migration's switch (installed by an sdc-migrate of before)
+        if not old.hidden or old.state not in ("configured", "installed", "ready"):
+            raise Refused("the copy of %s on %s is not the hidden, detached copy a migration"
                           " leaves (%s); nothing changed" % (uuid, dst.hostname, old.describe()))
+        self.old_state = old.state
         self.check_common_snapshot()
 
     def quota_owed(self):
@@ -196,7 +199,7 @@ def roll_back_received(m, datasets):
 
 # The migration's steps, without those the old copy has done already (image,
 # configuration, cores dataset, attach), and undos that keep the old copy.
-ROLLBACK = [KEY, AUTHORIZED, TUNABLES, RESERVATION, QUOTA,
+ROLLBACK = [KEY, AUTHORIZED, TUNABLES, RESERVATION, QUOTA, HOLD,
             Step("stop", stop_if_running, zone.start_again,
                  "the instance stopped where the migration put it", permanent=True),
             Step("snapshots", transfer.final_snapshot, destroy_snapshots,
@@ -204,7 +207,11 @@ ROLLBACK = [KEY, AUTHORIZED, TUNABLES, RESERVATION, QUOTA,
             Step("received", transfer.final_send, roll_back_received,
                  "what it wrote since, sent to the old copy", permanent=True,
                  keeps_data=True),
-            MOUNT, HIDDEN, SWITCH] + AFTER_SWITCH
+            MOUNT,
+            Step("reattached", zone.attach_old, zone.detach,
+                 "the old copy, detached at the migration's switch, attached again",
+                 permanent=True),
+            HIDDEN, SWITCH] + AFTER_SWITCH
 
 
 def main(args):

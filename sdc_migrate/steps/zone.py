@@ -25,6 +25,31 @@ DEST_COPY = ('zoneadm -z "$1" list -p 2>/dev/null; echo @@; '
              'cat "/etc/zones/$1.xml" 2>/dev/null; true')              # UUID
 HEALTH = ('zoneadm -z "$1" list -p && { [ "$2" = no ] || '
           'svcs -z "$1" -H -o state svc:/milestone/multi-user:default; }')   # UUID yes|no
+# HIDE_SOURCE UUID: right before the switch, the check Triton's switch makes
+# (sdc-vmapi lib/workflows/vm-migration/switch.js ensureSourceVmStopped), on
+# the CN: the source copy installed and not running; then hidden (autoboot
+# off, do-not-inventory: Triton's disableSourceVmAutoboot,
+# setSourceDoNotInventory). Detached already: a run past the switch did it.
+HIDE_SOURCE = ('s=$(zoneadm -z "$1" list -p | cut -d: -f3); case "$s" in '
+               'installed) vmadm update "$1" autoboot=false do_not_inventory=true;; '
+               'configured) ;; '
+               '*) echo "the copy of $1 is ${s:-not configured}, not installed and'
+               ' stopped" >&2; exit 3;; esac')
+# DETACH_SOURCE UUID: after the boot, the hidden copy detached: a configured
+# zone boots neither by svc:/system/zones at a CN reboot (illumos-joyent
+# usr/src/cmd/zoneadm/svc-zones: installed ones only) nor by vmadm start
+# (smartos-live VM.js start: "must be stopped"), whoever asks, until a
+# rollback attaches it again.
+DETACH_SOURCE = ('s=$(zoneadm -z "$1" list -p | cut -d: -f3); case "$s" in '
+                 'installed) zoneadm -z "$1" detach;; '
+                 'configured) ;; '
+                 '*) echo "the old copy of $1 is ${s:-not configured}: stop it there" >&2;'
+                 ' exit 3;; esac')
+# SHOW_SOURCE UUID AUTOBOOT: the hidden copy (attached again) shown, its autoboot back
+SHOW_SOURCE = ('if [ "$(zoneadm -z "$1" list -p | cut -d: -f3)" = configured ]; then '
+               'zoneadm -z "$1" attach || exit; fi; '
+               'vmadm update "$1" do_not_inventory=false && svcadm restart vm-agent && '
+               'vmadm update "$1" "autoboot=$2"')
 DNI_RE = re.compile(r'<attr\b[^>]*\bname="do-not-inventory"[^>]*>')
 
 
@@ -296,13 +321,18 @@ def delete_config(m, uuid):
 
 
 def attach(m):
-    r, uuid = m.r, m.vm["uuid"]
-    r.step("* Importing & Attaching Zone on %s..." % m.dst.hostname)
-    i = m.proc.will("attach", "attach on %s" % m.dst.hostname, uuid=uuid)
+    zone_attach(m, "* Importing & Attaching Zone on %s...", lambda: m.proc.will(
+        "attach", "attach on %s" % m.dst.hostname, uuid=m.vm["uuid"]))
+
+
+def zone_attach(m, line, journal):
+    """zoneadm attach on the destination, journaled (journal()) before it."""
+    m.r.step(line % m.dst.hostname)
+    i = journal()
     # no vmadmd restart to have it detected: it is hidden until the switch
-    m.dst.run(["zoneadm", "-z", uuid, "attach"])
+    m.dst.run(["zoneadm", "-z", m.vm["uuid"], "attach"])
     m.proc.confirm(i)
-    r.done()
+    m.r.done()
 
 
 def detach(m, uuid):
@@ -313,27 +343,51 @@ def detach(m, uuid):
 # ---- the switch -------------------------------------------------------------------------
 
 def hide_source(m):
-    """The source copy never boots by itself and leaves inventory: the first
-    half of Triton's switch, one vmadm update (kvm/bhyve keep zone
-    autoboot=false, their own is vm-autoboot)."""
+    """Right before the switch, one round trip: the source copy is installed and
+    not running (or the migration fails here, rolled back), then hidden:
+    autoboot off, do-not-inventory (HIDE_SOURCE). The first half of Triton's
+    switch (kvm/bhyve keep zone autoboot=false, their own is vm-autoboot)."""
     r, uuid = m.r, m.vm["uuid"]
     r.step("* Disabling instance on %s, setting attr 'do-not-inventory'..." % m.src.hostname)
     i = m.proc.will("hidden", "autoboot off and do-not-inventory on %s" % m.src.hostname,
                     uuid=uuid, autoboot=autoboot_word(m.vm))
-    hide_source_again(m)
+    try:
+        hide_source_again(m)
+    except RemoteError as e:
+        if e.status != 3:
+            raise
+        # nothing changed: it runs, or is not as the stop left it
+        raise MigrateError("%s: %s (started since the stop?): not switching"
+                           % (m.src.hostname, e.stderr.strip())) from None
     m.proc.confirm(i)
     r.done()
 
 
 def hide_source_again(m):
     """(idempotent: a resumed run makes sure of it)"""
-    m.src.run(["vmadm", "update", m.vm["uuid"], "autoboot=false", HIDE])
+    m.src.run(["sh", "-c", HIDE_SOURCE, "sh", m.vm["uuid"]])
 
 
 def show_source(m, uuid, autoboot):
-    m.src.script([["vmadm", "update", uuid, "do_not_inventory=false"],
-                  ["svcadm", "restart", "vm-agent"]])
-    m.src.run(["vmadm", "update", uuid, "autoboot=%s" % autoboot])
+    m.src.run(["sh", "-c", SHOW_SOURCE, "sh", uuid, autoboot])
+
+
+def detach_source(m):
+    """After the boot, before the waitlist lets VMAPI's jobs go (a job made
+    before the switch names the source): the old copy detached, so that
+    nothing boots it until `sdc-migrate rollback` attaches it again or
+    cleanup-source removes it. Outside the downtime, one round trip."""
+    r = m.r
+    r.step("* Detaching the old copy on %s (nothing boots it)..." % m.src.hostname)
+    try:
+        m.src.run(["sh", "-c", DETACH_SOURCE, "sh", m.vm["uuid"]])
+    except RemoteError as e:
+        r.failed()
+        if e.status != 3:
+            raise
+        raise MigrateError("%s: %s, then run the same command again" % (
+            m.src.hostname, e.stderr.strip())) from None
+    r.done()
 
 
 def switch(m):
@@ -367,6 +421,15 @@ def switch(m):
         # the instance is down while we wait: ask often
         time.sleep(0.2)
     r.done("Success!")
+
+
+def attach_old(m):
+    """The rollback's destination: the copy the migration left there, detached
+    at its switch (hide_source), attached again before it is shown. One left
+    installed (by an sdc-migrate of before) needs nothing."""
+    if m.old_state == "configured":
+        zone_attach(m, "* Attaching the old copy on %s again...", lambda: m.proc.will(
+            "reattached", "the old copy attached on %s" % m.dst.hostname, uuid=m.vm["uuid"]))
 
 
 def hide_destination(m, uuid):

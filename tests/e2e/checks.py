@@ -74,11 +74,16 @@ def kept_snapshot(dc, uuid):
 def leftovers(dc, uuid, hosts=("source-server", "dest-server")):
     """What a finished or undone migration must not leave behind: temporary keys
     and known_hosts, authorized_keys backups and entries, a receive's pid file,
-    migration snapshots (but the one kept for a rollback), the head node's lock
-    and state file; [] if none."""
+    migration snapshots (but the one kept for a rollback), a waitlist ticket
+    holding the instance in CNAPI (VMAPI's jobs for it would wait), the head
+    node's lock and state file; [] if none."""
     found = []
     kept = kept_snapshot(dc, uuid)
+    all_hosts = dc.hosts()
     for host in hosts:
+        tickets = dc.api("cnapi", "/servers/%s/tickets" % all_hosts[host]["uuid"])[2]
+        found += ["%s: waitlist ticket %s (%s)" % (host, t["uuid"], t["status"]) for t in tickets
+                  if t["id"] == uuid and t["status"] in ("active", "queued")]
         ssh = dc.exec(host, "ls", "-a", "/root/.ssh").stdout.split()
         found += ["%s:/root/.ssh/%s" % (host, f) for f in ssh
                   if f.startswith(("migr-key", "migr-known", "authorized_keys."))]

@@ -42,7 +42,7 @@ def test_removes_exactly_the_old_copy_of_a_kvm_instance(dc):
     zfs_after, (index_after, xmls_after) = state(dc, "source-server")
     assert src_zfs - zfs_after == gone and zfs_after <= src_zfs
     assert [l for l in src_index if l not in index_after] == \
-        ["%s:installed:/zones/%s:%s" % (uuid, uuid, uuid)]
+        ["%s:configured:/zones/%s:%s" % (uuid, uuid, uuid)]      # detached by the migration
     assert set(src_xmls) - set(xmls_after) == {uuid + ".xml"} and len(index_after) == \
         len(src_index) - 1
     assert neighbour + ".xml" in xmls_after and "zones/" + neighbour in zfs_after
@@ -67,8 +67,8 @@ def test_comment_out_then_remove_without_the_log(dc):
     zfs_after, (index, xmls) = state(dc, "source-server")
     assert zfs_after == before[0] and xmls == before[1][1]
     assert [l for l in before[1][0] if l not in index] == \
-        ["%s:installed:/zones/%s:%s" % (uuid, uuid, uuid)]
-    assert "#%s:installed:/zones/%s:%s" % (uuid, uuid, uuid) in index
+        ["%s:configured:/zones/%s:%s" % (uuid, uuid, uuid)]
+    assert "#%s:configured:/zones/%s:%s" % (uuid, uuid, uuid) in index
     # with the migration's journal and log gone it finds the hidden copy by looking
     dc.exec("headnode", "sh", "-c", "mkdir -p /var/tmp/moved && mv /var/tmp/migrator-%s-*.log "
             "/var/tmp/migrator-%s-*.journal /var/tmp/moved/" % (uuid, uuid))

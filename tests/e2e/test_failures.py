@@ -77,6 +77,8 @@ FAULTS = [
     ("temporary key", SRC, ["ssh-keygen"], ["--remote"]),
     ("authorized_keys", DST, ["cat >> /root/.ssh/authorized_keys"], ["--remote"]),
     ("reserve IPs", "headnode", ["sdc-napi"], []),
+    ("hold the instance in the waitlist", "headnode",
+     ["sdc-cnapi", "/servers/SRC_UUID/tickets", "-X", "POST"], []),
     ("snapshot", SRC, ["zfs", "snapshot"], []),
     ("stop", SRC, ["vmadm", "stop"], []),
     ("send", SRC, ["zfs", "send"], []),
@@ -113,7 +115,9 @@ def running_instance(dc):
 
 
 def fault(dc, host, prefix, extra, uuid):
-    dc.simdc("fault", "add", host, *extra, "--", *[uuid if w == "UUID" else w for w in prefix])
+    src = dc.hosts()[SRC]["uuid"]
+    dc.simdc("fault", "add", host, *extra, "--", *[uuid if w == "UUID" else
+                                                   w.replace("SRC_UUID", src) for w in prefix])
 
 
 def migrate_with_fault(dc, uuid, host, prefix, extra=(), args=(), dest=DST):
@@ -253,6 +257,7 @@ def test_sigkill_during_image_import_then_rerun_finishes(dc):
 # --no-rollback keeps it there.
 AFTER_SWITCH = [
     ("boot on the destination", DST, ["vmadm", "start", "UUID"], [], ["--no-rollback"]),
+    ("detaching the old copy", SRC, ["zoneadm", "-z", "UUID", "detach"], [], []),
     # -a: the live rounds' snapshots are deleted, the final one is kept
     ("deleting the migration snapshots", SRC, ["zfs", "destroy"], [],
      ["-a", "--interval", "0"]),
@@ -289,6 +294,9 @@ CHAIN = [
      "+ Copying SSH key to %s" % DST),
     ("tuning TCP", SRC, ["ndd", "-set"], [], "* Checking if tcp_max_buf"),
     ("reserving IPs", "headnode", ["sdc-napi"], ["--skip", "1"], "+ reserving "),
+    # the source's ticket made slow: the destination's is taken meanwhile
+    ("holding the instance in the waitlist", "headnode",
+     ["sdc-cnapi", "/servers/SRC_UUID/tickets", "-X", "POST"], [], "* Holding "),
     ("during the stop", SRC, ["vmadm", "stop"], [], "is running; shutting it down"),
     ("after the stop", SRC, ["zfs", "snapshot"], [], "* Creating dataset snapshots on"),
     ("during the send", SRC, ["zfs", "send"], [], "+ Tranferring zones/"),

@@ -27,13 +27,13 @@ def migrated(dc, *provision):
 
 def assert_back_on_source(dc, uuid, dest_record):
     """On the source, running, visible; the destination's copy hidden and
-    stopped; the source's record is the destination's, then goes on."""
+    detached; the source's record is the destination's, then goes on."""
     vm = dc.vm(uuid)
     assert vm["server_uuid"] == dc.hosts()[SRC]["uuid"] and vm["state"] == "running"
     assert dc.exec(SRC, "zoneadm", "-z", uuid, "list", "-p").stdout.split(":")[2] == "running"
     assert 'name="do-not-inventory"' not in dc.exec(SRC, "cat", "/etc/zones/%s.xml" % uuid).stdout
     assert 'name="do-not-inventory"' in dc.exec(DST, "cat", "/etc/zones/%s.xml" % uuid).stdout
-    assert dc.exec(DST, "zoneadm", "-z", uuid, "list", "-p").stdout.split(":")[2] == "installed"
+    assert dc.exec(DST, "zoneadm", "-z", uuid, "list", "-p").stdout.split(":")[2] == "configured"
     time.sleep(0.5)
     lines = dc.seq_lines(SRC, uuid)
     assert lines[:len(dest_record)] == dest_record, "a line written on the destination is lost"

@@ -1,10 +1,11 @@
 """The simulated datacenter does what the tests of sdc-migrate rely on."""
 import json
 import os
+import subprocess
 import time
 
 
-from conftest import Datacenter
+from conftest import SIMDC, Datacenter
 
 CNS = ["source-server", "dest-server", "spare-server", "old-server"]
 
@@ -260,3 +261,40 @@ def test_provision_marks_an_instance_encrypted_with_vcpus_and_package_traits(dc)
     plain = dc.vm(dc.provision("--state", "stopped"))
     assert "encrypted" not in plain["internal_metadata"] and "vcpus" not in plain
     assert "traits" not in dc.api("papi", "/packages/" + plain["billing_id"])[2]
+
+
+def test_a_customer_acts_through_vmapi_on_the_instances_cn_behind_its_ticket(dc):
+    """`simdc customer ACTION UUID`: VMAPI's job takes the instance's waitlist
+    ticket on its server, waits while another holds it, checks the state, and
+    the CN runs vmadm (sdc-vmapi lib/workflows/start.js, stop.js, job-common.js;
+    sdc-cnapi lib/models/waitlist.js; sdc-cn-agent machine_boot.js,
+    machine_shutdown.js)."""
+    src = "source-server"
+    uuid = dc.provision("--size", "1")
+    server = dc.hosts()[src]["uuid"]
+
+    def state():
+        return dc.exec(src, "zoneadm", "-z", uuid, "list", "-p").stdout.split(":")[2]
+    p = dc.simdc("customer", "stop", uuid)
+    assert "cnapi.wait_on_vm_ticket: OK" in p.stdout and p.stdout.endswith("succeeded\n")
+    assert state() == "installed" and dc.vm(uuid)["state"] == "stopped"
+    # a ticket held on the instance (as a migration holds it): the start waits
+    status, _, held = dc.api("cnapi", "/servers/%s/tickets" % server, "-X", "POST", "-d",
+                             json.dumps({"scope": "vm", "id": uuid, "action": "test",
+                                         "expires_at": "2099-01-01T00:00:00.000Z"}))
+    assert status == 202
+    customer = subprocess.Popen([SIMDC, "customer", "start", uuid], env=dc.env,
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        assert customer.poll() is None and state() == "installed"
+        dc.api("cnapi", "/tickets/%s/release" % held["uuid"], "-X", "PUT")
+        out = customer.communicate(timeout=30)[0]
+    finally:
+        if customer.poll() is None:
+            customer.kill()
+    assert customer.returncode == 0, out
+    assert state() == "running" and dc.vm(uuid)["state"] == "running"
+    p = dc.simdc("customer", "start", uuid, check=False)
+    assert p.returncode == 1
+    assert "common.ensure_vm_state: error: Cannot start a VM from a 'running' state" in p.stdout

@@ -61,6 +61,7 @@ class World:
         self.facts_text = {"src": src_facts, "dst": FACTS}   # what cnlink.FACTS prints
         self.ran = set()            # (CN, what) of the streams and keys: where they ran
         self.facts = {"src": {"running", "visible", "autoboot"}, "dst": set(), "napi": set()}
+        self.tickets = []           # CNAPI's waitlist: {uuid, server, status, extra}
         self.snaps = {"src": {DS: []}, "dst": {}}     # dataset -> snapshots, oldest first
         self.changes = 0            # commands that changed something, so far
         self.kill = None            # (n, "before" | "after"): die at the nth change
@@ -81,8 +82,10 @@ class World:
         return True
 
     def state(self):
+        held = sorted((t["server"], t["status"]) for t in self.tickets
+                      if t["status"] in ("active", "queued"))
         return ({k: sorted(v) for k, v in self.facts.items()},
-                {k: {d: list(s) for d, s in v.items()} for k, v in self.snaps.items()})
+                {k: {d: list(s) for d, s in v.items()} for k, v in self.snaps.items()}, held)
 
 
 class FakeCN(Runner):
@@ -235,6 +238,24 @@ class FakeCN(Runner):
                                '<zone><attr name="do-not-inventory" value="true"/></zone>')
         if argv[:1] == ["zonecfg"] and argv[3:] == ["delete", "-F"]:
             return self.change(lambda: facts.discard("config"))
+        if script == zone.HIDE_SOURCE:
+            if "running" in facts:
+                return 3, "", "the copy of %s is running, not installed and stopped" % UUID
+            if "detached" in facts:
+                return 0, "", ""
+            return self.change(lambda: facts.difference_update({"autoboot", "visible"}))
+        if script == zone.DETACH_SOURCE:
+            if "running" in facts:
+                return 3, "", "the old copy of %s is running: stop it there" % UUID
+            if "detached" in facts:
+                return 0, "", ""
+            return self.change(lambda: facts.add("detached"))
+        if script == zone.SHOW_SOURCE:
+            def show():
+                facts.discard("detached")
+                facts.add("visible")
+                (facts.add if args[1] == "true" else facts.discard)("autoboot")
+            return self.change(show)
         if script == zone.DEST_COPY:
             if "config" not in facts:
                 return 0, "@@\n", ""
@@ -299,6 +320,36 @@ class FakeAPI:
 
     def ip(self, net, ip):
         return {"reserved": "reserved" in self.world.facts["napi"]}
+
+    # CNAPI's waitlist: one queue per server (scope vm, id UUID)
+    def create_ticket(self, server, scope, ident, expires_at, action, extra):
+        made = {}
+
+        def create():
+            busy = any(t["server"] == server and t["status"] == "active"
+                       for t in self.world.tickets)
+            made.update(uuid="t%d" % len(self.world.tickets), server=server, scope=scope,
+                        id=ident, extra=extra, status="queued" if busy else "active")
+            self.world.tickets.append(made)
+        if not self.world.changing(create):
+            raise RemoteError("headnode", ["sdc-cnapi"], 1, "injected failure")
+        return {"uuid": made["uuid"], "queue": [dict(made)]}
+
+    def tickets(self, server):
+        return [dict(t) for t in self.world.tickets if t["server"] == server]
+
+    def wait_ticket(self, uuid, seconds):
+        t = [t for t in self.world.tickets if t["uuid"] == uuid][0]
+        return None if t["status"] == "active" else "timeout"
+
+    def release_ticket(self, uuid):
+        def release():
+            for t in self.world.tickets:
+                if t["uuid"] == uuid:
+                    t["status"] = "finished"
+        if not self.world.changing(release):
+            raise RemoteError("headnode", ["sdc-cnapi"], 1, "injected failure")
+        return True
 
     def set_ip_reserved(self, net, ip, reserved):
         napi = self.world.facts["napi"]
@@ -402,10 +453,12 @@ PULLED, _ = uninterrupted(src_facts=OLD_FACTS)
 
 def test_an_uninterrupted_migration_moves_the_instance_and_leaves_nothing(world):
     assert run(world) == 0
-    facts, snaps = world.state()
-    # on the destination: its data, running, visible; the source copy hidden
-    # and stopped, with no autoboot; no key, entry or reservation anywhere
-    assert facts == {"src": [], "napi": [],
+    facts, snaps, held = world.state()
+    # on the destination: its data, running, visible; the source copy hidden,
+    # stopped and detached, with no autoboot; no key, entry, reservation or
+    # waitlist ticket anywhere
+    assert held == []
+    assert facts == {"src": ["detached"], "napi": [],
                      "dst": ["attached", "autoboot", "config", "cores", "running", "tuned",
                              "visible"]}
     # both CNs keep the final snapshot (for `sdc-migrate rollback`) and only it
@@ -414,8 +467,8 @@ def test_an_uninterrupted_migration_moves_the_instance_and_leaves_nothing(world)
 
 def final_snapshot_only(state):
     """The state with the migration snapshot's name left out (each run has its own)."""
-    facts, snaps = state
-    return facts, {k: {d: len(s) for d, s in v.items()} for k, v in snaps.items()}
+    facts, snaps, held = state
+    return facts, {k: {d: len(s) for d, s in v.items()} for k, v in snaps.items()}, held
 
 
 @pytest.mark.parametrize("when", ["before", "after"])

@@ -280,8 +280,9 @@ def test_every_real_procedure_keeps_the_engines_rules(name):
 
 def test_every_change_a_step_journals_has_its_undo_in_every_procedure_that_runs_it():
     names = journaled_names()
-    assert {"key", "authorized", "tunables", "reservation", "quota", "snapshots", "received",
-            "stop", "cores", "config", "attach", "hidden", "shown"} == names
+    assert {"key", "authorized", "tunables", "reservation", "quota", "hold", "snapshots",
+            "received", "stop", "cores", "config", "attach", "reattached", "hidden",
+            "shown"} == names
     for label, steps in PROCEDURES.items():
         by_name = {s.name: s for s in steps}
         for n in names & set(by_name):
@@ -290,11 +291,30 @@ def test_every_change_a_step_journals_has_its_undo_in_every_procedure_that_runs_
     assert not {"origin", "cores", "config", "attach"} & {s.name for s in rollback.ROLLBACK}
 
 
-def test_the_incremental_procedure_is_the_full_one_with_live_rounds_before_the_stop():
+def test_the_incremental_procedure_is_the_full_one_with_live_rounds_before_the_hold():
+    """The instance is held in the waitlist right before the stop: the live
+    rounds, which may last hours, leave the customer's jobs be."""
     full = [s.name for s in migrate.FULL]
     inc = [s.name for s in migrate.INCREMENTAL]
-    k = full.index("stop")
+    k = full.index("hold")
+    assert full[k + 1] == "stop"
     assert inc == full[:k] + ["rounds"] + full[k:]
+
+
+def test_the_hold_spans_the_stop_to_the_boot_and_no_call_of_it_is_inside():
+    """Taken before the stop, released after the boot, in every procedure that
+    stops the instance; nothing between the stop and the boot asks CNAPI."""
+    for label, steps in PROCEDURES.items():
+        names = [s.name for s in steps]
+        if "stop" not in names:
+            continue
+        assert names.index("hold") == names.index("stop") - 1, label
+        # the old copy detached after the boot (no command more in the
+        # downtime), before the jobs made for the source go
+        assert names.index("detach") == names.index("boot") + 1, label
+        assert names.index("release") == names.index("detach") + 1, label
+        # before the boot, a rerun's look (hold_again) asks only when in doubt
+        assert names.index("held") == names.index("boot") - 1, label
 
 
 def test_the_journal_file_stays_root_only(tmp_path):

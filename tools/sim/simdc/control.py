@@ -852,6 +852,11 @@ def cmd_provision(args):
     return provision.main(args)
 
 
+def cmd_customer(args):
+    from . import customer
+    return customer.main(args)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="simdc", description="The simulated Triton datacenter.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -903,6 +908,12 @@ def main(argv=None):
     s.add_argument("--vcpus", type=int, default=None, help="kvm/bhyve vcpus (vmadm: 1)")
     s.add_argument("--traits", metavar="JSON", help="its package's traits (PAPI)")
     s.set_defaults(func=cmd_provision)
+    s = sub.add_parser("customer", help="customer start|stop|reboot UUID: as a customer"
+                       " would, through VMAPI (a job behind the instance's CNAPI waitlist"
+                       " ticket); waits for the job and prints its outcome")
+    s.add_argument("action", choices=["start", "stop", "reboot"])
+    s.add_argument("uuid")
+    s.set_defaults(func=cmd_customer)
     s = sub.add_parser("seq")
     s.add_argument("--dump", action="store_true")
     s.add_argument("host")

@@ -3,10 +3,12 @@ DAPI would see."""
 import datetime
 import json
 import os
+import re
+import time
 
 from .. import common
-from .base import (ApiError, Response, invalid_param, missing_param, norm_ts, not_found,
-                   now_iso, route, to_bool)
+from .base import (ApiError, Response, invalid_param, missing_param, new_uuid, norm_ts,
+                   not_found, now_iso, route, to_bool)
 from .store import STORE
 
 
@@ -296,4 +298,223 @@ ROUTES = [
     ("POST", route("/servers/:uuid"), cnapi_update_server),
     ("DELETE", route("/servers/:uuid"), cnapi_delete_server),
     ("POST", route("/servers/:uuid/sysinfo"), cnapi_sysinfo),
+]
+
+
+# ---- the waitlist ---------------------------------------------------------------
+# sdc-cnapi docs/README.md "Waitlist", lib/endpoints/waitlist.js and
+# lib/models/waitlist.js: tickets serialize work on one resource (scope and id,
+# e.g. vm and its UUID) of one server. Each queue is a server's, scope's and
+# id's: a ticket is created queued, and becomes active once no ticket of its
+# server, scope and id is active (the oldest queued one, by created_at); a
+# release (finished), a delete or an expiry (expires_at passed: the
+# WaitlistDirector looks every 500 ms) lets the next one go.
+TICKET_ACTIVE, TICKET_QUEUED = "active", "queued"
+TICKET_FINISHED, TICKET_EXPIRED = "finished", "expired"
+WAITLIST_PERIOD = 0.5       # WAITLIST_PERIOD_MS
+WAIT_LIMIT = 3600           # the endpoints' connectionTimeoutSeconds
+TICKET_LIST_LIMIT = 1000    # UPPER_LIMIT
+
+
+def _ticket_queue(server_uuid, scope, tid):
+    """ModelWaitlist.getServerQueue: the active and queued tickets of one
+    server, scope and id, oldest first."""
+    return sorted((t for t in STORE.list("ticket")
+                   if t.get("server_uuid") == server_uuid and t.get("scope") == scope
+                   and t.get("id") == tid and t.get("status") in (TICKET_ACTIVE, TICKET_QUEUED)),
+                  key=lambda t: t.get("created_at") or "")
+
+
+def _activate_next(server_uuid, scope, tid):
+    """ModelWaitlist.activateOneTicket: no active ticket in the queue, the
+    oldest queued one becomes active."""
+    queue = _ticket_queue(server_uuid, scope, tid)
+    if queue and not any(t["status"] == TICKET_ACTIVE for t in queue):
+        first = queue[0]
+        first["status"] = TICKET_ACTIVE
+        first["updated_at"] = now_iso()
+        STORE.put("ticket", first["uuid"], first)
+
+
+def _assert_string(opts, name):
+    # lib/models/waitlist.js createTicket asserts them (assert-plus): a throw
+    # restify answers as an InternalError
+    if not isinstance(opts.get(name), str):
+        raise ApiError(500, "InternalError", "opts.%s (string) is required" % name)
+
+
+def create_ticket(server_uuid, opts, reqid=None):
+    """ModelWaitlist.createTicket: (the ticket, its queue). Called under the
+    store's lock (the endpoint, VMAPI's jobs)."""
+    for name in ("scope", "id", "expires_at"):
+        _assert_string(opts, name)
+    if opts.get("action") is not None and not isinstance(opts["action"], str):
+        raise ApiError(500, "InternalError", "opts.action (string) is required")
+    ts = now_iso()
+    ticket = {"action": opts.get("action"), "created_at": ts, "expires_at": opts["expires_at"],
+              "extra": opts.get("extra") if isinstance(opts.get("extra"), dict) else {},
+              "id": opts["id"], "reqid": reqid, "scope": opts["scope"],
+              "server_uuid": server_uuid, "status": TICKET_QUEUED, "updated_at": ts,
+              "uuid": new_uuid()}
+    STORE.put("ticket", ticket["uuid"], ticket)
+    _activate_next(server_uuid, ticket["scope"], ticket["id"])
+    return STORE.get("ticket", ticket["uuid"]), _ticket_queue(server_uuid, ticket["scope"],
+                                                              ticket["id"])
+
+
+def release_ticket(ticket_uuid):
+    """ModelWaitlist.releaseTicket: finished, whatever it was; the next one goes.
+    False if there is no such ticket."""
+    t = STORE.get("ticket", ticket_uuid)
+    if t is None:
+        return False
+    t["status"] = TICKET_FINISHED
+    t["updated_at"] = now_iso()
+    STORE.put("ticket", ticket_uuid, t)
+    _activate_next(t["server_uuid"], t["scope"], t["id"])
+    return True
+
+
+def expire_tickets(now=None):
+    """The WaitlistDirector's pass: every ticket neither finished nor expired
+    whose expires_at is behind now (compared as ISO strings, as it does) is
+    expired, and the next one of its queue goes."""
+    now = now or now_iso()
+    for t in STORE.list("ticket"):
+        if t.get("status") in (TICKET_FINISHED, TICKET_EXPIRED) or not now > str(t["expires_at"]):
+            continue
+        t["status"] = TICKET_EXPIRED
+        t["updated_at"] = now_iso()
+        STORE.put("ticket", t["uuid"], t)
+        _activate_next(t["server_uuid"], t["scope"], t["id"])
+
+
+def wait_ticket(ticket_uuid, timeout=WAIT_LIMIT):
+    """WaitlistDirector.waitForTicketByUuid, without the store's lock: None once
+    the ticket is active, else why not ("no such ticket", "expired", or
+    "timeout" when it is neither active nor expired after timeout seconds: a
+    finished ticket never becomes either)."""
+    deadline = time.time() + timeout
+    first = True
+    while True:
+        with STORE:
+            t = STORE.get("ticket", ticket_uuid)
+        if t is None and first:
+            return "no such ticket %s" % ticket_uuid
+        if t is None:
+            pass        # deleted meanwhile: no callback ever comes, as for a finished one
+        elif t["status"] == TICKET_ACTIVE:
+            return None
+        elif t["status"] == TICKET_EXPIRED:
+            return "ticket %s is expired" % ticket_uuid if first else "ticket has expired"
+        if time.time() >= deadline:
+            return "timeout"
+        first = False
+        time.sleep(0.1)
+
+
+def waitlist_director(stop):
+    """The API service's WaitlistDirector thread: expiries every 500 ms."""
+    while not stop.wait(WAITLIST_PERIOD):
+        try:
+            with STORE:
+                expire_tickets()
+        except Exception:  # noqa: BLE001 - the director keeps going, as CNAPI's does
+            import traceback
+            traceback.print_exc()
+
+
+def _ticket_params(req):
+    p = dict(req.params)
+    if isinstance(req.body, dict):
+        p.update(req.body)
+    return p
+
+
+def cnapi_create_ticket(req):
+    """ServerWaitlistTicketCreate: 202 {uuid, queue}."""
+    s = _load_server(req)
+    ticket, queue = create_ticket(s["uuid"], _ticket_params(req),
+                                  reqid=req.headers.get("x-request-id") or new_uuid())
+    return Response(202, {"uuid": ticket["uuid"], "queue": queue})
+
+
+def cnapi_list_tickets(req):
+    """ServerWaitlistList: the server's tickets, by created_at (or attribute),
+    every status, limit (at most 1000) and offset."""
+    s = _load_server(req)
+    p = req.params
+    for k in ("limit", "offset"):
+        if k in p and not re.match(r"^(0|[1-9][0-9]*)$", p[k]):
+            raise ApiError(409, "InvalidParameters", "Invalid parameters",
+                           [invalid_param(k)])
+    limit = int(p.get("limit") or TICKET_LIST_LIMIT)
+    if limit > TICKET_LIST_LIMIT:
+        raise ApiError(409, "InvalidArgument", "limit must be less than %d" % TICKET_LIST_LIMIT)
+    attr = p.get("attribute") or "created_at"
+    tickets = sorted((t for t in STORE.list("ticket") if t.get("server_uuid") == s["uuid"]),
+                     key=lambda t: str(t.get(attr) or ""),
+                     reverse=(p.get("order") or "ASC").upper() == "DESC")
+    offset = int(p.get("offset") or 0)
+    return Response(200, tickets[offset:offset + limit])
+
+
+def cnapi_delete_tickets(req):
+    """ServerWaitlistTicketsDeleteAll: only with ?force=true."""
+    s = _load_server(req)
+    if req.params.get("force") != "true":
+        raise ApiError(412, "PreconditionFailed",
+                       "Will not delete all tickets without ?force=true")
+    for t in STORE.list("ticket"):
+        if t.get("server_uuid") == s["uuid"]:
+            STORE.delete("ticket", t["uuid"])
+    return Response(204, None)
+
+
+def cnapi_get_ticket(req):
+    t = STORE.get("ticket", req.match["uuid"])
+    if t is None:
+        raise not_found("ticket %s not found" % req.match["uuid"])
+    return Response(200, t)
+
+
+def cnapi_delete_ticket(req):
+    """ServerWaitlistDeleteTicket: gone, the next one goes (an unknown ticket:
+    the model's ResourceNotFoundError, answered as an InternalError)."""
+    t = STORE.get("ticket", req.match["uuid"])
+    if t is None:
+        raise ApiError(500, "InternalError", "ticket %s not found" % req.match["uuid"])
+    STORE.delete("ticket", t["uuid"])
+    _activate_next(t["server_uuid"], t["scope"], t["id"])
+    return Response(204, None)
+
+
+def cnapi_release_ticket(req):
+    if not release_ticket(req.match["uuid"]):
+        raise not_found("ticket %s not found" % req.match["uuid"])
+    return Response(204, None)
+
+
+def cnapi_wait_ticket(req):
+    """ServerWaitlistTicketsWait: 204 once the ticket is active; an expired
+    one is an error (500), an unknown one 404."""
+    why = wait_ticket(req.match["uuid"])
+    if why is None:
+        return Response(204, None)
+    if why.startswith("no such ticket"):
+        raise not_found(why)
+    raise ApiError(500, "InternalError", why)
+
+
+# the wait holds its request for as long as it takes, without the store's lock
+UNLOCKED = (cnapi_wait_ticket,)
+
+ROUTES += [
+    ("GET", route("/servers/:uuid/tickets"), cnapi_list_tickets),
+    ("POST", route("/servers/:uuid/tickets"), cnapi_create_ticket),
+    ("DELETE", route("/servers/:uuid/tickets"), cnapi_delete_tickets),
+    ("GET", route("/tickets/:uuid/wait"), cnapi_wait_ticket),
+    ("PUT", route("/tickets/:uuid/release"), cnapi_release_ticket),
+    ("GET", route("/tickets/:uuid"), cnapi_get_ticket),
+    ("DELETE", route("/tickets/:uuid"), cnapi_delete_ticket),
 ]

@@ -18,7 +18,6 @@ from .. import common
 from . import cnapi, imgapi, napi, papi, sapi, vmapi
 from .base import ApiError, Request, Response, new_uuid, not_found, now_iso, parse_body, parse_query
 from .imgapi import _load_image, image_out
-from .sapi import UNLOCKED
 from .store import STORE
 
 
@@ -30,6 +29,10 @@ SERVER_NAMES = {
     "sapi": "SAPI",
     "papi": "restify",                   # sdc-papi sets no server name
 }
+
+# Handlers that wait (for a job, a ticket): they take the store lock
+# themselves, for short moments, so that others can use the store meanwhile.
+UNLOCKED = sapi.UNLOCKED + cnapi.UNLOCKED + vmapi.UNLOCKED
 
 ROUTES = {
     "vmapi": vmapi.ROUTES,
@@ -270,7 +273,8 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    threads = []
+    threads = [threading.Thread(target=cnapi.waitlist_director, args=(stop,), daemon=True)]
+    threads[0].start()
     for s in servers:
         t = threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2},
                              daemon=True)

@@ -1,5 +1,6 @@
 """VMAPI: VMs (list, get, the vm-agent's reports), the CreateVm and
-DeleteVm jobs, RFD 34 migration records."""
+DeleteVm jobs, the start, stop and reboot actions' jobs (behind CNAPI's
+waitlist), RFD 34 migration records."""
 import datetime
 import json
 import os
@@ -10,6 +11,7 @@ import time
 from .. import common
 from .base import (ApiError, Response, invalid_param, js_str, missing_param, new_uuid, norm_ts,
                    not_found, now_iso, route, valid_uuid, vmapi_validation)
+from . import cnapi
 from .cnapi import server_out
 from .napi import napi_delete_nics_of
 from .store import STORE
@@ -277,11 +279,11 @@ def _sim_workflow():
     return workflow
 
 
-def _new_job(name, vm_uuid, params, execution="running"):
+def _new_job(name, vm_uuid, params, execution="running", timeout=None):
     ts = now_iso()
     job = {"name": name, "uuid": new_uuid(), "execution": execution,
            "params": dict(params, vm_uuid=vm_uuid), "exec_after": ts, "created_at": ts,
-           "timeout": 3600 if name.startswith("provision") else 180,
+           "timeout": timeout or (3600 if name.startswith("provision") else 180),
            "chain_results": [], "vm_uuid": vm_uuid}
     STORE.put("job", job["uuid"], job)
     return job
@@ -487,6 +489,196 @@ def vmapi_create_vm(req):
                     headers=[("workflow-api", "http://workflow.%s.sim" % common.DATACENTER)])
 
 
+# ---- VM actions: start, stop, reboot ----------------------------------------------
+# sdc-vmapi lib/endpoints/vms.js updateVm (POST /vms/:uuid?action=...), whose
+# jobs lib/apis/wfapi.js createStartJob/createStopJob/createRebootJob create
+# with the server_uuid VMAPI shows at that moment, and lib/workflows/start.js,
+# stop.js, reboot.js with job-common.js: take the VM's CNAPI waitlist ticket on
+# that server (acquireVMTicket: scope vm, id the VM, expires in 600 s), wait for
+# it (waitOnVMTicket, a task of 120 s), check the VM's state in VMAPI
+# (ensureVmState), have that server's cn-agent do it (zoneAction, waitTask:
+# sdc-cn-agent machine_boot / machine_shutdown / machine_reboot run vmadm
+# there), put the VM it loaded into VMAPI (putVm), release the ticket; a failed
+# job releases it too (onerror: releaseVMTicketIgnoringErr).
+VALID_VM_ACTIONS = ("start", "stop", "kill", "reboot", "reprovision", "update", "add_nics",
+                    "update_nics", "remove_nics", "create_snapshot", "rollback_snapshot",
+                    "delete_snapshot", "create_disk", "resize_disk", "delete_disk", "migrate")
+# action: (workflow name, job timeout, the state ensureVmState wants, the cn-agent
+# task, vmadm's command there, whether the request is set up before the ticket)
+VM_ACTIONS = {
+    "start": ("start-7.0.8", 410, "stopped", "machine_boot", "start", False),
+    "stop": ("stop-7.0.8", 530, "running", "machine_shutdown", "stop", True),
+    "reboot": ("reboot-7.0.6", 590, "running", "machine_reboot", "reboot", True),
+}
+VM_TICKET_LIFE = 600        # acquireVMTicket's expires_at: now + 600 s
+VM_TICKET_WAIT = 120        # cnapi.wait_on_vm_ticket's task timeout, seconds
+TASK_TIMEOUT = "task timeout error"     # node-workflow's word for a task out of time
+
+
+class TaskError(Exception):
+    pass
+
+
+def vm_action_job(raw, action, idempotent=False, req_id=None):
+    """The job of a start, stop or reboot of VM raw (a stored VM), started."""
+    name, timeout, desired, cn_task, verb, setup_first = VM_ACTIONS[action]
+    vm_uuid = raw["uuid"]
+    params = {"task": action, "target": "/%s-%s" % (action, vm_uuid), "vm_uuid": vm_uuid,
+              "owner_uuid": raw.get("owner_uuid"), "server_uuid": raw.get("server_uuid"),
+              "current_state": translate_vm(raw).get("state"),
+              "x-request-id": req_id or new_uuid()}
+    if idempotent:
+        params["idempotent"] = True
+    job = _new_job(name, vm_uuid, params, timeout=timeout)
+    server = params["server_uuid"]
+    state = {"action": action if setup_first else None}   # job.action, once set up
+
+    def set_param(key, value):
+        with STORE:
+            j = STORE.get("job", job["uuid"])
+            j["params"][key] = value
+            STORE.put("job", job["uuid"], j)
+
+    def acquire():
+        with STORE:
+            if STORE.get("server", server) is None:
+                raise TaskError("server %s not found" % server)
+            expires = datetime.datetime.now(datetime.timezone.utc) + \
+                datetime.timedelta(seconds=VM_TICKET_LIFE)
+            ticket, _ = cnapi.create_ticket(
+                server, {"scope": "vm", "id": vm_uuid, "action": state["action"],
+                         "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.")
+                         + "%03dZ" % (expires.microsecond // 1000)})
+        state["ticket"] = ticket
+        set_param("vmTicket", ticket)
+        return "OK"
+
+    def wait():
+        if state["ticket"]["status"] == cnapi.TICKET_ACTIVE:
+            return "OK"
+        why = cnapi.wait_ticket(state["ticket"]["uuid"], VM_TICKET_WAIT)
+        if why is not None:
+            raise TaskError(TASK_TIMEOUT if why == "timeout" else why)
+        return "OK"
+
+    def ensure_state():
+        with STORE:
+            vm = STORE.get("vm", vm_uuid)
+        now = translate_vm(vm).get("state") if vm else None
+        if idempotent:
+            return "VM is %s, action is idempotent" % now
+        if now != desired:
+            raise TaskError("Cannot %s a VM from a '%s' state" % (action, now))
+        return "VM is %s" % now
+
+    def setup():
+        state["action"] = action
+        set_param("jobid", job["uuid"])
+        return ("Start request has been setup!" if action == "start"
+                else "Request has been setup!")
+
+    def zone_action():
+        host = _simulated_cn(server)
+        if host is None:
+            raise TaskError("no cn-agent answers for server %s (the simulated API runs"
+                            " alone)" % server)
+        state["host"] = host
+        state["task_id"] = new_uuid().split("-")[0]
+        return "Task id: %s queued to CNAPI!" % state["task_id"]
+
+    def wait_task():
+        # cn-agent's task on the CN: vmadm there (its node module: an instance
+        # already in the wanted state is an error unless idempotent), then the
+        # VM as vmadm loads it
+        wf = _sim_workflow()
+        host = state["host"]
+        p = wf.run_on(host, ["vmadm", verb, vm_uuid], check=False)
+        said = [l for l in (p.stderr or "").splitlines() if l.strip()]
+        already = p.returncode == 0 and said and ("already running" in said[-1]
+                                                  or "already not 'running'" in said[-1])
+        if p.returncode != 0 or (already and not idempotent):
+            raise TaskError("vmadm.%s error: %s" % (verb, said[-1] if said else
+                                                    "exit status %d" % p.returncode))
+        got = wf.run_on(host, ["vmadm", "get", vm_uuid], check=False)
+        if got.returncode != 0:
+            raise TaskError("vmadm.load error: %s" % got.stderr.strip())
+        state["finished_vm"] = json.loads(got.stdout)
+        return "Job succeeded!"
+
+    def put_vm():
+        vm = state["finished_vm"]
+        with STORE:
+            old = STORE.get("vm", vm_uuid) or {}
+            new = dict(vm, uuid=vm_uuid)
+            if not new.get("create_timestamp") and old.get("create_timestamp"):
+                new["create_timestamp"] = old["create_timestamp"]
+            new.setdefault("last_modified", now_iso())
+            STORE.put("vm", vm_uuid, new)
+        return "put VM %s to VMAPI" % vm_uuid
+
+    def release():
+        with STORE:
+            cnapi.release_ticket(state["ticket"]["uuid"])
+        return "OK"
+
+    def release_ignoring_err():
+        if state.get("ticket"):
+            with STORE:
+                cnapi.release_ticket(state["ticket"]["uuid"])
+
+    ticket_tasks = [("cnapi.acquire_vm_ticket", acquire), ("cnapi.wait_on_vm_ticket", wait)]
+    setup_task = [("common.setup_request" if setup_first else "setup_start_request", setup)]
+    steps = ([("common.validate_params", lambda: "All parameters OK!")]
+             + (setup_task + ticket_tasks if setup_first else ticket_tasks)
+             + [("common.ensure_vm_state", ensure_state)]
+             + ([] if setup_first else setup_task)
+             + [("cnapi.%s_vm" % action, zone_action), ("cnapi.wait_task", wait_task),
+                ("vmapi.put_vm", put_vm), ("cnapi.release_vm_ticket", release)])
+    _run_job(job["uuid"], steps, on_failure=release_ignoring_err)
+    return job
+
+
+def vmapi_update_vm(req):
+    """UpdateVm (POST /vms/:uuid?action=ACTION): start, stop and reboot run as
+    VMAPI runs them (vm_action_job); 202 {vm_uuid, job_uuid}, or with
+    sync=true once the job ended."""
+    p = dict(req.params)
+    if isinstance(req.body, dict):
+        p.update({k: v for k, v in req.body.items() if isinstance(v, (str, bool))})
+    with STORE:
+        raw = _load_vm(req)
+        action = p.get("action")
+        if not action:
+            raise vmapi_validation([missing_param("action")])
+        if action not in VALID_VM_ACTIONS:
+            raise vmapi_validation([invalid_param("action")])
+        sync = p.get("sync")
+        if sync not in (None, "true", "false", True, False):
+            raise vmapi_validation([invalid_param("sync")])
+        idem = p.get("idempotent")
+        if idem not in (None, True, "true"):
+            raise vmapi_validation([invalid_param("idempotent")])
+        if action not in VM_ACTIONS:
+            raise ApiError(501, "NotImplemented", "action %s is not emulated by the simulated"
+                           " VMAPI" % action)
+        if raw.get("state") == "provisioning":
+            raise ApiError(409, "UnallocatedVM", "Cannot call %s for a VM that has not been"
+                           " provisioned yet" % action)
+        job = vm_action_job(raw, action, idem in (True, "true"), req.headers.get("x-request-id"))
+    if sync in (True, "true"):
+        job = wait_job(job["uuid"], 3600)
+        failed = [r for r in job["chain_results"] if r.get("error")]
+        if job["execution"] != "succeeded":
+            raise ApiError(500, "InternalError", "job %s %s: %s" % (
+                job["uuid"], job["execution"], failed[-1]["error"] if failed else ""))
+    return Response(202, {"vm_uuid": raw["uuid"], "job_uuid": job["uuid"]},
+                    headers=[("workflow-api", "http://workflow.%s.sim" % common.DATACENTER)])
+
+
+# UpdateVm waits for its job with sync=true: without the store's lock
+UNLOCKED = (vmapi_update_vm,)
+
+
 def _job_out(job):
     return {k: v for k, v in job.items() if k != "vm_uuid"}
 
@@ -584,6 +776,7 @@ ROUTES = [
     ("PUT", route("/vms"), vmapi_put_vms),
     ("POST", route("/vms"), vmapi_create_vm),
     ("GET", route("/vms/:uuid"), vmapi_get_vm),
+    ("POST", route("/vms/:uuid"), vmapi_update_vm),
     ("DELETE", route("/vms/:uuid"), vmapi_delete_vm),
     ("GET", route("/jobs"), vmapi_list_jobs),
     ("GET", route("/jobs/:uuid"), vmapi_get_job),
