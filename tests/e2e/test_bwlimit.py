@@ -25,6 +25,9 @@ def test_a_limited_migration_is_whole_and_no_faster_than_its_limit(dc):
 
 
 def test_an_evacuation_plan_shows_its_limit_and_each_migrations_share(dc):
+    # two it can move, so that two run at once (--concurrency, --per-cn's 2)
+    for _ in range(2):
+        dc.provision("--server", "source-server", "--state", "stopped", "--size", "1")
     p = dc.migrate("evacuate", "--dry-run", "--concurrency=2", "--bwlimit=8M", "source-server")
     # 1: the plan has instances it cannot move (core zones of other tests)
     assert p.returncode in (0, 1), p.stdout + p.stderr

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from checks import data_digest, kept_snapshot
+from checks import data_digest, kept_snapshot, net_agent
 from conftest import SDC_MIGRATE, SIMDC, booted, dc_env
 
 SRC = "source-server"
@@ -278,29 +278,30 @@ def overlaps(spans):
 
 def test_two_sources_in_one_plan_never_onto_each_other_nor_over_per_cn(evac):
     dc = evac
-    since = time.time()
-    mine = small(dc, SRC, 2) + small(dc, OLD, 2)
-    plan = [json.loads(l) for l in dc.migrate("evacuate", "-j", "--dry-run", SRC, OLD)
-            .stdout.splitlines()]
-    dests = {e["uuid"]: e["destination"] for e in plan if e["event"] == "plan"}
-    assert set(mine) <= set(dests) and set(dests.values()) <= set(DESTS), dests
-    p = dc.migrate("evacuate", "-y", "--per-cn=1", "--concurrency=4", SRC, OLD)
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "4 of 4 moved." in p.stdout
-    for u in mine:
-        assert dc.vm(u)["server_uuid"] in {dc.hosts()[h]["uuid"] for h in DESTS}
-    assert active_on(dc, SRC) == [] and active_on(dc, OLD) == []
-    assert reserved(dc, SRC) is False and reserved(dc, OLD) is False
-    # the datacenter's own log: never two streams at once on any CN
-    streams = {}
-    for rec in dc.log():
-        if rec["start"] >= since and rec["argv"][:2] in (["zfs", "send"], ["zfs", "recv"],
-                                                          ["zfs", "receive"]):
-            streams.setdefault(rec["host"], []).append((rec["start"], rec["end"]))
-    assert set(streams) == {SRC, OLD} | set(DESTS), streams.keys()
-    assert {h: overlaps(s) for h, s in streams.items()} == {h: 1 for h in streams}
-    assert_nothing_left(dc)
-
+    # old-server's net-agent as updated: 2.3.0 would be refused (test_oldplatform)
+    with net_agent(dc, OLD, "2.3.6"):
+        since = time.time()
+        mine = small(dc, SRC, 2) + small(dc, OLD, 2)
+        plan = [json.loads(l) for l in dc.migrate("evacuate", "-j", "--dry-run", SRC, OLD)
+                .stdout.splitlines()]
+        dests = {e["uuid"]: e["destination"] for e in plan if e["event"] == "plan"}
+        assert set(mine) <= set(dests) and set(dests.values()) <= set(DESTS), dests
+        p = dc.migrate("evacuate", "-y", "--per-cn=1", "--concurrency=4", SRC, OLD)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "4 of 4 moved." in p.stdout
+        for u in mine:
+            assert dc.vm(u)["server_uuid"] in {dc.hosts()[h]["uuid"] for h in DESTS}
+        assert active_on(dc, SRC) == [] and active_on(dc, OLD) == []
+        assert reserved(dc, SRC) is False and reserved(dc, OLD) is False
+        # the datacenter's own log: never two streams at once on any CN
+        streams = {}
+        for rec in dc.log():
+            if rec["start"] >= since and rec["argv"][:2] in (["zfs", "send"], ["zfs", "recv"],
+                                                              ["zfs", "receive"]):
+                streams.setdefault(rec["host"], []).append((rec["start"], rec["end"]))
+        assert set(streams) == {SRC, OLD} | set(DESTS), streams.keys()
+        assert {h: overlaps(s) for h, s in streams.items()} == {h: 1 for h in streams}
+        assert_nothing_left(dc)
 
 
 def test_an_evacuation_killed_midway_is_finished_by_running_it_again(evac):

@@ -528,7 +528,8 @@ def test_an_undo_that_cannot_destroy_the_received_data_needs_an_operator(dc):
     assert "Found the journal of an interrupted migration" in p.stdout
     assert "undoing what that run changed\n" in p.stdout
     first = journals(dc, uuid)[-2]
-    assert pending(first) == [] and first[-1] == {"t": "end", "outcome": "rolled-back"}
+    assert pending(first) == [] and \
+        {k: v for k, v in first[-1].items() if k != "at"} == {"t": "end", "outcome": "rolled-back"}
     assert_migrated(dc, uuid, before, p.stdout)
     assert_sequence_continues(dc, uuid)
 
